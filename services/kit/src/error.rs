@@ -1,0 +1,222 @@
+//! One error type for every service, and its one mapping to `tonic::Status` (AIP-193): a
+//! canonical code, a short actionable message, `google.rpc.ErrorInfo` on every error and
+//! `google.rpc.BadRequest` field violations for invalid input. Causes are logged, never returned.
+
+use std::collections::HashMap;
+
+use tonic::Code;
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The `ErrorInfo.domain` of every civic error.
+pub const ERROR_DOMAIN: &str = "civic.local";
+
+/// One invalid field of a request: the field's path (`service_item.title`) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// The path of the field, in the request's proto field names.
+    pub field: String,
+    /// What is wrong with it, in words the caller can act on.
+    pub description: String,
+}
+
+/// An error a request can end with.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    code: Code,
+    reason: &'static str,
+    message: String,
+    violations: Vec<FieldViolation>,
+    metadata: HashMap<String, String>,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// The result of anything that can fail with an [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An error with the given code, stable reason (UPPER_SNAKE_CASE) and message.
+    pub fn new(code: Code, reason: &'static str, message: impl Into<String>) -> Self {
+        Self { code, reason, message: message.into(), violations: Vec::new(), metadata: HashMap::new(), source: None }
+    }
+
+    /// Invalid input: one violated field.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::invalid_fields(vec![FieldViolation { field: field.into(), description: description.into() }])
+    }
+
+    /// Invalid input: every violated field at once.
+    pub fn invalid_fields(violations: Vec<FieldViolation>) -> Self {
+        let message = match violations.as_slice() {
+            [one] => format!("invalid {}: {}", one.field, one.description),
+            many => format!("{} invalid fields", many.len()),
+        };
+        Self { violations, ..Self::new(Code::InvalidArgument, "INVALID_ARGUMENT", message) }
+    }
+
+    /// The named resource does not exist (or the caller may not know that it does).
+    pub fn not_found(resource: impl Into<String>) -> Self {
+        let resource = resource.into();
+        Self::new(Code::NotFound, "NOT_FOUND", format!("{resource} not found")).with_metadata("resource", resource)
+    }
+
+    /// The resource to create exists already.
+    pub fn already_exists(resource: impl Into<String>) -> Self {
+        let resource = resource.into();
+        Self::new(Code::AlreadyExists, "ALREADY_EXISTS", format!("{resource} already exists"))
+            .with_metadata("resource", resource)
+    }
+
+    /// The resource is not in a state that allows the operation.
+    pub fn failed_precondition(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(Code::FailedPrecondition, reason, message)
+    }
+
+    /// The etag sent does not match the stored one: somebody changed the resource meanwhile.
+    pub fn etag_mismatch(resource: impl Into<String>) -> Self {
+        let resource = resource.into();
+        Self::new(
+            Code::Aborted,
+            "ETAG_MISMATCH",
+            format!("{resource} was changed by someone else; read it again and retry"),
+        )
+        .with_metadata("resource", resource)
+    }
+
+    /// No credentials, or credentials that cannot be trusted.
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(Code::Unauthenticated, "UNAUTHENTICATED", message)
+    }
+
+    /// The caller is known but may not do this (AIP-211: said whether or not the resource exists).
+    pub fn permission_denied(message: impl Into<String>) -> Self {
+        Self::new(Code::PermissionDenied, "PERMISSION_DENIED", message)
+    }
+
+    /// A dependency (the database, the event bus) cannot be reached now; the caller may retry.
+    pub fn unavailable(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::new(Code::Unavailable, "UNAVAILABLE", "the service is unavailable; retry later").with_source(cause)
+    }
+
+    /// A fault of the service itself. The cause is logged when the error is turned into a status.
+    pub fn internal(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::new(Code::Internal, "INTERNAL", "internal error").with_source(cause)
+    }
+
+    /// Adds a metadata entry to the error's `ErrorInfo`.
+    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Keeps the cause for the log.
+    pub fn with_source(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(cause));
+        self
+    }
+
+    /// The canonical code.
+    pub fn code(&self) -> Code {
+        self.code
+    }
+
+    /// The stable `ErrorInfo.reason`.
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+
+    /// The invalid fields, for INVALID_ARGUMENT.
+    pub fn violations(&self) -> &[FieldViolation] {
+        &self.violations
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(error: Error) -> Self {
+        if let Some(cause) = &error.source {
+            // The chain goes to the log only; the caller sees the short message.
+            let chain = std::iter::successors(Some(cause.as_ref() as &dyn std::error::Error), |e| e.source())
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(": ");
+            if error.code == Code::Internal {
+                tracing::error!(reason = error.reason, cause = %chain, "request failed");
+            } else {
+                tracing::warn!(reason = error.reason, cause = %chain, "request failed");
+            }
+        }
+        let mut details = ErrorDetails::with_error_info(error.reason, ERROR_DOMAIN, error.metadata);
+        for v in error.violations {
+            details.add_bad_request_violation(v.field, v.description);
+        }
+        tonic::Status::with_error_details(error.code, error.message, details)
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Error::unavailable(e),
+            other => Error::internal(other),
+        }
+    }
+}
+
+/// Collects the violations of a request's fields, to report them all at once.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    /// An empty collection.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records that `field` is invalid.
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation { field: field.into(), description: description.into() });
+    }
+
+    /// Records the violation of a parse result and returns its value, if it parsed.
+    pub fn check<T>(&mut self, result: Result<T>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.extend(e.violations);
+                None
+            }
+        }
+    }
+
+    /// Ok when nothing was recorded, INVALID_ARGUMENT naming every field otherwise.
+    pub fn finish(self) -> Result<()> {
+        if self.0.is_empty() { Ok(()) } else { Err(Error::invalid_fields(self.0)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_argument_carries_error_info_and_field_violations() {
+        let status: tonic::Status = Error::invalid("service_item.title", "must not be empty").into();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_error_details();
+        let info = details.error_info().expect("error info");
+        assert_eq!(info.reason, "INVALID_ARGUMENT");
+        assert_eq!(info.domain, ERROR_DOMAIN);
+        let bad = details.bad_request().expect("bad request");
+        assert_eq!(bad.field_violations[0].field, "service_item.title");
+    }
+
+    #[test]
+    fn internal_cause_is_not_returned() {
+        let cause = std::io::Error::other("password=secret at db.internal:5432");
+        let status: tonic::Status = Error::internal(cause).into();
+        assert_eq!(status.code(), Code::Internal);
+        assert_eq!(status.message(), "internal error");
+        assert!(!format!("{status:?}").contains("secret"));
+    }
+}
