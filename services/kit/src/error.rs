@@ -19,17 +19,30 @@ pub struct FieldViolation {
     pub description: String,
 }
 
-/// An error a request can end with.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct Error {
+/// An error a request can end with. Boxed, so results stay small on the happy path.
+#[derive(Debug)]
+pub struct Error(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
     code: Code,
     reason: &'static str,
     message: String,
     violations: Vec<FieldViolation>,
     metadata: HashMap<String, String>,
-    #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
 
 /// The result of anything that can fail with an [`Error`].
@@ -38,7 +51,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An error with the given code, stable reason (UPPER_SNAKE_CASE) and message.
     pub fn new(code: Code, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { code, reason, message: message.into(), violations: Vec::new(), metadata: HashMap::new(), source: None }
+        Self(Box::new(Inner {
+            code,
+            reason,
+            message: message.into(),
+            violations: Vec::new(),
+            metadata: HashMap::new(),
+            source: None,
+        }))
     }
 
     /// Invalid input: one violated field.
@@ -52,7 +72,9 @@ impl Error {
             [one] => format!("invalid {}: {}", one.field, one.description),
             many => format!("{} invalid fields", many.len()),
         };
-        Self { violations, ..Self::new(Code::InvalidArgument, "INVALID_ARGUMENT", message) }
+        let mut error = Self::new(Code::InvalidArgument, "INVALID_ARGUMENT", message);
+        error.0.violations = violations;
+        error
     }
 
     /// The named resource does not exist (or the caller may not know that it does).
@@ -106,34 +128,35 @@ impl Error {
 
     /// Adds a metadata entry to the error's `ErrorInfo`.
     pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.metadata.insert(key.into(), value.into());
+        self.0.metadata.insert(key.into(), value.into());
         self
     }
 
     /// Keeps the cause for the log.
     pub fn with_source(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(cause));
+        self.0.source = Some(Box::new(cause));
         self
     }
 
     /// The canonical code.
     pub fn code(&self) -> Code {
-        self.code
+        self.0.code
     }
 
     /// The stable `ErrorInfo.reason`.
     pub fn reason(&self) -> &'static str {
-        self.reason
+        self.0.reason
     }
 
     /// The invalid fields, for INVALID_ARGUMENT.
     pub fn violations(&self) -> &[FieldViolation] {
-        &self.violations
+        &self.0.violations
     }
 }
 
 impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
+        let error = *error.0;
         if let Some(cause) = &error.source {
             // The chain goes to the log only; the caller sees the short message.
             let chain = std::iter::successors(Some(cause.as_ref() as &dyn std::error::Error), |e| e.source())
@@ -183,7 +206,7 @@ impl Violations {
         match result {
             Ok(v) => Some(v),
             Err(e) => {
-                self.0.extend(e.violations);
+                self.0.extend(e.0.violations);
                 None
             }
         }

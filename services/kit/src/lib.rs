@@ -3,8 +3,17 @@
 //! logic lives here.
 #![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod config;
 pub mod db;
 pub mod error;
+pub mod events;
+pub mod filter;
+pub mod idempotency;
+pub mod names;
+pub mod page;
+pub mod server;
+pub mod telemetry;
 pub mod time;
 
 pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! Events: the transactional outbox, its relay, the buses and the idempotent consumer.

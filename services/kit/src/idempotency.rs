@@ -1,0 +1,137 @@
+//! Idempotent mutations (AIP-155) and etags (AIP-154). A mutating request with a `request_id`
+//! saves its answer in the same transaction as its change; a retry with the same id gets that
+//! answer back and changes nothing. The same id with a different request is refused.
+
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+use crate::db::{Db, OnConstraint, Tx, on_constraint};
+use crate::error::{Error, Result};
+
+/// Who asked what, under which request id. Without a request id nothing is saved.
+#[derive(Debug, Clone)]
+pub struct RequestKey {
+    caller: String,
+    method: &'static str,
+    request_id: String,
+    request_hash: String,
+}
+
+impl RequestKey {
+    /// The key of `request`, sent by `caller` (see `Caller::key`) to `method`. An invalid
+    /// `request_id` (over 128 characters, or with control characters) is INVALID_ARGUMENT.
+    pub fn new(caller: String, method: &'static str, request_id: &str, request: &impl Message) -> Result<Self> {
+        if request_id.len() > 128 || request_id.chars().any(char::is_control) {
+            return Err(Error::invalid("request_id", "must be at most 128 printable characters (a UUID is best)"));
+        }
+        let hash = Sha256::digest(request.encode_to_vec());
+        let request_hash = hash.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Self { caller, method, request_id: request_id.to_owned(), request_hash })
+    }
+
+    fn is_set(&self) -> bool {
+        !self.request_id.is_empty()
+    }
+}
+
+/// The saved answer to this key, if the request was made before. Call it first thing in the
+/// transaction of the change.
+pub async fn replay<M: Message + Default>(tx: &mut Tx, key: &RequestKey) -> Result<Option<M>> {
+    if !key.is_set() {
+        return Ok(None);
+    }
+    let saved: Option<(String, Vec<u8>)> = sqlx::query_as(
+        "select request_hash, response from civic_idempotency where caller = $1 and method = $2 and request_id = $3",
+    )
+    .bind(&key.caller)
+    .bind(key.method)
+    .bind(&key.request_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    match saved {
+        None => Ok(None),
+        Some((hash, _)) if hash != key.request_hash => {
+            Err(Error::invalid("request_id", "was already used for a different request"))
+        }
+        Some((_, response)) => {
+            tracing::debug!(method = key.method, "request replayed from its saved answer");
+            M::decode(response.as_slice()).map(Some).map_err(Error::internal)
+        }
+    }
+}
+
+/// Saves the answer to this key in the transaction of the change. A concurrent twin that
+/// saved first makes this transaction fail with ABORTED; its retry then replays.
+pub async fn save(tx: &mut Tx, key: &RequestKey, response: &impl Message) -> Result<()> {
+    if !key.is_set() {
+        return Ok(());
+    }
+    let now = crate::time::now_text();
+    sqlx::query(
+        "insert into civic_idempotency (caller, method, request_id, request_hash, response, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, $6, $6)",
+    )
+    .bind(&key.caller)
+    .bind(key.method)
+    .bind(&key.request_id)
+    .bind(&key.request_hash)
+    .bind(response.encode_to_vec())
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| {
+        on_constraint(
+            e,
+            &[OnConstraint { name: "civic_idempotency_pkey", kind: sqlx::error::ErrorKind::UniqueViolation }],
+            |_| Error::new(tonic::Code::Aborted, "REQUEST_IN_PROGRESS", "the same request is being handled; retry"),
+        )
+    })?;
+    Ok(())
+}
+
+/// Runs `change` in a write transaction under `key`: a replay returns the saved answer without
+/// running it; otherwise its answer is saved with the change and committed together.
+pub async fn mutate<M, F>(db: &Db, key: &RequestKey, change: F) -> Result<M>
+where
+    M: Message + Default,
+    F: AsyncFnOnce(&mut Tx) -> Result<M>,
+{
+    let mut tx = db.begin().await?;
+    if let Some(saved) = replay(&mut tx, key).await? {
+        return Ok(saved);
+    }
+    let response = change(&mut tx).await?;
+    save(&mut tx, key, &response).await?;
+    tx.commit().await?;
+    Ok(response)
+}
+
+/// The etag of a resource at `version` (a counter bumped by every change).
+pub fn etag(version: i64) -> String {
+    format!("\"{version}\"")
+}
+
+/// Checks an etag sent with an update or delete: empty means "any version"; otherwise it must
+/// be the current one, or the request is ABORTED (someone changed the resource meanwhile).
+pub fn check_etag(sent: &str, version: i64, resource: &str) -> Result<()> {
+    if sent.is_empty() || sent == etag(version) { Ok(()) } else { Err(Error::etag_mismatch(resource)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_compare_by_version() {
+        assert!(check_etag("", 3, "x").is_ok());
+        assert!(check_etag(&etag(3), 3, "x").is_ok());
+        assert_eq!(check_etag(&etag(2), 3, "x").expect_err("stale").code(), tonic::Code::Aborted);
+    }
+
+    #[test]
+    fn request_ids_are_checked() {
+        let long = "x".repeat(129);
+        let err = RequestKey::new("anonymous".into(), "m", &long, &()).expect_err("too long");
+        assert_eq!(err.violations()[0].field, "request_id");
+    }
+}

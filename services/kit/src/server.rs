@@ -1,0 +1,334 @@
+//! The gRPC server every target runs, built in one place: grpc.health.v1 (SERVING only while the
+//! database answers), server reflection in both versions (v1, and v1alpha which common clients
+//! still speak), gRPC-Web on the same port, the tower stack, and graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use http::{Request, Response};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tower::{BoxError, Layer, Service, ServiceBuilder};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+use crate::config::ServerSettings;
+use crate::db::Db;
+
+/// The header carrying the request id, accepted from the caller or generated.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Tells every part of the process to stop; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+/// The switch of a [`Shutdown`].
+#[derive(Debug)]
+pub struct ShutdownTrigger(watch::Sender<bool>);
+
+/// A shutdown signal and its switch.
+pub fn shutdown_pair() -> (ShutdownTrigger, Shutdown) {
+    let (tx, rx) = watch::channel(false);
+    (ShutdownTrigger(tx), Shutdown(rx))
+}
+
+impl ShutdownTrigger {
+    /// Signals shutdown to every clone of the paired [`Shutdown`].
+    pub fn trigger(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+impl Shutdown {
+    /// Resolves once shutdown is signalled (or the trigger is gone).
+    pub async fn wait(mut self) {
+        let _ = self.0.wait_for(|stop| *stop).await;
+    }
+
+    /// Whether shutdown has been signalled.
+    pub fn is_triggered(&self) -> bool {
+        *self.0.borrow()
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn termination_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// The health of the gRPC services one server hosts.
+#[derive(Debug, Clone)]
+pub struct Health {
+    reporter: HealthReporter,
+}
+
+impl Health {
+    /// Reports each group of services SERVING while its database answers and NOT_SERVING
+    /// while it doesn't (and the server as a whole, "", SERVING only while all do), checking
+    /// every `every` until shutdown — then NOT_SERVING for good, so load balancers stop sending
+    /// before the drain.
+    pub fn watch_databases(&self, groups: Vec<(Vec<String>, Db)>, every: Duration, shutdown: Shutdown) {
+        let reporter = self.reporter.clone();
+        tokio::spawn(async move {
+            let mut last: Vec<Option<bool>> = vec![None; groups.len()];
+            let mut last_all = None;
+            loop {
+                let mut all = true;
+                for ((names, db), last) in groups.iter().zip(last.iter_mut()) {
+                    let up = db.ping().await;
+                    all &= up;
+                    if *last != Some(up) {
+                        if last.is_some() {
+                            tracing::warn!(up, services = ?names, "database health changed");
+                        }
+                        for name in names {
+                            reporter.set_service_status(name, status(up)).await;
+                        }
+                        *last = Some(up);
+                    }
+                }
+                if last_all != Some(all) {
+                    reporter.set_service_status("", status(all)).await;
+                    last_all = Some(all);
+                }
+                let stop = shutdown.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {},
+                    _ = stop.wait() => break,
+                }
+            }
+            reporter.set_service_status("", ServingStatus::NotServing).await;
+            for name in groups.iter().flat_map(|(names, _)| names) {
+                reporter.set_service_status(name, ServingStatus::NotServing).await;
+            }
+        });
+    }
+
+    /// Sets the status of `service` now.
+    pub async fn set(&self, service: &str, serving: bool) {
+        self.reporter.set_service_status(service, status(serving)).await;
+    }
+}
+
+fn status(up: bool) -> ServingStatus {
+    if up { ServingStatus::Serving } else { ServingStatus::NotServing }
+}
+
+/// The routes every server carries besides the services: health and reflection (both
+/// versions), knowing every civic descriptor and the health service's own.
+pub fn standard_routes() -> Result<(Routes, Health), BoxError> {
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(civic_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(civic_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let routes = Routes::new(health_service).add_service(v1).add_service(v1alpha);
+    Ok((routes, Health { reporter }))
+}
+
+/// Serves `routes` on `listener` until `shutdown`, then stops accepting and lets requests in
+/// flight finish (at most `settings.shutdown_grace_ms`).
+///
+/// The stack, outermost first, and why each layer sits where it does:
+/// 1. request id — set (or kept) before anything logs, echoed on the response;
+/// 2. trace — the span covers everything below, adopts the caller's W3C trace context, and
+///    carries the request id;
+/// 3. metrics — counts every answer by method and code, including those made by the layers
+///    below (shed, timed out), since they are real answers;
+/// 4. errors — turns the failures of the layers below (overload, timeout) into gRPC statuses,
+///    so the client always gets a status, never a reset stream;
+/// 5. load shed — refuses at once when the concurrency limit is reached, rather than queueing;
+/// 6. concurrency limit — bounds work in progress across all connections;
+/// 7. timeout — bounds each request (tonic also honours a shorter `grpc-timeout` from the caller);
+/// 8. gRPC-Web — translates browser requests, so everything above sees one protocol.
+pub async fn serve(
+    listener: TcpListener,
+    routes: Routes,
+    settings: &ServerSettings,
+    shutdown: Shutdown,
+) -> Result<(), tonic::transport::Error> {
+    let stack = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(http::HeaderName::from_static(REQUEST_ID), MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::new(http::HeaderName::from_static(REQUEST_ID)))
+        .layer(tower_http::trace::TraceLayer::new_for_grpc().make_span_with(make_span))
+        .layer(MetricsLayer)
+        .layer(ErrorsLayer)
+        .load_shed()
+        .concurrency_limit(settings.concurrency_limit)
+        .timeout(Duration::from_millis(settings.request_timeout_ms))
+        .layer(tonic_web::GrpcWebLayer::new())
+        .into_inner();
+    let grace = Duration::from_millis(settings.shutdown_grace_ms);
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let drained = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .layer(stack)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().wait());
+    tokio::pin!(drained);
+    tokio::select! {
+        result = &mut drained => result,
+        _ = async { shutdown.wait().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_ms = grace.as_millis() as u64, "requests still in flight after the grace period; stopping");
+            Ok(())
+        }
+    }
+}
+
+fn make_span<B>(request: &Request<B>) -> tracing::Span {
+    let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let span = tracing::info_span!(
+        "rpc",
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.method = %request.uri().path(),
+        request_id,
+    );
+    crate::telemetry::adopt_parent(&span, request.headers());
+    span
+}
+
+/// Binds a TCP listener, returning it with the address it got (port 0 picks a free port).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+/// Records rate, errors and duration per RPC (`civic_rpc_requests_total{method,code}`,
+/// `civic_rpc_duration_seconds{method}`).
+#[derive(Debug, Clone, Copy)]
+struct MetricsLayer;
+
+impl<S> Layer<S> for MetricsLayer {
+    type Service = MetricsService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        MetricsService(inner)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct MetricsService<S>(S);
+
+impl<S, B, RB> Service<Request<B>> for MetricsService<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let method = request.uri().path().to_owned();
+        let start = Instant::now();
+        let future = self.0.call(request);
+        Box::pin(async move {
+            let result = future.await;
+            // Unary errors come trailers-only, with the status in the headers; success carries
+            // it in the trailers, so a response without one in its headers is OK.
+            let code = match &result {
+                Ok(r) => r.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("0").to_owned(),
+                Err(_) => "transport".to_owned(),
+            };
+            // Unknown paths must not grow the label set without bound.
+            let method = if code == "12" { "unknown".to_owned() } else { method };
+            metrics::histogram!("civic_rpc_duration_seconds", "method" => method.clone())
+                .record(start.elapsed().as_secs_f64());
+            metrics::counter!("civic_rpc_requests_total", "method" => method, "code" => code).increment(1);
+            result
+        })
+    }
+}
+
+/// Answers the failures of the layers below it with gRPC statuses.
+#[derive(Debug, Clone, Copy)]
+struct ErrorsLayer;
+
+impl<S> Layer<S> for ErrorsLayer {
+    type Service = ErrorsService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        ErrorsService(inner)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ErrorsService<S>(S);
+
+impl<S, B, RB> Service<Request<B>> for ErrorsService<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    RB: Default,
+{
+    type Response = Response<RB>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<RB>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match self.0.poll_ready(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Pending => Poll::Pending,
+            // Load shed reports overload from poll_ready; the call then answers it.
+            Poll::Ready(Err(_)) => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let future = self.0.call(request);
+        Box::pin(async move {
+            match future.await {
+                Ok(response) => Ok(response),
+                Err(error) => Ok(status_of(error.into()).into_http()),
+            }
+        })
+    }
+}
+
+fn status_of(error: BoxError) -> tonic::Status {
+    if error.is::<tower::load_shed::error::Overloaded>() {
+        tonic::Status::resource_exhausted("the server is at its limit of requests in progress; retry shortly")
+    } else if error.is::<tower::timeout::error::Elapsed>() {
+        tonic::Status::deadline_exceeded("the request took longer than the server allows")
+    } else {
+        match error.downcast::<tonic::Status>() {
+            Ok(status) => *status,
+            Err(other) => {
+                tracing::error!(error = %other, "request failed in the server stack");
+                tonic::Status::internal("internal error")
+            }
+        }
+    }
+}
