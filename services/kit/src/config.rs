@@ -10,6 +10,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthSettings;
+use crate::calendar::CalendarSettings;
 
 /// The whole configuration of a civic process. Every field has a default that runs a laptop
 /// demo; `civic config` prints the effective values.
@@ -37,6 +38,8 @@ pub struct Config {
     pub auth: AuthSettings,
     /// The server stack's limits.
     pub server: ServerSettings,
+    /// Working days, for deadlines.
+    pub calendar: CalendarSettings,
 }
 
 /// How logs are written.
@@ -87,6 +90,7 @@ impl Default for Config {
             log: LogSettings::default(),
             auth: AuthSettings::default(),
             server: ServerSettings::default(),
+            calendar: CalendarSettings::default(),
         }
     }
 }
@@ -120,8 +124,18 @@ pub struct ConfigError {
 }
 
 /// The top-level keys, so that unrelated `CIVIC_…` variables (a test's, a shell's) are not read.
-const KEYS: &[&str] =
-    &["data_dir", "grpc_addr", "http_addr", "database_url", "nats_url", "secret_key", "log", "auth", "server"];
+const KEYS: &[&str] = &[
+    "data_dir",
+    "grpc_addr",
+    "http_addr",
+    "database_url",
+    "nats_url",
+    "secret_key",
+    "log",
+    "auth",
+    "server",
+    "calendar",
+];
 
 impl Config {
     /// Loads the configuration: defaults, then `file` when given (it must exist), then the
@@ -184,6 +198,9 @@ impl Config {
         }
         if self.server.outbox_poll_ms == 0 {
             return bad("server.outbox_poll_ms", "must be greater than 0");
+        }
+        if !(-14..=14).contains(&self.calendar.utc_offset_hours) {
+            return bad("calendar.utc_offset_hours", "must be between -14 and 14");
         }
         self.auth.validate().map_err(|(key, message)| ConfigError { key, message })
     }

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod calendar;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod names;
 pub mod page;
 pub mod server;
 pub mod telemetry;
+pub mod testing;
 pub mod time;
 
 pub use error::{Error, Result};
