@@ -1,1 +1,179 @@
-fn main() {}
+//! The `civic` command: serve any part of civic, and the operator's tools.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use civic::{Application, Options, Target};
+use civic_kit::auth::{Principal, Role};
+use civic_kit::config::Config;
+use clap::{Args, Parser, Subcommand};
+use figment::value::{Dict, Value};
+
+/// civic runs a city street office's community work: the service catalogue and reception desk,
+/// grids and visits, residents' problems, volunteers and the monthly assessment.
+#[derive(Debug, Parser)]
+#[command(name = "civic", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serves a target: every service in one process (`all`) or one service.
+    Serve(ServeArgs),
+    /// Applies the database migrations of a target and exits (for a Kubernetes Job).
+    Migrate(MigrateArgs),
+    /// Loads the Zhongjie Street demo data (idempotent).
+    Seed(CommonArgs),
+    /// Mints a development token signed with the dev key.
+    Token(TokenArgs),
+    /// Prints the effective configuration as TOML.
+    Config(CommonArgs),
+}
+
+#[derive(Debug, Args)]
+struct CommonArgs {
+    /// A TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where the embedded store and local secrets live.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// What to run.
+    #[arg(long, value_enum, default_value = "all")]
+    target: Target,
+    /// The gRPC listen address (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    grpc_addr: Option<String>,
+    /// The HTTP listen address (metrics, health probes).
+    #[arg(long, value_name = "ADDR")]
+    http_addr: Option<String>,
+    /// Load the Zhongjie Street demo data before serving.
+    #[arg(long)]
+    seed: bool,
+}
+
+#[derive(Debug, Args)]
+struct MigrateArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Whose databases to migrate.
+    #[arg(long, value_enum, default_value = "all")]
+    target: Target,
+}
+
+#[derive(Debug, Args)]
+struct TokenArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// The user the token speaks for.
+    #[arg(long, default_value = "dev")]
+    subject: String,
+    /// A role (repeatable): resident, grid_worker, cadre, party_volunteer, department_officer, admin.
+    #[arg(long = "role", required = true)]
+    roles: Vec<Role>,
+    /// The street scope.
+    #[arg(long, default_value = "zhongjie")]
+    street: String,
+    /// The community scope, if any.
+    #[arg(long)]
+    community: Option<String>,
+    /// A grid scope (repeatable).
+    #[arg(long = "grid")]
+    grids: Vec<String>,
+    /// How long the token is valid, in hours.
+    #[arg(long, default_value_t = 12)]
+    hours: u64,
+}
+
+fn load(common: &CommonArgs, extra: Dict) -> anyhow::Result<Config> {
+    let mut flags = extra;
+    if let Some(dir) = &common.data_dir {
+        flags.insert("data_dir".into(), Value::from(dir.display().to_string()));
+    }
+    Config::load(common.config.as_deref(), &flags).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("civic: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("civic: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let mut flags = Dict::new();
+            if let Some(a) = &args.grpc_addr {
+                flags.insert("grpc_addr".into(), Value::from(a.clone()));
+            }
+            if let Some(a) = &args.http_addr {
+                flags.insert("http_addr".into(), Value::from(a.clone()));
+            }
+            let config = load(&args.common, flags)?;
+            let _telemetry = civic_kit::telemetry::init(&config.log, &format!("{:?}", args.target).to_lowercase());
+            if config.nats_url.is_empty() && args.target != Target::All {
+                tracing::warn!("no nats_url: events stay inside this process; other replicas will not hear them");
+            }
+            let app = Application::build(config, args.target, Options { seed: args.seed }).await?;
+            app.run_until_stopped().await
+        }
+        Command::Migrate(args) => {
+            let config = load(&args.common, Dict::new())?;
+            let _telemetry = civic_kit::telemetry::init(&config.log, "migrate");
+            for service in args.target.services() {
+                civic::open_database(&config, *service).await?.close().await;
+                tracing::info!(service = service.name(), "migrated");
+            }
+            Ok(())
+        }
+        Command::Seed(common) => {
+            let config = load(&common, Dict::new())?;
+            let _telemetry = civic_kit::telemetry::init(&config.log, "seed");
+            let added = civic::seed(&config).await?;
+            println!("seeded {added} service items into streets/{}", civic_catalogue::ZHONGJIE_STREET);
+            Ok(())
+        }
+        Command::Token(args) => {
+            let config = load(&args.common, Dict::new())?;
+            let auth = civic::effective_auth(&config)?;
+            let principal = Principal {
+                subject: args.subject,
+                roles: args.roles,
+                street: Some(args.street),
+                community: args.community,
+                grids: args.grids,
+            };
+            let token = civic_kit::auth::mint_dev_token(&auth, &principal, Duration::from_secs(args.hours * 3600))
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .context("minting a token")?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Config(common) => {
+            let config = load(&common, Dict::new())?;
+            print!("{}", toml::to_string_pretty(&config).context("printing the configuration")?);
+            Ok(())
+        }
+    }
+}

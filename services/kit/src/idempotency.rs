@@ -89,21 +89,44 @@ pub async fn save(tx: &mut Tx, key: &RequestKey, response: &impl Message) -> Res
     Ok(())
 }
 
-/// Runs `change` in a write transaction under `key`: a replay returns the saved answer without
-/// running it; otherwise its answer is saved with the change and committed together.
-pub async fn mutate<M, F>(db: &Db, key: &RequestKey, change: F) -> Result<M>
-where
-    M: Message + Default,
-    F: AsyncFnOnce(&mut Tx) -> Result<M>,
-{
+/// A write transaction under a request key, begun by [`begin`].
+#[derive(Debug)]
+pub struct Mutation {
+    tx: Tx,
+    key: RequestKey,
+}
+
+/// What [`begin`] found.
+#[derive(Debug)]
+pub enum Begun<M> {
+    /// The request was made before: here is its first answer; change nothing.
+    Replayed(M),
+    /// A new request: make the change in the transaction, then [`Mutation::commit`] it.
+    Fresh(Mutation),
+}
+
+/// Begins the write transaction of a mutating request: a replay of `key` gets the saved
+/// answer, anything else a transaction in which to make the change.
+pub async fn begin<M: Message + Default>(db: &Db, key: &RequestKey) -> Result<Begun<M>> {
     let mut tx = db.begin().await?;
-    if let Some(saved) = replay(&mut tx, key).await? {
-        return Ok(saved);
+    Ok(match replay(&mut tx, key).await? {
+        Some(saved) => Begun::Replayed(saved),
+        None => Begun::Fresh(Mutation { tx, key: key.clone() }),
+    })
+}
+
+impl Mutation {
+    /// The transaction, for the change.
+    pub fn tx(&mut self) -> &mut Tx {
+        &mut self.tx
     }
-    let response = change(&mut tx).await?;
-    save(&mut tx, key, &response).await?;
-    tx.commit().await?;
-    Ok(response)
+
+    /// Saves `response` as the answer to the request and commits it with the change.
+    pub async fn commit(mut self, response: &impl Message) -> Result<()> {
+        save(&mut self.tx, &self.key, response).await?;
+        self.tx.commit().await?;
+        Ok(())
+    }
 }
 
 /// The etag of a resource at `version` (a counter bumped by every change).

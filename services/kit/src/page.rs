@@ -99,6 +99,35 @@ impl PageTokens {
     }
 }
 
+impl PageTokens {
+    /// Like [`PageTokens::decode`], for positions of exactly `parts` values.
+    pub fn decode_position(&self, token: &str, query: &str, parts: usize) -> Result<Option<Vec<String>>> {
+        match self.decode(token, query)? {
+            Some(p) if p.len() != parts => {
+                Err(Error::invalid("page_token", "is not a token this query returned; start again without it"))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// Ends a page read with one row more than `size` (the way to know whether more follow):
+    /// drops the extra row and returns the token of the next page, or "" on the last page.
+    pub fn next_page<T>(
+        &self,
+        query: &str,
+        rows: &mut Vec<T>,
+        size: usize,
+        position: impl FnOnce(&T) -> Vec<String>,
+    ) -> String {
+        if rows.len() > size {
+            rows.truncate(size);
+            rows.last().map(|last| self.encode(query, &position(last))).unwrap_or_default()
+        } else {
+            String::new()
+        }
+    }
+}
+
 /// The page size to use: `requested` when in 1..=`max`, `default` for 0, `max` above it;
 /// negative is INVALID_ARGUMENT (AIP-158).
 pub fn page_size(requested: i32, default: usize, max: usize) -> Result<usize> {

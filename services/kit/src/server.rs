@@ -17,7 +17,9 @@ use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::{BoxError, Layer, Service, ServiceBuilder};
+use tower_http::classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::DefaultOnFailure;
 
 use crate::config::ServerSettings;
 use crate::db::Db;
@@ -177,7 +179,11 @@ pub async fn serve(
     let stack = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(http::HeaderName::from_static(REQUEST_ID), MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(http::HeaderName::from_static(REQUEST_ID)))
-        .layer(tower_http::trace::TraceLayer::new_for_grpc().make_span_with(make_span))
+        .layer(
+            tower_http::trace::TraceLayer::new(SharedClassifier::new(caller_faults_are_answers()))
+                .make_span_with(make_span)
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
+        )
         .layer(MetricsLayer)
         .layer(ErrorsLayer)
         .load_shed()
@@ -200,6 +206,24 @@ pub async fn serve(
             Ok(())
         }
     }
+}
+
+/// The trace layer reports server faults; a request the caller got wrong (invalid, not
+/// found, not allowed, precondition, conflict) is an answer, not a failure of the server.
+fn caller_faults_are_answers() -> GrpcErrorsAsFailures {
+    [
+        GrpcCode::Cancelled,
+        GrpcCode::InvalidArgument,
+        GrpcCode::NotFound,
+        GrpcCode::AlreadyExists,
+        GrpcCode::PermissionDenied,
+        GrpcCode::FailedPrecondition,
+        GrpcCode::Aborted,
+        GrpcCode::OutOfRange,
+        GrpcCode::Unauthenticated,
+    ]
+    .into_iter()
+    .fold(GrpcErrorsAsFailures::new(), GrpcErrorsAsFailures::with_success)
 }
 
 fn make_span<B>(request: &Request<B>) -> tracing::Span {

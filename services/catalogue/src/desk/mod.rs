@@ -1,0 +1,8 @@
+//! The one-window reception desk: applications for service items, owned from first receipt to
+//! the end by the staff member who received them first, and the inquiries that led to none.
+
+mod api;
+pub mod domain;
+mod store;
+
+pub use api::TOPIC_PREFIX;

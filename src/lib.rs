@@ -1,0 +1,291 @@
+//! civic as a program: the static list of targets `civic serve` can run, and the one process
+//! builder that binds, migrates, wires and serves them (Loki's "one binary, any part" model).
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use civic_kit::auth::{AuthSettings, Verifier};
+use civic_kit::calendar::WorkCalendar;
+use civic_kit::config::Config;
+use civic_kit::db::Db;
+use civic_kit::events::{Bus, Relay};
+use civic_kit::page::PageTokens;
+use civic_kit::server::{self, Health, Shutdown, ShutdownTrigger};
+use tokio::task::JoinHandle;
+
+/// A part of civic that `civic serve --target` can run. The list is static, and so is what
+/// each target runs (see [`Target::services`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// Every service in one process, on the embedded store by default.
+    All,
+    /// The catalogue service alone.
+    Catalogue,
+}
+
+/// The services of civic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Service items and the reception desk.
+    Catalogue,
+}
+
+impl Target {
+    /// The services this target runs.
+    pub fn services(self) -> &'static [Service] {
+        match self {
+            Target::All => &[Service::Catalogue],
+            Target::Catalogue => &[Service::Catalogue],
+        }
+    }
+}
+
+impl Service {
+    /// The service's store name (schema or file).
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Catalogue => civic_catalogue::SERVICE,
+        }
+    }
+}
+
+/// What to do besides serving.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Load the Zhongjie Street demo data on start.
+    pub seed: bool,
+}
+
+/// The token settings in force: the configured ones, or — when neither a dev key nor a JWKS
+/// file is configured — the data directory's secret as the dev key, so a laptop demo accepts
+/// the tokens `civic token` mints.
+pub fn effective_auth(config: &Config) -> anyhow::Result<AuthSettings> {
+    let mut auth = config.auth.clone();
+    if auth.dev_key.is_none() && auth.jwks_file.is_none() {
+        let secret = config.secret().context("reading the secret in the data directory")?;
+        auth.dev_key = Some(String::from_utf8_lossy(&secret).into_owned());
+    }
+    Ok(auth)
+}
+
+/// The event bus in force: NATS JetStream when configured, else in-process.
+pub async fn connect_bus(config: &Config) -> anyhow::Result<Bus> {
+    if config.nats_url.is_empty() {
+        Ok(Bus::in_process())
+    } else {
+        Bus::nats(&config.nats_url, "CIVIC", "civic").await.context("connecting to NATS")
+    }
+}
+
+/// Connects and migrates one service's database.
+pub async fn open_database(config: &Config, service: Service) -> anyhow::Result<Db> {
+    let url = config.database_url_for(service.name());
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    }
+    let db = Db::connect(&url, service.name(), config.server.db_max_connections)
+        .await
+        .with_context(|| format!("opening the {} database", service.name()))?;
+    let migrations = match service {
+        Service::Catalogue => civic_catalogue::MIGRATIONS,
+    };
+    db.migrate(migrations).await.with_context(|| format!("migrating the {} database", service.name()))?;
+    Ok(db)
+}
+
+/// Loads the Zhongjie Street demo data into the configured store, returning how many items
+/// were added. A running server's relay delivers the events on its next poll.
+pub async fn seed(config: &Config) -> anyhow::Result<usize> {
+    let db = open_database(config, Service::Catalogue).await?;
+    let secret = config.secret().context("reading the secret in the data directory")?;
+    let verifier = Verifier::new(&effective_auth(config)?).map_err(|e| anyhow::anyhow!("auth: {e}"))?;
+    let bus = Bus::in_process();
+    let relay = Relay::new(db.clone(), bus.clone(), Duration::from_secs(1));
+    let (_trigger, shutdown) = server::shutdown_pair();
+    let state = civic_catalogue::Catalogue::new(civic_catalogue::Parts {
+        db: db.clone(),
+        auth: verifier,
+        pages: PageTokens::new(&secret),
+        bus,
+        relay,
+        calendar: WorkCalendar::new(&config.calendar),
+        shutdown,
+    });
+    let added = state.seed(civic_catalogue::ZHONGJIE_STREET, civic_catalogue::ZHONGJIE).await?;
+    db.close().await;
+    Ok(added)
+}
+
+/// A built civic process: listeners bound, databases migrated, ready to serve.
+pub struct Application {
+    grpc: (tokio::net::TcpListener, SocketAddr),
+    http: (tokio::net::TcpListener, SocketAddr),
+    routes: tonic::service::Routes,
+    health: Health,
+    health_names: Vec<String>,
+    watched: Vec<(Vec<String>, Db)>,
+    databases: Vec<Db>,
+    config: Config,
+    trigger: Arc<ShutdownTrigger>,
+    shutdown: Shutdown,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Application {
+    /// Binds the listeners (port 0 allowed), opens and migrates the target's databases, and
+    /// wires its services.
+    pub async fn build(config: Config, target: Target, options: Options) -> anyhow::Result<Self> {
+        let grpc =
+            server::bind(config.grpc_addr).await.with_context(|| format!("binding grpc_addr {}", config.grpc_addr))?;
+        let http =
+            server::bind(config.http_addr).await.with_context(|| format!("binding http_addr {}", config.http_addr))?;
+        tracing::info!(grpc_addr = %grpc.1, http_addr = %http.1, target = ?target, "listening");
+
+        let secret = config.secret().context("reading the secret in the data directory")?;
+        let pages = PageTokens::new(&secret);
+        let verifier = Verifier::new(&effective_auth(&config)?).map_err(|e| anyhow::anyhow!("auth: {e}"))?;
+        let bus = connect_bus(&config).await?;
+        let (trigger, shutdown) = server::shutdown_pair();
+        let (mut routes, health) = server::standard_routes().map_err(|e| anyhow::anyhow!("reflection: {e}"))?;
+        let poll = Duration::from_millis(config.server.outbox_poll_ms);
+        let mut tasks = Vec::new();
+        let mut databases = Vec::new();
+        let mut health_names = vec![String::new()];
+        let mut watched = Vec::new();
+        for service in target.services() {
+            let db = open_database(&config, *service).await?;
+            let relay = Relay::new(db.clone(), bus.clone(), poll);
+            tasks.push(tokio::spawn(relay.clone().run(shutdown.clone().wait())));
+            match service {
+                Service::Catalogue => {
+                    let state = civic_catalogue::Catalogue::new(civic_catalogue::Parts {
+                        db: db.clone(),
+                        auth: verifier.clone(),
+                        pages: pages.clone(),
+                        bus: bus.clone(),
+                        relay,
+                        calendar: WorkCalendar::new(&config.calendar),
+                        shutdown: shutdown.clone(),
+                    });
+                    if options.seed {
+                        state
+                            .seed(civic_catalogue::ZHONGJIE_STREET, civic_catalogue::ZHONGJIE)
+                            .await
+                            .context("seeding the catalogue")?;
+                    }
+                    routes = civic_catalogue::add_routes(routes, state);
+                    let names: Vec<String> = civic_catalogue::GRPC_SERVICES.iter().map(|s| (*s).to_owned()).collect();
+                    health_names.extend(names.iter().cloned());
+                    watched.push((names, db.clone()));
+                }
+            }
+            databases.push(db);
+        }
+        let trigger = Arc::new(trigger);
+        Ok(Self { grpc, http, routes, health, health_names, watched, databases, config, trigger, shutdown, tasks })
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.1
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.1
+    }
+
+    /// A handle that stops the application (as SIGTERM does).
+    pub fn stopper(&self) -> Stopper {
+        Stopper { health: self.health.clone(), names: self.health_names.clone(), trigger: self.trigger.clone() }
+    }
+
+    /// Serves until SIGTERM/Ctrl-C or [`Stopper::stop`]: first reports NOT_SERVING, then stops
+    /// accepting and drains requests in flight.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application {
+            grpc,
+            http,
+            routes,
+            health,
+            health_names,
+            watched,
+            databases,
+            config,
+            trigger,
+            shutdown,
+            tasks,
+        } = self;
+        health.watch_databases(watched, Duration::from_secs(2), shutdown.clone());
+        let http_task = tokio::spawn(serve_http(http.0, databases.clone(), shutdown.clone()));
+        let stopper = Stopper { health: health.clone(), names: health_names, trigger };
+        let signal_stopper = stopper.clone();
+        let signal = tokio::spawn(async move {
+            server::termination_signal().await;
+            tracing::info!("termination signal received");
+            signal_stopper.stop().await;
+        });
+        let served = server::serve(grpc.0, routes, &config.server, shutdown.clone()).await;
+        signal.abort();
+        stopper.stop().await;
+        let _ = http_task.await;
+        for task in tasks {
+            let _ = task.await;
+        }
+        for db in databases {
+            db.close().await;
+        }
+        tracing::info!("stopped");
+        served.context("serving gRPC")
+    }
+}
+
+/// Stops a running [`Application`].
+#[derive(Clone)]
+pub struct Stopper {
+    health: Health,
+    names: Vec<String>,
+    trigger: Arc<ShutdownTrigger>,
+}
+
+impl Stopper {
+    /// Reports every service NOT_SERVING, then signals shutdown.
+    pub async fn stop(&self) {
+        for name in &self.names {
+            self.health.set(name, false).await;
+        }
+        self.trigger.trigger();
+    }
+}
+
+/// The operations endpoints: `/metrics` (Prometheus text), `/healthz` (the process runs) and
+/// `/readyz` (every database answers).
+async fn serve_http(listener: tokio::net::TcpListener, databases: Vec<Db>, shutdown: Shutdown) {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let metrics = civic_kit::telemetry::metrics();
+    let app = axum::Router::new()
+        .route("/metrics", get(move || std::future::ready(metrics.render())))
+        .route("/healthz", get(|| std::future::ready("ok")))
+        .route(
+            "/readyz",
+            get(move || {
+                let databases = databases.clone();
+                async move {
+                    for db in &databases {
+                        if !db.ping().await {
+                            return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable");
+                        }
+                    }
+                    (StatusCode::OK, "ready")
+                }
+            }),
+        );
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.wait()).await {
+        tracing::error!(error = %e, "http listener failed");
+    }
+}

@@ -1,0 +1,151 @@
+//! Boots civic for end-to-end tests: a target on port 0 with a fresh store (a temporary SQLite
+//! directory, or a fresh PostgreSQL database when `CIVIC_TEST_POSTGRES_URL` is set), events over
+//! NATS when `CIVIC_TEST_NATS_URL` is set, awaiting readiness through grpc.health.v1 (no sleeps).
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use civic::{Application, Options, Stopper, Target};
+use civic_kit::auth::{Principal, Role};
+use civic_kit::config::Config;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// The dev key of every test server.
+pub const DEV_KEY: &str = "test-dev-key-with-at-least-thirty-two-bytes";
+
+/// A store shared by the replicas of one test.
+pub struct Store {
+    /// Keeps the SQLite directory alive.
+    dir: tempfile::TempDir,
+    /// The PostgreSQL database, when testing against PostgreSQL.
+    postgres: Option<civic_kit::testing::TestDatabase>,
+}
+
+impl Store {
+    /// A fresh store.
+    pub async fn fresh() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let postgres = civic_kit::testing::TestDatabase::from_env().await;
+        Self { dir, postgres }
+    }
+
+    fn configure(&self, config: &mut Config) {
+        config.data_dir = self.dir.path().to_path_buf();
+        if let Some(pg) = &self.postgres {
+            config.database_url = pg.url().to_owned();
+        }
+    }
+}
+
+/// One running civic process (in this test process).
+pub struct TestApp {
+    /// The gRPC address.
+    pub grpc_addr: SocketAddr,
+    /// The HTTP address.
+    pub http_addr: SocketAddr,
+    /// A channel to the gRPC address.
+    pub channel: Channel,
+    stopper: Stopper,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// The configuration of a test server over `store`.
+pub fn test_config(store: &Store) -> Config {
+    let mut config = Config::default();
+    store.configure(&mut config);
+    config.grpc_addr = "127.0.0.1:0".parse().expect("addr");
+    config.http_addr = "127.0.0.1:0".parse().expect("addr");
+    config.secret_key = "test-page-token-secret-of-32-bytes-at-least".into();
+    config.auth.dev_key = Some(DEV_KEY.into());
+    config.server.outbox_poll_ms = 100;
+    config.server.shutdown_grace_ms = 2000;
+    if let Ok(nats) = std::env::var("CIVIC_TEST_NATS_URL") {
+        config.nats_url = nats;
+    }
+    config
+}
+
+/// Starts `target` over `store` and waits until it reports SERVING.
+pub async fn spawn_on(store: &Store, target: Target, options: Options) -> TestApp {
+    spawn_with(test_config(store), target, options).await
+}
+
+/// Starts `target` with `config` and waits until it reports SERVING.
+pub async fn spawn_with(config: Config, target: Target, options: Options) -> TestApp {
+    let _ = civic_kit::telemetry::init(
+        &civic_kit::config::LogSettings { level: "warn".into(), ..Default::default() },
+        "test",
+    );
+    let app = Application::build(config, target, options).await.expect("application builds");
+    let grpc_addr = app.grpc_addr();
+    let http_addr = app.http_addr();
+    let stopper = app.stopper();
+    let task = tokio::spawn(app.run_until_stopped());
+    let channel = Channel::from_shared(format!("http://{grpc_addr}")).expect("uri").connect_lazy();
+    await_serving(channel.clone(), "").await;
+    TestApp { grpc_addr, http_addr, channel, stopper, task }
+}
+
+/// Starts the all-in-one target on a fresh store. The store is returned to keep it alive.
+pub async fn spawn_all() -> (TestApp, Store) {
+    let store = Store::fresh().await;
+    let app = spawn_on(&store, Target::All, Options::default()).await;
+    (app, store)
+}
+
+/// Waits, through grpc.health.v1 Watch, until `service` is SERVING (at most 30 s).
+pub async fn await_serving(channel: Channel, service: &str) {
+    let watch = async {
+        let mut client = HealthClient::new(channel);
+        loop {
+            // The server may not accept yet in the first instant; Watch reconnects on retry.
+            let Ok(response) = client.watch(HealthCheckRequest { service: service.into() }).await else {
+                tokio::task::yield_now().await;
+                continue;
+            };
+            let mut stream = response.into_inner();
+            while let Ok(Some(update)) = stream.message().await {
+                if update.status == ServingStatus::Serving as i32 {
+                    return;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), watch).await.expect("server became SERVING within 30 s");
+}
+
+impl TestApp {
+    /// Stops the server (NOT_SERVING, then drain) and waits for it to end.
+    pub async fn stop(self) {
+        self.stopper.stop().await;
+        let result = tokio::time::timeout(Duration::from_secs(15), self.task).await.expect("server stops within 15 s");
+        result.expect("server task").expect("server ran cleanly");
+    }
+}
+
+/// A dev token for `roles` in `street`, valid for an hour.
+pub fn token(subject: &str, roles: &[Role], street: &str) -> String {
+    let settings = civic_kit::auth::AuthSettings { dev_key: Some(DEV_KEY.into()), ..Default::default() };
+    let principal = Principal {
+        subject: subject.into(),
+        roles: roles.to_vec(),
+        street: Some(street.into()),
+        community: None,
+        grids: Vec::new(),
+    };
+    civic_kit::auth::mint_dev_token(&settings, &principal, Duration::from_secs(3600)).expect("mint")
+}
+
+/// Wraps `message` in a request carrying `token` as a bearer token (none when empty).
+pub fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if !token.is_empty() {
+        request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
+    }
+    request
+}
