@@ -76,7 +76,9 @@ pub async fn connect_bus(config: &Config) -> anyhow::Result<Bus> {
     if config.nats_url.is_empty() {
         Ok(Bus::in_process())
     } else {
-        Bus::nats(&config.nats_url, "CIVIC", "civic").await.context("connecting to NATS")
+        Bus::nats(&config.nats_url, &config.nats_stream, &config.nats_subject_prefix)
+            .await
+            .context("connecting to NATS")
     }
 }
 

@@ -22,6 +22,8 @@ pub const DEV_KEY: &str = "test-dev-key-with-at-least-thirty-two-bytes";
 pub struct Store {
     /// Keeps the SQLite directory alive.
     dir: tempfile::TempDir,
+    /// This test's own NATS stream and subjects, so parallel tests don't hear each other.
+    nats_namespace: String,
     /// The PostgreSQL database, when testing against PostgreSQL.
     postgres: Option<civic_kit::testing::TestDatabase>,
 }
@@ -31,7 +33,8 @@ impl Store {
     pub async fn fresh() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let postgres = civic_kit::testing::TestDatabase::from_env().await;
-        Self { dir, postgres }
+        let nats_namespace = format!("test{}", uuid::Uuid::new_v4().simple());
+        Self { dir, nats_namespace, postgres }
     }
 
     fn configure(&self, config: &mut Config) {
@@ -39,6 +42,25 @@ impl Store {
         if let Some(pg) = &self.postgres {
             config.database_url = pg.url().to_owned();
         }
+        config.nats_stream = self.nats_namespace.to_uppercase();
+        config.nats_subject_prefix = self.nats_namespace.clone();
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let (Ok(url), stream) = (std::env::var("CIVIC_TEST_NATS_URL"), self.nats_namespace.to_uppercase()) else {
+            return;
+        };
+        // A thread of its own: the test's runtime may be shutting down around us.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async {
+                let client = async_nats::connect(url).await.ok()?;
+                async_nats::jetstream::new(client).delete_stream(stream).await.ok()
+            })
+        })
+        .join();
     }
 }
 

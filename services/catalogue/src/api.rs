@@ -399,6 +399,11 @@ impl CatalogueService for Catalogue {
             let message = |change_type: ChangeType, item: Option<ServiceItem>| {
                 Ok(WatchServiceItemsResponse { change_type: change_type as i32, service_item: item })
             };
+            // Events come at least once, from every replica's relay, and may repeat what the
+            // snapshot holds: send each item's versions in order, each once.
+            let version = |item: &ServiceItem| item.etag.trim_matches('"').parse::<i64>().unwrap_or(0);
+            let mut sent: std::collections::HashMap<String, i64> =
+                snapshot.iter().map(|i| (i.name.clone(), version(i))).collect();
             for item in snapshot {
                 if tx.send(message(ChangeType::Existing, Some(item))).await.is_err() {
                     return;
@@ -436,6 +441,11 @@ impl CatalogueService for Catalogue {
                     tracing::warn!(event_id = %event.id, "undecodable catalogue event skipped");
                     continue;
                 };
+                let v = version(&item);
+                if sent.get(&item.name).is_some_and(|last| *last >= v) {
+                    continue;
+                }
+                sent.insert(item.name.clone(), v);
                 if tx.send(message(change, Some(item))).await.is_err() {
                     return;
                 }

@@ -29,6 +29,11 @@ pub struct Config {
     /// NATS with JetStream for events between processes (`nats://host:4222`); empty for the
     /// in-process bus, which only the all-in-one target may use.
     pub nats_url: String,
+    /// The JetStream stream that holds civic's events (several deployments may share a NATS
+    /// cluster with streams and subject prefixes of their own).
+    pub nats_stream: String,
+    /// The prefix of civic's NATS subjects: events go to `{prefix}.{topic}`.
+    pub nats_subject_prefix: String,
     /// The secret that signs page tokens, at least 32 bytes. Replicas of a service must share
     /// it. When empty, a random one is made once and kept in `data_dir/secret.key`.
     pub secret_key: String,
@@ -86,6 +91,8 @@ impl Default for Config {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: String::new(),
             nats_url: String::new(),
+            nats_stream: "CIVIC".into(),
+            nats_subject_prefix: "civic".into(),
             secret_key: String::new(),
             log: LogSettings::default(),
             auth: AuthSettings::default(),
@@ -180,6 +187,13 @@ impl Config {
         }
         if !self.nats_url.is_empty() && !self.nats_url.starts_with("nats://") {
             return bad("nats_url", "must be empty (in-process events) or start with nats://");
+        }
+        let token = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !token(&self.nats_stream) {
+            return bad("nats_stream", "must be letters, digits, '-' or '_'");
+        }
+        if !token(&self.nats_subject_prefix) {
+            return bad("nats_subject_prefix", "must be letters, digits, '-' or '_'");
         }
         if !self.secret_key.is_empty() && self.secret_key.len() < 32 {
             return bad("secret_key", "must be at least 32 bytes");

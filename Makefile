@@ -1,0 +1,51 @@
+# The one task runner of civic. CI (.ci/run) calls these same recipes, so a green `make ci`
+# here means a green CI. `make` alone lists the targets.
+#
+# bench: comes with the benchmark (`civic bench`, criterion); no placeholder target until then.
+
+.DEFAULT_GOAL := help
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+
+CARGO ?= cargo
+# Where `make test-services` finds PostgreSQL and NATS JetStream; .ci/run starts both if they are
+# down. Each test creates (and drops) its own database on this server, and its own stream.
+CIVIC_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+CIVIC_TEST_NATS_URL ?= nats://127.0.0.1:4222
+
+.PHONY: help run test test-services fmt fmt-check lint proto-lint deny ci
+
+help: ## List the targets (the default)
+	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
+
+run: ## Run every service on SQLite with the Zhongjie Street demo data (the README's first command)
+	$(CARGO) run -- serve --target=all --seed
+
+test: ## Run the tests on SQLite with in-process events (the README's second command)
+	$(CARGO) test --workspace
+
+test-services: ## Run the same tests against PostgreSQL and NATS JetStream (both must be up)
+	CIVIC_TEST_POSTGRES_URL='$(CIVIC_TEST_POSTGRES_URL)' CIVIC_TEST_NATS_URL='$(CIVIC_TEST_NATS_URL)' \
+		$(CARGO) test --workspace
+
+fmt: ## Format every crate
+	$(CARGO) fmt --all
+
+fmt-check: ## Fail if any file is not formatted
+	$(CARGO) fmt --all -- --check
+
+lint: ## Clippy on every crate and target, warnings as errors (rules in Cargo.toml and clippy.toml)
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# npm's own check, not a file target: packages unpack with a 1985 mtime, so make would always
+# think node_modules is older than package-lock.json and reinstall.
+proto-lint: ## Lint the .proto contract with buf (rules in proto/buf.yaml, explained in proto/README.md)
+	@test -x node_modules/.bin/buf || npm ci --no-audit --no-fund
+	npx buf lint proto
+
+deny: ## Check licences, advisories, duplicate crates and sources (needs cargo-deny; rules in deny.toml)
+	@command -v cargo-deny >/dev/null || { echo "cargo-deny is not installed: cargo install --locked cargo-deny" >&2; exit 1; }
+	$(CARGO) deny check
+
+ci: ## Everything CI runs: format, clippy, buf, the tests, then the tests on PostgreSQL and NATS
+	.ci/run
