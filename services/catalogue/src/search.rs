@@ -178,7 +178,7 @@ mod tests {
         let terms = terms(query);
         let mut hits: Vec<(u32, &'static str)> =
             items.iter().filter_map(|i| score(&terms, &i.fields()).map(|s| (s, i.title))).collect();
-        hits.sort_by(|a, b| b.0.cmp(&a.0));
+        hits.sort_by_key(|h| std::cmp::Reverse(h.0));
         hits.into_iter().map(|(_, t)| t).collect()
     }
 

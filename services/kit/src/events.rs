@@ -200,7 +200,7 @@ impl Bus {
                 let consumer: async_nats::jetstream::consumer::Consumer<pull::Config> =
                     stream.get_or_create_consumer(consumer, config).await.map_err(Error::unavailable)?;
                 let messages = consumer.messages().await.map_err(Error::unavailable)?;
-                Ok(Subscription(SubscriptionInner::Nats { messages, prefix: bus.prefix.clone() }))
+                Ok(Subscription(SubscriptionInner::Nats { messages: Box::new(messages), prefix: bus.prefix.clone() }))
             }
         }
     }
@@ -258,7 +258,7 @@ pub struct Subscription(SubscriptionInner);
 
 enum SubscriptionInner {
     InProcess(mpsc::Receiver<(Event, oneshot::Sender<bool>)>),
-    Nats { messages: async_nats::jetstream::consumer::pull::Stream, prefix: String },
+    Nats { messages: Box<async_nats::jetstream::consumer::pull::Stream>, prefix: String },
 }
 
 /// One delivered event, to acknowledge once applied.
@@ -270,7 +270,7 @@ pub struct Delivery {
 
 enum Ack {
     InProcess(oneshot::Sender<bool>),
-    Nats(async_nats::jetstream::Message),
+    Nats(Box<async_nats::jetstream::Message>),
 }
 
 impl Subscription {
@@ -283,7 +283,7 @@ impl Subscription {
             SubscriptionInner::Nats { messages, prefix } => loop {
                 match messages.next().await? {
                     Ok(message) => match from_nats(prefix, &message.message) {
-                        Some(event) => return Some(Delivery { event, ack: Ack::Nats(message) }),
+                        Some(event) => return Some(Delivery { event, ack: Ack::Nats(Box::new(message)) }),
                         None => {
                             tracing::warn!(subject = %message.subject, "message without civic headers dropped");
                             let _ = message.ack().await;

@@ -42,6 +42,13 @@ fn entry(actor: &str, action: &str, state: State, note: &str) -> TimelineEntry {
     }
 }
 
+/// Who does what to a case, and the note for its timeline.
+struct Step<'a> {
+    actor: &'a str,
+    action: Action,
+    note: &'a str,
+}
+
 impl Catalogue {
     /// Applies `action` to a case under the request's key: checks the etag and the transition,
     /// lets `change` fill in what the action sets, appends the timeline entry, and writes the
@@ -51,11 +58,10 @@ impl Catalogue {
         key: &RequestKey,
         name: &ApplicationName,
         etag: &str,
-        actor: &str,
-        action: Action,
-        note: &str,
+        step: Step<'_>,
         change: impl FnOnce(&mut Application) -> Result<()>,
     ) -> Result<Application> {
+        let Step { actor, action, note } = step;
         let mut m = match idempotency::begin::<Application>(&self.db, key).await? {
             Begun::Replayed(saved) => return Ok(saved),
             Begun::Fresh(m) => m,
@@ -114,7 +120,8 @@ macro_rules! staff_action {
         let actor = staff_of(&caller, &name.street)?.resource_name();
         let key = RequestKey::new(caller.key(), $method, &req.request_id, &req)?;
         let change = $change(&req)?;
-        let out = $self.act(&key, &name, &req.etag, &actor, $action, &$note(&req), change).await?;
+        let step = Step { actor: &actor, action: $action, note: &$note(&req) };
+        let out = $self.act(&key, &name, &req.etag, step, change).await?;
         Ok(Response::new(out))
     }};
 }
@@ -280,7 +287,7 @@ impl DeskService for Catalogue {
         let required = self.materials_of(&stored.application.service_item_revision).await?;
         let checked = domain::check_materials(&required, &req.materials)?;
         let out = self
-            .act(&key, &name, &req.etag, &actor, Action::Accept, "", move |a| {
+            .act(&key, &name, &req.etag, Step { actor: &actor, action: Action::Accept, note: "" }, move |a| {
                 a.materials = checked;
                 Ok(())
             })
@@ -393,11 +400,12 @@ impl DeskService for Catalogue {
         let principal = caller.require()?;
         let me = principal.resource_name();
         let stored = store::get(self.db.reader(), &name).await?;
-        if !stored.as_ref().is_some_and(|s| s.application.applicant == me) {
+        if stored.as_ref().is_none_or(|s| s.application.applicant != me) {
             return Err(Error::permission_denied("only the applicant may withdraw an application").into());
         }
         let key = RequestKey::new(caller.key(), "WithdrawApplication", &req.request_id, &req)?;
-        let out = self.act(&key, &name, &req.etag, &me, Action::Withdraw, &req.note, |_| Ok(())).await?;
+        let step = Step { actor: &me, action: Action::Withdraw, note: &req.note };
+        let out = self.act(&key, &name, &req.etag, step, |_| Ok(())).await?;
         Ok(Response::new(out))
     }
 

@@ -181,7 +181,7 @@ mod tests {
             },
         ];
         let id = CheckedMaterial { name: "身份证".into(), provided: true, note: String::new() };
-        let checked = check_materials(&list, &[id.clone()]).expect("enough");
+        let checked = check_materials(&list, std::slice::from_ref(&id)).expect("enough");
         assert_eq!(checked.len(), 2);
         assert!(!checked[1].provided);
         assert_eq!(check_materials(&list, &[]).expect_err("missing").reason(), "MATERIALS_MISSING");
