@@ -138,6 +138,7 @@ impl CatalogueService for Catalogue {
                 "" => list_filter.state = State::Published.as_str_name(),
                 "PUBLISHED" => {}
                 _ => {
+                    caller.require()?;
                     return Err(
                         Error::permission_denied("only the street's editors see drafts and retired items").into()
                     );
