@@ -24,9 +24,11 @@ run: ## Run every service on SQLite with the Zhongjie Street demo data (the READ
 test: ## Run the tests on SQLite with in-process events (the README's second command)
 	$(CARGO) test --workspace
 
-test-services: ## Run the same tests against PostgreSQL and NATS JetStream (both must be up)
+test-services: ## Run the same tests against PostgreSQL and NATS JetStream, all-in-one then split
 	CIVIC_TEST_POSTGRES_URL='$(CIVIC_TEST_POSTGRES_URL)' CIVIC_TEST_NATS_URL='$(CIVIC_TEST_NATS_URL)' \
 		$(CARGO) test --workspace
+	CIVIC_TEST_POSTGRES_URL='$(CIVIC_TEST_POSTGRES_URL)' CIVIC_TEST_NATS_URL='$(CIVIC_TEST_NATS_URL)' \
+		CIVIC_TEST_MODE=split $(CARGO) test --workspace
 
 fmt: ## Format every crate
 	$(CARGO) fmt --all

@@ -11,7 +11,7 @@ use civic_proto::catalogue::desk_service_client::DeskServiceClient;
 use civic_proto::catalogue::material::Form;
 use civic_proto::catalogue::service_item::{Category, HandlingMode};
 use civic_proto::catalogue::*;
-use common::{TestApp, spawn_all, token, with_token};
+use common::{TestApp, spawn_app, token, with_token};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -82,10 +82,21 @@ impl World {
             title: "法律咨询".into(),
             category: Category::Legal as i32,
             handling_mode: HandlingMode::OnBehalf as i32,
-            materials: vec![Material { name: "身份证".into(), form: Form::Original as i32, copies: 1, required: true, note: String::new() }],
+            materials: vec![Material {
+                name: "身份证".into(),
+                form: Form::Original as i32,
+                copies: 1,
+                required: true,
+                note: String::new(),
+            }],
             ..Default::default()
         };
-        let request = CreateServiceItemRequest { parent: STREET.into(), service_item: Some(item), service_item_id: id, request_id: String::new() };
+        let request = CreateServiceItemRequest {
+            parent: STREET.into(),
+            service_item: Some(item),
+            service_item_id: id,
+            request_id: String::new(),
+        };
         self.catalogue.create_service_item(with_token(request, &self.admin)).await.expect("draft").into_inner().name
     }
 
@@ -110,7 +121,7 @@ impl World {
 
 #[tokio::test]
 async fn every_catalogue_rpc_allows_exactly_its_callers() {
-    let (app, _store) = spawn_all().await;
+    let (app, _store) = spawn_app().await;
     let mut w = World::new(&app);
     let published = w.published().await;
     let draft = w.draft().await;
@@ -118,12 +129,15 @@ async fn every_catalogue_rpc_allows_exactly_its_callers() {
 
     let mut got = [OK; 6];
     for (i, token) in t.iter().enumerate() {
-        got[i] = code(w.catalogue.get_service_item(with_token(GetServiceItemRequest { name: published.clone() }, token)).await);
+        got[i] = code(
+            w.catalogue.get_service_item(with_token(GetServiceItemRequest { name: published.clone() }, token)).await,
+        );
     }
     check("GetServiceItem (published)", got, [OK; 6]);
 
     for (i, token) in t.iter().enumerate() {
-        got[i] = code(w.catalogue.get_service_item(with_token(GetServiceItemRequest { name: draft.clone() }, token)).await);
+        got[i] =
+            code(w.catalogue.get_service_item(with_token(GetServiceItemRequest { name: draft.clone() }, token)).await);
     }
     check("GetServiceItem (draft)", got, [MISSING, MISSING, MISSING, OK, MISSING, OK]);
 
@@ -134,15 +148,22 @@ async fn every_catalogue_rpc_allows_exactly_its_callers() {
     check("ListServiceItems", got, [OK; 6]);
 
     for (i, token) in t.iter().enumerate() {
-        let request = ListServiceItemsRequest { parent: STREET.into(), filter: "state = DRAFT".into(), ..Default::default() };
+        let request =
+            ListServiceItemsRequest { parent: STREET.into(), filter: "state = DRAFT".into(), ..Default::default() };
         got[i] = code(w.catalogue.list_service_items(with_token(request, token)).await);
     }
     check("ListServiceItems (drafts)", got, [UNAUTH, DENIED, DENIED, OK, DENIED, OK]);
 
     let editors = [UNAUTH, DENIED, DENIED, OK, DENIED, OK];
     for (i, token) in t.iter().enumerate() {
-        let item = ServiceItem { title: "新事项".into(), category: Category::Culture as i32, handling_mode: HandlingMode::Guided as i32, ..Default::default() };
-        let request = CreateServiceItemRequest { parent: STREET.into(), service_item: Some(item), ..Default::default() };
+        let item = ServiceItem {
+            title: "新事项".into(),
+            category: Category::Culture as i32,
+            handling_mode: HandlingMode::Guided as i32,
+            ..Default::default()
+        };
+        let request =
+            CreateServiceItemRequest { parent: STREET.into(), service_item: Some(item), ..Default::default() };
         got[i] = code(w.catalogue.create_service_item(with_token(request, token)).await);
     }
     check("CreateServiceItem", got, editors);
@@ -160,19 +181,31 @@ async fn every_catalogue_rpc_allows_exactly_its_callers() {
 
     for (i, token) in t.iter().enumerate() {
         let name = w.draft().await;
-        got[i] = code(w.catalogue.delete_service_item(with_token(DeleteServiceItemRequest { name, ..Default::default() }, token)).await);
+        got[i] = code(
+            w.catalogue
+                .delete_service_item(with_token(DeleteServiceItemRequest { name, ..Default::default() }, token))
+                .await,
+        );
     }
     check("DeleteServiceItem", got, editors);
 
     for (i, token) in t.iter().enumerate() {
         let name = w.draft().await;
-        got[i] = code(w.catalogue.publish_service_item(with_token(PublishServiceItemRequest { name, ..Default::default() }, token)).await);
+        got[i] = code(
+            w.catalogue
+                .publish_service_item(with_token(PublishServiceItemRequest { name, ..Default::default() }, token))
+                .await,
+        );
     }
     check("PublishServiceItem", got, editors);
 
     for (i, token) in t.iter().enumerate() {
         let name = w.published().await;
-        got[i] = code(w.catalogue.retire_service_item(with_token(RetireServiceItemRequest { name, ..Default::default() }, token)).await);
+        got[i] = code(
+            w.catalogue
+                .retire_service_item(with_token(RetireServiceItemRequest { name, ..Default::default() }, token))
+                .await,
+        );
     }
     check("RetireServiceItem", got, editors);
 
@@ -204,7 +237,7 @@ async fn every_catalogue_rpc_allows_exactly_its_callers() {
 
 #[tokio::test]
 async fn every_desk_rpc_allows_exactly_its_callers() {
-    let (app, _store) = spawn_all().await;
+    let (app, _store) = spawn_app().await;
     let mut w = World::new(&app);
     let item = w.published().await;
     let t = w.tokens.clone();
@@ -216,7 +249,11 @@ async fn every_desk_rpc_allows_exactly_its_callers() {
         let applicant = if i == 3 || i == 5 { "users/resident-a" } else { "" };
         let request = CreateApplicationRequest {
             parent: STREET.into(),
-            application: Some(Application { service_item: item.clone(), applicant: applicant.into(), ..Default::default() }),
+            application: Some(Application {
+                service_item: item.clone(),
+                applicant: applicant.into(),
+                ..Default::default()
+            }),
             request_id: String::new(),
         };
         got[i] = code(w.desk.create_application(with_token(request, token)).await);
@@ -247,7 +284,9 @@ async fn every_desk_rpc_allows_exactly_its_callers() {
                     1 => assert!(!apps.is_empty() && own("users/resident-a")),
                     2 => assert!(!apps.is_empty() && own("users/resident-b")),
                     4 => assert!(own("users/zhao")),
-                    _ => assert!(apps.iter().any(|a| a.applicant == "users/resident-b"), "staff see the street's cases"),
+                    _ => {
+                        assert!(apps.iter().any(|a| a.applicant == "users/resident-b"), "staff see the street's cases")
+                    }
                 }
                 OK
             }
@@ -283,7 +322,9 @@ async fn every_desk_rpc_allows_exactly_its_callers() {
     let after_gate = [UNAUTH, DENIED, DENIED, PRECONDITION, DENIED, PRECONDITION];
     for (i, token) in t.iter().enumerate() {
         let name = w.case(&item).await;
-        got[i] = code(w.desk.start_application(with_token(StartApplicationRequest { name, ..Default::default() }, token)).await);
+        got[i] = code(
+            w.desk.start_application(with_token(StartApplicationRequest { name, ..Default::default() }, token)).await,
+        );
     }
     check("StartApplication (received)", got, after_gate);
     for (i, token) in t.iter().enumerate() {
@@ -294,13 +335,21 @@ async fn every_desk_rpc_allows_exactly_its_callers() {
     check("ForwardApplication (received)", got, after_gate);
     for (i, token) in t.iter().enumerate() {
         let name = w.case(&item).await;
-        got[i] = code(w.desk.complete_application(with_token(CompleteApplicationRequest { name, ..Default::default() }, token)).await);
+        got[i] = code(
+            w.desk
+                .complete_application(with_token(CompleteApplicationRequest { name, ..Default::default() }, token))
+                .await,
+        );
     }
     check("CompleteApplication (received)", got, after_gate);
 
     for (i, token) in t.iter().enumerate() {
         let name = w.case(&item).await;
-        got[i] = code(w.desk.withdraw_application(with_token(WithdrawApplicationRequest { name, ..Default::default() }, token)).await);
+        got[i] = code(
+            w.desk
+                .withdraw_application(with_token(WithdrawApplicationRequest { name, ..Default::default() }, token))
+                .await,
+        );
     }
     check("WithdrawApplication", got, [UNAUTH, OK, DENIED, DENIED, DENIED, DENIED]);
 

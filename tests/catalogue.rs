@@ -12,7 +12,7 @@ use civic_proto::catalogue::material::Form;
 use civic_proto::catalogue::service_item::{Category, HandlingMode, State};
 use civic_proto::catalogue::watch_service_items_response::ChangeType;
 use civic_proto::catalogue::*;
-use common::{Store, spawn_all, spawn_on, token, with_token};
+use common::{Store, spawn_app, spawn_on, token, with_token};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -62,7 +62,7 @@ async fn publish(client: &mut Client, admin: &str, name: &str) -> ServiceItem {
 
 #[tokio::test]
 async fn an_item_goes_from_draft_to_published_to_retired_keeping_its_revisions() {
-    let (app, _store) = spawn_all().await;
+    let (app, _store) = spawn_app().await;
     let mut client = Client::new(app.channel.clone());
     let admin = token("a", &[Role::Admin], "zhongjie");
 
@@ -187,7 +187,7 @@ async fn an_item_goes_from_draft_to_published_to_retired_keeping_its_revisions()
 
 #[tokio::test]
 async fn invalid_input_names_the_field_and_writes_nothing() {
-    let (app, _store) = spawn_all().await;
+    let (app, _store) = spawn_app().await;
     let mut client = Client::new(app.channel.clone());
     let admin = token("a", &[Role::Admin], "zhongjie");
     let mut negative = item("x");
@@ -259,7 +259,7 @@ async fn invalid_input_names_the_field_and_writes_nothing() {
 
 #[tokio::test]
 async fn pagination_walks_500_items_without_gaps_or_repeats() {
-    let (app, _store) = spawn_all().await;
+    let (app, _store) = spawn_app().await;
     let mut client = Client::new(app.channel.clone());
     let admin = token("a", &[Role::Admin], "zhongjie");
     let mut expected = Vec::new();
@@ -298,7 +298,7 @@ async fn pagination_walks_500_items_without_gaps_or_repeats() {
 #[tokio::test]
 async fn search_finds_chinese_words_pinyin_initials_and_english_best_first() {
     let store = Store::fresh().await;
-    let app = spawn_on(&store, Target::All, Options { seed: true }).await;
+    let app = spawn_on(&store, common::target(), Options { seed: true }).await;
     let mut client = Client::new(app.channel.clone());
     let search =
         |query: &str| SearchServiceItemsRequest { parent: STREET.into(), query: query.into(), ..Default::default() };
@@ -378,7 +378,7 @@ async fn client_retire(client: &mut Client, admin: &str, name: &str) {
 
 #[tokio::test]
 async fn the_watch_stream_sends_the_catalogue_then_every_change() {
-    let (app, _store) = spawn_all().await;
+    let (app, _store) = spawn_app().await;
     watch_sees_changes_made_on(app.channel.clone(), app.channel.clone()).await;
     app.stop().await;
 }
@@ -400,7 +400,7 @@ async fn the_watch_stream_sees_changes_made_on_another_replica() {
 #[tokio::test]
 async fn the_seeded_catalogue_has_every_category() {
     let store = Store::fresh().await;
-    let app = spawn_on(&store, Target::All, Options { seed: true }).await;
+    let app = spawn_on(&store, common::target(), Options { seed: true }).await;
     let mut client = Client::new(app.channel.clone());
     for category in ["PARTY_MASS", "GOVERNMENT_AFFAIRS", "DAILY_LIFE", "VOLUNTEER", "CULTURE", "LEGAL"] {
         let page = client

@@ -10,7 +10,7 @@ use civic_proto::catalogue::desk_service_client::DeskServiceClient;
 use civic_proto::catalogue::material::Form;
 use civic_proto::catalogue::service_item::{Category, HandlingMode};
 use civic_proto::catalogue::*;
-use common::{spawn_all, token, with_token};
+use common::{spawn_app, token, with_token};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -97,7 +97,7 @@ fn id_card() -> Vec<CheckedMaterial> {
 
 #[tokio::test]
 async fn a_case_keeps_its_first_owner_through_hand_overs_to_completion() {
-    let (app, _store) = spawn_all().await;
+    let (app, _store) = spawn_app().await;
     let item = published_item(app.channel.clone(), "elderly-allowance", HandlingMode::OnBehalf, 5).await;
     let mut d = desk(app.channel.clone());
 
@@ -205,7 +205,7 @@ async fn a_case_keeps_its_first_owner_through_hand_overs_to_completion() {
 
 #[tokio::test]
 async fn illegal_transitions_fail_and_reasons_are_required() {
-    let (app, _store) = spawn_all().await;
+    let (app, _store) = spawn_app().await;
     let item = published_item(app.channel.clone(), "guided-item", HandlingMode::Guided, 3).await;
     let mut d = desk(app.channel.clone());
     let case = d.desk.create_application(with_token(file(&item, ""), &d.resident_a)).await.expect("file").into_inner();
@@ -284,7 +284,7 @@ async fn illegal_transitions_fail_and_reasons_are_required() {
 
 #[tokio::test]
 async fn residents_see_only_their_own_cases_and_overdue_cases_can_be_listed() {
-    let (app, _store) = spawn_all().await;
+    let (app, _store) = spawn_app().await;
     let on_the_spot = published_item(app.channel.clone(), "on-the-spot", HandlingMode::HandledHere, 0).await;
     let mut d = desk(app.channel.clone());
     d.desk.create_application(with_token(file(&on_the_spot, ""), &d.resident_a)).await.expect("a files");
@@ -315,7 +315,7 @@ async fn residents_see_only_their_own_cases_and_overdue_cases_can_be_listed() {
 
 #[tokio::test]
 async fn inquiries_are_recorded_by_staff() {
-    let (app, _store) = spawn_all().await;
+    let (app, _store) = spawn_app().await;
     let mut d = desk(app.channel.clone());
     let request = |t: &str, question: &str| {
         with_token(

@@ -7,7 +7,7 @@ use civic_kit::auth::Role;
 use civic_proto::catalogue::catalogue_service_client::CatalogueServiceClient;
 use civic_proto::catalogue::service_item::{Category, HandlingMode};
 use civic_proto::catalogue::{CreateServiceItemRequest, ListServiceItemsRequest, ServiceItem};
-use common::{spawn_all, token, with_token};
+use common::{spawn_app, token, with_token};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
@@ -25,7 +25,7 @@ fn draft(title: &str) -> ServiceItem {
 
 #[tokio::test]
 async fn reflection_lists_the_services_in_both_versions_and_health_is_serving() {
-    let (app, _store) = spawn_all().await;
+    let (app, _store) = spawn_app().await;
 
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient as V1;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest as V1Request;
@@ -74,7 +74,7 @@ async fn reflection_lists_the_services_in_both_versions_and_health_is_serving() 
 
 #[tokio::test]
 async fn metrics_count_rpcs_by_method_and_code() {
-    let (app, _store) = spawn_all().await;
+    let (app, _store) = spawn_app().await;
     let mut client = CatalogueServiceClient::new(app.channel.clone());
     let _ = client
         .list_service_items(ListServiceItemsRequest { parent: "streets/zhongjie".into(), ..Default::default() })
@@ -136,7 +136,7 @@ fn dechunk(body: &str) -> String {
 
 #[tokio::test]
 async fn bad_tokens_are_unauthenticated_and_wrong_roles_permission_denied() {
-    let (app, _store) = spawn_all().await;
+    let (app, _store) = spawn_app().await;
     let mut client = CatalogueServiceClient::new(app.channel.clone());
     let create = || CreateServiceItemRequest {
         parent: "streets/zhongjie".into(),
@@ -198,7 +198,7 @@ async fn bad_tokens_are_unauthenticated_and_wrong_roles_permission_denied() {
 
 #[tokio::test]
 async fn a_replayed_request_id_returns_the_first_answer_and_writes_nothing() {
-    let (app, _store) = spawn_all().await;
+    let (app, _store) = spawn_app().await;
     let mut client = CatalogueServiceClient::new(app.channel.clone());
     let admin = token("a", &[Role::Admin], "zhongjie");
     let request = || CreateServiceItemRequest {
@@ -233,7 +233,7 @@ async fn a_replayed_request_id_returns_the_first_answer_and_writes_nothing() {
 
 #[tokio::test]
 async fn a_tampered_or_foreign_page_token_is_invalid_argument() {
-    let (app, _store) = spawn_all().await;
+    let (app, _store) = spawn_app().await;
     let mut client = CatalogueServiceClient::new(app.channel.clone());
     let admin = token("a", &[Role::Admin], "zhongjie");
     for i in 0..3 {

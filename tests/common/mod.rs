@@ -113,10 +113,20 @@ pub async fn spawn_with(config: Config, target: Target, options: Options) -> Tes
     TestApp { grpc_addr, http_addr, channel, stopper, task }
 }
 
-/// Starts the all-in-one target on a fresh store. The store is returned to keep it alive.
-pub async fn spawn_all() -> (TestApp, Store) {
+/// The target tests run: every service in one process, or — with `CIVIC_TEST_MODE=split` —
+/// each service as its own target (as one Deployment per service runs on Kubernetes).
+pub fn target() -> Target {
+    match std::env::var("CIVIC_TEST_MODE").as_deref() {
+        Ok("split") => Target::Catalogue,
+        _ => Target::All,
+    }
+}
+
+/// Starts the tested target (see [`target`]) on a fresh store. The store is returned to keep
+/// it alive.
+pub async fn spawn_app() -> (TestApp, Store) {
     let store = Store::fresh().await;
-    let app = spawn_on(&store, Target::All, Options::default()).await;
+    let app = spawn_on(&store, target(), Options::default()).await;
     (app, store)
 }
 
