@@ -171,7 +171,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Config(common) => {
-            let config = load(&common, Dict::new())?;
+            let mut config = load(&common, Dict::new())?;
+            // Secrets are shown as set or not, never printed.
+            if !config.secret_key.is_empty() {
+                config.secret_key = "(set)".into();
+            }
+            if config.auth.dev_key.is_some() {
+                config.auth.dev_key = Some("(set)".into());
+            }
             print!("{}", toml::to_string_pretty(&config).context("printing the configuration")?);
             Ok(())
         }

@@ -42,7 +42,10 @@ pub fn init(settings: &LogSettings, service_name: &str) -> TelemetryGuard {
     let filter = EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let stdout = match settings.format {
         LogFormat::Json => tracing_subscriber::fmt::layer().json().flatten_event(true).boxed(),
-        LogFormat::Pretty => tracing_subscriber::fmt::layer().compact().boxed(),
+        LogFormat::Pretty => {
+            use std::io::IsTerminal;
+            tracing_subscriber::fmt::layer().compact().with_ansi(std::io::stdout().is_terminal()).boxed()
+        }
     };
     let provider = otlp_provider(service_name);
     let otel = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("civic")));
