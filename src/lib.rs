@@ -64,7 +64,7 @@ pub struct Options {
 /// the tokens `civic token` mints.
 pub fn effective_auth(config: &Config) -> anyhow::Result<AuthSettings> {
     let mut auth = config.auth.clone();
-    if auth.dev_key.is_none() && auth.jwks_file.is_none() {
+    if auth.dev_key.is_none() && auth.jwks_file.is_none() && auth.jwks_url.is_none() {
         let secret = config.secret().context("reading the secret in the data directory")?;
         auth.dev_key = Some(String::from_utf8_lossy(&secret).into_owned());
     }
@@ -149,7 +149,7 @@ impl Application {
 
         let secret = config.secret().context("reading the secret in the data directory")?;
         let pages = PageTokens::new(&secret);
-        let verifier = Verifier::new(&effective_auth(&config)?).map_err(|e| anyhow::anyhow!("auth: {e}"))?;
+        let verifier = Verifier::start(&effective_auth(&config)?).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let bus = connect_bus(&config).await?;
         let (trigger, shutdown) = server::shutdown_pair();
         let (mut routes, health) = server::standard_routes().map_err(|e| anyhow::anyhow!("reflection: {e}"))?;

@@ -202,6 +202,12 @@ pub struct AuthSettings {
     pub dev_key: Option<String>,
     /// Production keys: a JWKS JSON file of RS256 / ES256 (P-256) public keys.
     pub jwks_file: Option<PathBuf>,
+    /// Production keys fetched from the identity provider (`https://…/jwks.json`), at start
+    /// and then every `jwks_refresh_seconds`; the last good set stays in use while a refresh
+    /// fails.
+    pub jwks_url: Option<String>,
+    /// How often the JWKS URL is fetched again, in seconds.
+    pub jwks_refresh_seconds: u64,
     /// The algorithms accepted, from [`SUPPORTED_ALGORITHMS`]; `none` is never accepted.
     pub algorithms: Vec<String>,
     /// Clock skew tolerated when checking `exp` and `nbf`, in seconds (at most 300).
@@ -215,6 +221,8 @@ impl Default for AuthSettings {
             audience: "civic".to_owned(),
             dev_key: None,
             jwks_file: None,
+            jwks_url: None,
+            jwks_refresh_seconds: 600,
             algorithms: SUPPORTED_ALGORITHMS.iter().map(|alg| (*alg).to_owned()).collect(),
             leeway_seconds: 30,
         }
@@ -236,6 +244,17 @@ impl AuthSettings {
         }
         if self.dev_key.as_ref().is_some_and(|key| key.len() < MIN_DEV_KEY_BYTES) {
             return problem("auth.dev_key", format!("must be at least {MIN_DEV_KEY_BYTES} bytes long"));
+        }
+        if let Some(url) = &self.jwks_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return problem("auth.jwks_url", "must be an http:// or https:// URL");
+            }
+            if self.jwks_file.is_some() {
+                return problem("auth.jwks_url", "set either auth.jwks_file or auth.jwks_url, not both");
+            }
+            if self.jwks_refresh_seconds < 10 {
+                return problem("auth.jwks_refresh_seconds", "must be at least 10");
+            }
         }
         if self.algorithms.is_empty() {
             return problem("auth.algorithms", "must name at least one algorithm");
@@ -270,7 +289,8 @@ struct Inner {
     leeway_seconds: u64,
     algorithms: Vec<Algorithm>,
     dev_key: Option<DecodingKey>,
-    public_keys: Vec<PublicKey>,
+    /// The JWKS keys in use; replaced whole when a JWKS URL is fetched again.
+    public_keys: tokio::sync::watch::Sender<Arc<Vec<PublicKey>>>,
 }
 
 /// One usable key of the JWKS file, bound to the one algorithm it verifies.
@@ -288,7 +308,7 @@ impl fmt::Debug for Verifier {
             .field("audience", &self.inner.audience)
             .field("algorithms", &self.inner.algorithms)
             .field("dev_key", &self.inner.dev_key.is_some())
-            .field("public_keys", &self.inner.public_keys.iter().map(|k| k.kid.as_deref()).collect::<Vec<_>>())
+            .field("public_keys", &self.inner.public_keys.borrow().iter().map(|k| k.kid.clone()).collect::<Vec<_>>())
             .finish()
     }
 }
@@ -313,9 +333,12 @@ impl Verifier {
             Some(path) => load_jwks(path)?,
             None => Vec::new(),
         };
-        if dev_key.is_none() && public_keys.is_empty() {
-            tracing::warn!("neither auth.dev_key nor auth.jwks_file is set: every bearer token will be rejected");
+        if dev_key.is_none() && public_keys.is_empty() && settings.jwks_url.is_none() {
+            tracing::warn!(
+                "no auth.dev_key, auth.jwks_file or auth.jwks_url is set: every bearer token will be rejected"
+            );
         }
+        let public_keys = tokio::sync::watch::Sender::new(Arc::new(public_keys));
         Ok(Self {
             inner: Arc::new(Inner {
                 issuer: settings.issuer.clone(),
@@ -326,6 +349,32 @@ impl Verifier {
                 public_keys,
             }),
         })
+    }
+
+    /// A verifier for `settings` that also fetches the JWKS URL, when one is set: once now
+    /// (failing if the keys cannot be had, so a misconfiguration shows at start) and then every
+    /// `jwks_refresh_seconds` in the background for as long as the verifier lives.
+    pub async fn start(settings: &AuthSettings) -> Result<Self, String> {
+        let verifier = Self::new(settings)?;
+        let Some(url) = settings.jwks_url.clone() else {
+            return Ok(verifier);
+        };
+        verifier.inner.public_keys.send_replace(Arc::new(fetch_jwks(&url).await?));
+        let every = Duration::from_secs(settings.jwks_refresh_seconds);
+        let weak = Arc::downgrade(&verifier.inner);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(inner) = weak.upgrade() else { break };
+                match fetch_jwks(&url).await {
+                    Ok(keys) => {
+                        inner.public_keys.send_replace(Arc::new(keys));
+                    }
+                    Err(problem) => tracing::warn!(%problem, "jwks refresh failed; the previous keys stay in use"),
+                }
+            }
+        });
+        Ok(verifier)
     }
 
     /// Verifies a compact JWT and returns its principal: the header's `alg` must be allowed and
@@ -353,24 +402,25 @@ impl Verifier {
         validation.set_issuer(&[&self.inner.issuer]);
         validation.set_audience(&[&self.inner.audience]);
 
-        let data = jsonwebtoken::decode::<TokenClaims>(token, key, &validation).map_err(|e| reject(reason(&e)))?;
+        let data = jsonwebtoken::decode::<TokenClaims>(token, &key, &validation).map_err(|e| reject(reason(&e)))?;
         data.claims.into_principal()
     }
 
     /// The key that may verify a token with this header, or why there is none.
-    fn key_for(&self, header: &Header) -> Result<&DecodingKey> {
+    fn key_for(&self, header: &Header) -> Result<DecodingKey> {
         if header.alg == Algorithm::HS256 {
             // Only the dev key verifies HS256: never a public key used as an HMAC secret.
-            return self.inner.dev_key.as_ref().ok_or_else(|| reject("token algorithm is not accepted"));
+            return self.inner.dev_key.clone().ok_or_else(|| reject("token algorithm is not accepted"));
         }
-        let mut candidates = self.inner.public_keys.iter().filter(|key| key.algorithm == header.alg);
+        let public_keys = self.inner.public_keys.borrow().clone();
+        let mut candidates = public_keys.iter().filter(|key| key.algorithm == header.alg);
         match &header.kid {
             Some(kid) => candidates
                 .find(|key| key.kid.as_deref() == Some(kid.as_str()))
-                .map(|key| &key.key)
+                .map(|key| key.key.clone())
                 .ok_or_else(|| reject("token key is not known")),
             None => match (candidates.next(), candidates.next()) {
-                (Some(only), None) => Ok(&only.key),
+                (Some(only), None) => Ok(only.key.clone()),
                 (None, _) => Err(reject("token algorithm is not accepted")),
                 (Some(_), Some(_)) => Err(reject("token has no key id (kid)")),
             },
@@ -544,24 +594,32 @@ fn unix_now() -> u64 {
 fn load_jwks(path: &Path) -> Result<Vec<PublicKey>, String> {
     let shown = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| format!("auth.jwks_file: cannot read {shown}: {e}"))?;
-    let set: JwkSet =
-        serde_json::from_str(&text).map_err(|e| format!("auth.jwks_file: {shown} is not a JWK set: {e}"))?;
+    parse_jwks(&text, "auth.jwks_file", &shown.to_string())
+}
+
+async fn fetch_jwks(url: &str) -> Result<Vec<PublicKey>, String> {
+    let body = crate::fetch::get(url, Duration::from_secs(10)).await.map_err(|e| format!("auth.jwks_url: {e}"))?;
+    parse_jwks(&String::from_utf8_lossy(&body), "auth.jwks_url", url)
+}
+
+/// The usable keys of a JWK set; errors name `setting` and `shown` (the file or URL).
+fn parse_jwks(text: &str, setting: &str, shown: &str) -> Result<Vec<PublicKey>, String> {
+    let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("{setting}: {shown} is not a JWK set: {e}"))?;
     let mut keys: Vec<PublicKey> = Vec::new();
     for (index, jwk) in set.keys.iter().enumerate() {
         let label = jwk.common.key_id.clone().unwrap_or_else(|| format!("#{index}"));
-        let Some(key) =
-            public_key(jwk).map_err(|problem| format!("auth.jwks_file: {shown}: key {label}: {problem}"))?
+        let Some(key) = public_key(jwk).map_err(|problem| format!("{setting}: {shown}: key {label}: {problem}"))?
         else {
-            tracing::warn!(jwks_file = %shown, kid = %label, "skipping a JWKS key that is not an RS256 or ES256 signing key");
+            tracing::warn!(source = %shown, kid = %label, "skipping a JWKS key that is not an RS256 or ES256 signing key");
             continue;
         };
         if key.kid.is_some() && keys.iter().any(|other| other.kid == key.kid) {
-            return Err(format!("auth.jwks_file: {shown}: key id {label} is used twice"));
+            return Err(format!("{setting}: {shown}: key id {label} is used twice"));
         }
         keys.push(key);
     }
     if keys.is_empty() {
-        return Err(format!("auth.jwks_file: {shown} has no RS256 or ES256 (P-256) signing key"));
+        return Err(format!("{setting}: {shown} has no RS256 or ES256 (P-256) signing key"));
     }
     Ok(keys)
 }
@@ -949,5 +1007,41 @@ mod tests {
         }
         let problem = "GridWorker".parse::<Role>().expect_err("not snake case");
         assert!(problem.contains("grid_worker"), "{problem}");
+    }
+
+    /// Serves `body` at `/jwks.json` on a loopback port for as long as the test runs.
+    async fn serve_jwks(body: Vec<u8>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new().route("/jwks.json", axum::routing::get(move || std::future::ready(body.clone())));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/jwks.json")
+    }
+
+    #[tokio::test]
+    async fn keys_fetched_from_a_jwks_url_verify_tokens() {
+        let url = serve_jwks(std::fs::read(fixture("jwks.json")).expect("jwks")).await;
+        let settings = AuthSettings { jwks_url: Some(url), ..AuthSettings::default() };
+        let verifier = Verifier::start(&settings).await.expect("keys fetched");
+        let key = EncodingKey::from_rsa_der(&pem_der("rsa_private.pem"));
+        let token = sign(with_kid(Algorithm::RS256, RSA_KID), &claims(), &key);
+        assert_eq!(verifier.verify(&token).expect("verified").subject, "u-1001");
+        let forged = sign(with_kid(Algorithm::RS256, "someone-else"), &claims(), &key);
+        assert_eq!(rejected(&verifier, &forged).code(), Code::Unauthenticated);
+    }
+
+    #[tokio::test]
+    async fn an_unusable_jwks_url_fails_at_start_naming_the_setting() {
+        let url = serve_jwks(b"not json".to_vec()).await;
+        let settings = AuthSettings { jwks_url: Some(url), ..AuthSettings::default() };
+        let problem = Verifier::start(&settings).await.expect_err("no keys");
+        assert!(problem.starts_with("auth.jwks_url"), "{problem}");
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/jwks.json", closed.local_addr().expect("addr"));
+        drop(closed);
+        let settings = AuthSettings { jwks_url: Some(url), ..AuthSettings::default() };
+        assert!(Verifier::start(&settings).await.expect_err("refused").starts_with("auth.jwks_url"));
+        let both = AuthSettings { jwks_url: Some("https://idp/jwks".into()), ..jwks_settings() };
+        assert_eq!(both.validate().expect_err("both").0, "auth.jwks_url");
     }
 }

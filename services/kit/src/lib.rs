@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod fetch;
 pub mod filter;
 pub mod idempotency;
 pub mod names;
