@@ -134,6 +134,7 @@ pub struct Application {
     config: Config,
     trigger: Arc<ShutdownTrigger>,
     shutdown: Shutdown,
+    termination: server::Termination,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -141,6 +142,7 @@ impl Application {
     /// Binds the listeners (port 0 allowed), opens and migrates the target's databases, and
     /// wires its services.
     pub async fn build(config: Config, target: Target, options: Options) -> anyhow::Result<Self> {
+        let termination = server::Termination::install().context("listening for termination signals")?;
         let grpc =
             server::bind(config.grpc_addr).await.with_context(|| format!("binding grpc_addr {}", config.grpc_addr))?;
         let http =
@@ -188,7 +190,20 @@ impl Application {
             databases.push(db);
         }
         let trigger = Arc::new(trigger);
-        Ok(Self { grpc, http, routes, health, health_names, watched, databases, config, trigger, shutdown, tasks })
+        Ok(Self {
+            grpc,
+            http,
+            routes,
+            health,
+            health_names,
+            watched,
+            databases,
+            config,
+            trigger,
+            shutdown,
+            termination,
+            tasks,
+        })
     }
 
     /// The bound gRPC address.
@@ -220,14 +235,15 @@ impl Application {
             config,
             trigger,
             shutdown,
+            termination,
             tasks,
         } = self;
-        health.watch_databases(watched, Duration::from_secs(2), shutdown.clone());
+        health.watch_databases(watched, Duration::from_secs(2), shutdown.clone()).await;
         let http_task = tokio::spawn(serve_http(http.0, databases.clone(), shutdown.clone()));
         let stopper = Stopper { health: health.clone(), names: health_names, trigger };
         let signal_stopper = stopper.clone();
         let signal = tokio::spawn(async move {
-            server::termination_signal().await;
+            termination.wait().await;
             tracing::info!("termination signal received");
             signal_stopper.stop().await;
         });

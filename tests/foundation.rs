@@ -289,3 +289,124 @@ fn a_bad_config_value_exits_non_zero_naming_the_key() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("server.request_timeout_ms"), "{stderr}");
 }
+
+#[tokio::test]
+async fn trace_context_from_the_caller_reaches_the_events_of_the_change() {
+    let store = common::Store::fresh().await;
+    let config = common::test_config(&store);
+    let app = common::spawn_with(config.clone(), common::target(), civic::Options::default()).await;
+    let mut client = CatalogueServiceClient::new(app.channel.clone());
+    let admin = token("a", &[Role::Admin], "zhongjie");
+    let created = client
+        .create_service_item(with_token(
+            CreateServiceItemRequest {
+                parent: "streets/zhongjie".into(),
+                service_item: Some(draft("公证办理指引")),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("create")
+        .into_inner();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut request = with_token(
+        civic_proto::catalogue::PublishServiceItemRequest { name: created.name, ..Default::default() },
+        &admin,
+    );
+    request.metadata_mut().insert("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01").parse().expect("header"));
+    request.metadata_mut().insert("x-request-id", "req-7f3a".parse().expect("header"));
+    let response = client.publish_service_item(request).await.expect("publish");
+    assert_eq!(response.metadata().get("x-request-id").and_then(|v| v.to_str().ok()), Some("req-7f3a"));
+
+    let db = civic_kit::db::Db::connect(&config.database_url_for("catalogue"), "catalogue", 1).await.expect("db");
+    let traceparent: Option<String> =
+        sqlx::query_scalar("select traceparent from civic_outbox where topic = 'catalogue.item.published'")
+            .fetch_one(db.reader())
+            .await
+            .expect("the publish event");
+    let traceparent = traceparent.expect("the event carries trace context");
+    assert!(traceparent.starts_with(&format!("00-{trace_id}-")), "{traceparent}");
+    db.close().await;
+
+    // Without a request id, one is made up and returned.
+    let generated = client
+        .list_service_items(ListServiceItemsRequest { parent: "streets/zhongjie".into(), ..Default::default() })
+        .await
+        .expect("list");
+    assert!(generated.metadata().get("x-request-id").is_some_and(|v| !v.is_empty()));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn stopping_reports_not_serving_before_the_drain() {
+    let (app, _store) = spawn_app().await;
+    let mut health = HealthClient::new(app.channel.clone());
+    let mut watch = health
+        .watch(HealthCheckRequest { service: "civic.catalogue.v1.CatalogueService".into() })
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = watch.message().await.expect("status").expect("open");
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+    let stopping = tokio::spawn(app.stop());
+    let next = tokio::time::timeout(std::time::Duration::from_secs(10), watch.message()).await.expect("in time");
+    let update = next.expect("the watch stays open until the status changes").expect("an update before the end");
+    assert_eq!(update.status, ServingStatus::NotServing as i32);
+    stopping.await.expect("stopped cleanly");
+}
+
+#[tokio::test]
+async fn grpc_web_requests_are_served_on_the_same_port() {
+    use prost::Message;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (app, _store) = spawn_app().await;
+    let message = ListServiceItemsRequest { parent: "streets/zhongjie".into(), ..Default::default() }.encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    let mut stream = tokio::net::TcpStream::connect(app.grpc_addr).await.expect("connect");
+    let head = format!(
+        "POST /civic.catalogue.v1.CatalogueService/ListServiceItems HTTP/1.1\r\nHost: {}\r\n\
+         Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        app.grpc_addr,
+        frame.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write head");
+    stream.write_all(&frame).await.expect("write body");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.to_ascii_lowercase().contains("content-type: application/grpc-web+proto"), "{text}");
+    assert!(text.contains("grpc-status:0"), "the trailer frame reports OK: {text}");
+    app.stop().await;
+}
+
+#[test]
+fn an_otlp_collector_that_never_answers_neither_fails_nor_stalls_civic() {
+    use std::io::{BufRead, BufReader};
+    // A collector that accepts connections and never says a word.
+    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}", blackhole.local_addr().expect("addr"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_civic"))
+        .args(["serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        .env("CIVIC_LOG__FORMAT", "json")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start civic");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let listening = lines.by_ref().map_while(Result::ok).find(|l| l.contains("\"listening\""));
+    assert!(listening.is_some(), "civic started and logged its addresses");
+    let started = std::time::Instant::now();
+    let pid = child.id().to_string();
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "civic stopped cleanly: {status:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "shutdown took {:?}", started.elapsed());
+    drop(blackhole);
+}

@@ -99,10 +99,14 @@ pub async fn spawn_on(store: &Store, target: Target, options: Options) -> TestAp
 
 /// Starts `target` with `config` and waits until it reports SERVING.
 pub async fn spawn_with(config: Config, target: Target, options: Options) -> TestApp {
-    let _ = civic_kit::telemetry::init(
-        &civic_kit::config::LogSettings { level: "warn".into(), ..Default::default() },
-        "test",
-    );
+    // Telemetry lives as long as the test process: dropping the guard would shut tracing down.
+    static TELEMETRY: std::sync::OnceLock<civic_kit::telemetry::TelemetryGuard> = std::sync::OnceLock::new();
+    TELEMETRY.get_or_init(|| {
+        civic_kit::telemetry::init(
+            &civic_kit::config::LogSettings { level: "warn".into(), ..Default::default() },
+            "test",
+        )
+    });
     let app = Application::build(config, target, options).await.expect("application builds");
     let grpc_addr = app.grpc_addr();
     let http_addr = app.http_addr();

@@ -60,25 +60,38 @@ impl Shutdown {
     }
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn termination_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM and SIGINT (Ctrl-C), listened for from the moment it is installed: install it
+/// before anything slow, so a signal during start-up is not lost to the default action.
+#[derive(Debug)]
+pub struct Termination {
     #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Termination {
+    /// Starts listening for the signals.
+    pub fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
         }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+
+    /// Resolves on the first signal.
+    pub async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// The health of the gRPC services one server hosts.
@@ -91,47 +104,64 @@ impl Health {
     /// Reports each group of services SERVING while its database answers and NOT_SERVING
     /// while it doesn't (and the server as a whole, "", SERVING only while all do), checking
     /// every `every` until shutdown — then NOT_SERVING for good, so load balancers stop sending
-    /// before the drain.
-    pub fn watch_databases(&self, groups: Vec<(Vec<String>, Db)>, every: Duration, shutdown: Shutdown) {
-        let reporter = self.reporter.clone();
+    /// before the drain. The first check runs before this returns, so the server starts with
+    /// every status set.
+    pub async fn watch_databases(&self, groups: Vec<(Vec<String>, Db)>, every: Duration, shutdown: Shutdown) {
+        let mut watch =
+            DatabaseWatch { reporter: self.reporter.clone(), last: vec![None; groups.len()], groups, last_all: None };
+        watch.check().await;
         tokio::spawn(async move {
-            let mut last: Vec<Option<bool>> = vec![None; groups.len()];
-            let mut last_all = None;
             loop {
-                let mut all = true;
-                for ((names, db), last) in groups.iter().zip(last.iter_mut()) {
-                    let up = db.ping().await;
-                    all &= up;
-                    if *last != Some(up) {
-                        if last.is_some() {
-                            tracing::warn!(up, services = ?names, "database health changed");
-                        }
-                        for name in names {
-                            reporter.set_service_status(name, status(up)).await;
-                        }
-                        *last = Some(up);
-                    }
-                }
-                if last_all != Some(all) {
-                    reporter.set_service_status("", status(all)).await;
-                    last_all = Some(all);
-                }
                 let stop = shutdown.clone();
                 tokio::select! {
-                    _ = tokio::time::sleep(every) => {},
+                    _ = tokio::time::sleep(every) => watch.check().await,
                     _ = stop.wait() => break,
                 }
             }
-            reporter.set_service_status("", ServingStatus::NotServing).await;
-            for name in groups.iter().flat_map(|(names, _)| names) {
-                reporter.set_service_status(name, ServingStatus::NotServing).await;
-            }
+            watch.stop().await;
         });
     }
 
     /// Sets the status of `service` now.
     pub async fn set(&self, service: &str, serving: bool) {
         self.reporter.set_service_status(service, status(serving)).await;
+    }
+}
+
+struct DatabaseWatch {
+    reporter: HealthReporter,
+    groups: Vec<(Vec<String>, Db)>,
+    last: Vec<Option<bool>>,
+    last_all: Option<bool>,
+}
+
+impl DatabaseWatch {
+    async fn check(&mut self) {
+        let mut all = true;
+        for ((names, db), last) in self.groups.iter().zip(self.last.iter_mut()) {
+            let up = db.ping().await;
+            all &= up;
+            if *last != Some(up) {
+                if last.is_some() {
+                    tracing::warn!(up, services = ?names, "database health changed");
+                }
+                for name in names {
+                    self.reporter.set_service_status(name, status(up)).await;
+                }
+                *last = Some(up);
+            }
+        }
+        if self.last_all != Some(all) {
+            self.reporter.set_service_status("", status(all)).await;
+            self.last_all = Some(all);
+        }
+    }
+
+    async fn stop(&self) {
+        self.reporter.set_service_status("", ServingStatus::NotServing).await;
+        for name in self.groups.iter().flat_map(|(names, _)| names) {
+            self.reporter.set_service_status(name, ServingStatus::NotServing).await;
+        }
     }
 }
 

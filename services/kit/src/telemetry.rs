@@ -47,31 +47,41 @@ pub fn init(settings: &LogSettings, service_name: &str) -> TelemetryGuard {
             tracing_subscriber::fmt::layer().compact().with_ansi(std::io::stdout().is_terminal()).boxed()
         }
     };
-    let provider = otlp_provider(service_name);
-    let otel = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("civic")));
-    let installed = tracing_subscriber::registry().with(filter).with(stdout).with(otel).try_init().is_ok();
+    // Spans always carry OpenTelemetry context, so trace context flows through requests and
+    // events whether or not this process exports; the exporter is added only when configured.
+    let provider = tracer_provider(service_name);
+    // The log filter applies to the log only: trace context must not depend on the log level.
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("civic"))
+        .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+    let installed = tracing_subscriber::registry().with(stdout.with_filter(filter)).with(otel).try_init().is_ok();
     if installed {
-        if let Some(p) = &provider {
-            opentelemetry::global::set_tracer_provider(p.clone());
-        }
-        TelemetryGuard { provider }
+        opentelemetry::global::set_tracer_provider(provider.clone());
+        TelemetryGuard { provider: Some(provider) }
     } else {
         TelemetryGuard::default()
     }
 }
 
-fn otlp_provider(service_name: &str) -> Option<SdkTracerProvider> {
+fn tracer_provider(service_name: &str) -> SdkTracerProvider {
     use opentelemetry_otlp::WithExportConfig;
-    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|e| !e.is_empty())?;
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
+    let resource = opentelemetry_sdk::Resource::builder().with_service_name(format!("civic-{service_name}")).build();
+    let builder = SdkTracerProvider::builder().with_resource(resource);
+    let Some(endpoint) = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|e| !e.is_empty()) else {
+        return builder.build();
+    };
+    match opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint)
         .with_timeout(Duration::from_secs(2))
         .build()
-        .map_err(|e| eprintln!("otlp exporter disabled: {e}"))
-        .ok()?;
-    let resource = opentelemetry_sdk::Resource::builder().with_service_name(format!("civic-{service_name}")).build();
-    Some(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
+    {
+        Ok(exporter) => builder.with_batch_exporter(exporter).build(),
+        Err(e) => {
+            eprintln!("otlp span export disabled: {e}");
+            builder.build()
+        }
+    }
 }
 
 /// The process-wide Prometheus registry (installed on first use).
@@ -158,4 +168,26 @@ pub fn client_interceptor(mut request: tonic::Request<()>) -> Result<tonic::Requ
         }
     }
     Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_span_adopts_the_callers_trace_and_passes_it_on() {
+        let _guard = init(&LogSettings { level: "warn".into(), ..Default::default() }, "test");
+        let mut headers = http::HeaderMap::new();
+        headers
+            .insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().expect("header"));
+        let span = tracing::info_span!("rpc");
+        adopt_parent(&span, &headers);
+        let inner = span.in_scope(|| {
+            let child = tracing::info_span!("enqueue");
+            child.in_scope(current_traceparent)
+        });
+        let traceparent = inner.expect("trace context inside the span");
+        assert!(traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{traceparent}");
+        assert!(!traceparent.contains("00f067aa0ba902b7"), "a span of its own, child of the caller's");
+    }
 }
