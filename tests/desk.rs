@@ -97,7 +97,7 @@ fn id_card() -> Vec<CheckedMaterial> {
 
 #[tokio::test]
 async fn a_case_keeps_its_first_owner_through_hand_overs_to_completion() {
-    let (app, _store) = spawn_app().await;
+    let (app, store) = spawn_app().await;
     let item = published_item(app.channel.clone(), "elderly-allowance", HandlingMode::OnBehalf, 5).await;
     let mut d = desk(app.channel.clone());
 
@@ -183,6 +183,18 @@ async fn a_case_keeps_its_first_owner_through_hand_overs_to_completion() {
     let actions: Vec<&str> = done.timeline.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["receive", "accept", "hand_over", "start", "forward", "complete"]);
 
+    // Every change of the case wrote its event to the outbox, in order.
+    let url = common::test_config(&store).database_url_for("catalogue");
+    let db = civic_kit::db::Db::connect(&url, "catalogue", 1).await.expect("db");
+    let topics: Vec<String> = sqlx::query_scalar("select topic from civic_outbox where event_key = $1 order by id")
+        .bind(&received.name)
+        .fetch_all(db.reader())
+        .await
+        .expect("outbox");
+    let expected: Vec<String> = actions.iter().map(|a| format!("catalogue.application.{a}")).collect();
+    assert_eq!(topics, expected);
+    db.close().await;
+
     let err = d
         .desk
         .reject_application(with_token(
@@ -200,6 +212,32 @@ async fn a_case_keeps_its_first_owner_through_hand_overs_to_completion() {
     let theirs =
         d.desk.get_application(with_token(GetApplicationRequest { name: received.name.clone() }, &d.resident_b)).await;
     assert_eq!(theirs.expect_err("not theirs").code(), Code::PermissionDenied);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_retried_filing_returns_the_first_case_and_files_nothing_more() {
+    let (app, _store) = spawn_app().await;
+    let item = published_item(app.channel.clone(), "retry-item", HandlingMode::HandledHere, 1).await;
+    let mut d = desk(app.channel.clone());
+    let request =
+        || CreateApplicationRequest { request_id: "b1946ac9-2a3f-4a8e-9d6e-35d8f1d0c7aa".into(), ..file(&item, "") };
+    let first = d.desk.create_application(with_token(request(), &d.resident_a)).await.expect("file").into_inner();
+    let again = d.desk.create_application(with_token(request(), &d.resident_a)).await.expect("retry").into_inner();
+    assert_eq!(first, again);
+    let mine = d
+        .desk
+        .list_applications(with_token(
+            ListApplicationsRequest { parent: STREET.into(), ..Default::default() },
+            &d.resident_a,
+        ))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(mine.applications.len(), 1);
+    // The same id from another caller is another request.
+    let theirs = d.desk.create_application(with_token(request(), &d.resident_b)).await.expect("b files").into_inner();
+    assert_ne!(theirs.name, first.name);
     app.stop().await;
 }
 
