@@ -13,7 +13,8 @@ CARGO ?= cargo
 CIVIC_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 CIVIC_TEST_NATS_URL ?= nats://127.0.0.1:4222
 
-.PHONY: help run test test-services fmt fmt-check lint proto-lint deny ci
+
+.PHONY: help run test test-split test-services fmt fmt-check lint proto-lint deny ci
 
 help: ## List the targets (the default)
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
@@ -23,6 +24,9 @@ run: ## Run every service on SQLite with the Zhongjie Street demo data (the READ
 
 test: ## Run the tests on SQLite with in-process events (the README's second command)
 	$(CARGO) test --workspace
+
+test-split: ## Run the tests on SQLite with each service as its own target (split mode)
+	CIVIC_TEST_MODE=split $(CARGO) test --workspace
 
 test-services: ## Run the same tests against PostgreSQL and NATS JetStream, all-in-one then split
 	CIVIC_TEST_POSTGRES_URL='$(CIVIC_TEST_POSTGRES_URL)' CIVIC_TEST_NATS_URL='$(CIVIC_TEST_NATS_URL)' \

@@ -162,7 +162,7 @@ impl Application {
         let mut watched = Vec::new();
         for service in target.services() {
             let db = open_database(&config, *service).await?;
-            let relay = Relay::new(db.clone(), bus.clone(), poll);
+            let relay = Relay::new(db.clone(), bus.clone(), poll).for_service(service.name());
             tasks.push(tokio::spawn(relay.clone().run(shutdown.clone().wait())));
             match service {
                 Service::Catalogue => {

@@ -168,18 +168,14 @@ mod tests {
 
     #[test]
     fn required_materials_must_be_provided() {
-        let list = vec![
-            Material {
-                name: "身份证".into(),
-                form: Form::Original as i32,
-                copies: 1,
-                required: true,
-                note: String::new(),
-            },
-            Material {
-                name: "照片".into(), form: Form::Copy as i32, copies: 2, required: false, note: String::new()
-            },
-        ];
+        let material = |name: &str, required: bool| Material {
+            name: name.into(),
+            form: Form::Original as i32,
+            copies: 1,
+            required,
+            ..Default::default()
+        };
+        let list = vec![material("身份证", true), material("照片", false)];
         let id = CheckedMaterial { name: "身份证".into(), provided: true, note: String::new() };
         let checked = check_materials(&list, std::slice::from_ref(&id)).expect("enough");
         assert_eq!(checked.len(), 2);

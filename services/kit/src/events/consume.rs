@@ -1,0 +1,121 @@
+//! The idempotent consumer: each delivery is applied in one transaction with the record of its
+//! id in `civic_inbox`, so a redelivered event is acknowledged and skipped.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tracing::Instrument;
+
+use super::{Delivery, Event, Subscription, describe};
+use crate::db::{Db, Tx};
+use crate::error::Result;
+
+/// The first and the longest pause after the bus failed to deliver.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Applies each delivery of `subscription` exactly once for `consumer`, until `shutdown`
+/// resolves or the bus goes away. For each delivery it begins a transaction on `db` and records
+/// `(consumer, event id)` in the inbox — an id already there is acknowledged and skipped — then
+/// runs `handler` in that transaction, commits, and only then acknowledges. A handler error
+/// rolls the transaction back and refuses the delivery, which comes again later (JetStream:
+/// after a growing delay; in-process: the relay retries with backoff), so a handler that fails
+/// for good holds its event up rather than lose it. Deliveries are applied one at a time; a
+/// delivery being applied when `shutdown` resolves is finished first.
+///
+/// Each handler runs in a span `consume` that continues the trace of the change that caused
+/// the event.
+pub async fn consume<H>(
+    db: Db,
+    mut subscription: Subscription,
+    consumer: &str,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) where
+    H: for<'a> Fn(&'a mut Tx, &'a Event) -> BoxFuture<'a, Result<()>> + Send + Sync,
+{
+    tokio::pin!(shutdown);
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = &mut shutdown => return,
+            next = subscription.next() => next,
+        };
+        let delivery = match next {
+            None => {
+                tracing::info!(consumer, "event subscription closed");
+                return;
+            }
+            Some(Err(e)) => {
+                tracing::warn!(consumer, error = %describe(&e), retry_ms = backoff.as_millis() as u64,
+                    "receiving events failed; retrying");
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    _ = tokio::time::sleep(backoff) => {},
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+            Some(Ok(delivery)) => delivery,
+        };
+        backoff = BACKOFF_MIN;
+        handle(&db, consumer, &handler, delivery).await;
+    }
+}
+
+/// Applies one delivery and acknowledges or refuses it.
+async fn handle<H>(db: &Db, consumer: &str, handler: &H, delivery: Delivery)
+where
+    H: for<'a> Fn(&'a mut Tx, &'a Event) -> BoxFuture<'a, Result<()>> + Send + Sync,
+{
+    let span = tracing::info_span!("consume", consumer, event_id = %delivery.event.id, topic = %delivery.event.topic);
+    crate::telemetry::adopt_traceparent(&span, delivery.event.traceparent.as_deref());
+    async move {
+        match apply(db, consumer, handler, &delivery.event).await {
+            Ok(applied) => {
+                if !applied {
+                    tracing::debug!("event applied before; skipped");
+                }
+                if let Err(e) = delivery.ack().await {
+                    tracing::warn!(error = %describe(&e), "acknowledging failed; the event will come again and be skipped");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %describe(&e), "applying an event failed; it will come again");
+                delivery.nak().await;
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Records the event in the inbox and runs the handler, in one transaction. Returns whether it
+/// was applied now (`false`: it had been before).
+/// (The enclosing `consume` span carries the consumer, event id and topic.)
+#[tracing::instrument(skip_all)]
+async fn apply<H>(db: &Db, consumer: &str, handler: &H, event: &Event) -> Result<bool>
+where
+    H: for<'a> Fn(&'a mut Tx, &'a Event) -> BoxFuture<'a, Result<()>> + Send + Sync,
+{
+    let mut tx = db.begin().await?;
+    // On PostgreSQL a concurrent attempt on the same event waits here for the first to commit
+    // (then skips) or roll back (then applies).
+    let recorded = sqlx::query(
+        "insert into civic_inbox (consumer, event_id, created_at, updated_at) values ($1, $2, $3, $3)
+         on conflict (consumer, event_id) do nothing",
+    )
+    .bind(consumer)
+    .bind(&event.id)
+    .bind(crate::time::now_text())
+    .execute(&mut *tx)
+    .await?;
+    if recorded.rows_affected() == 0 {
+        return Ok(false);
+    }
+    handler(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(true)
+}
