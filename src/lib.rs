@@ -239,7 +239,11 @@ impl Application {
             tasks,
         } = self;
         health.watch_databases(watched, Duration::from_secs(2), shutdown.clone()).await;
-        let http_task = tokio::spawn(serve_http(http.0, databases.clone(), shutdown.clone()));
+        // The HTTP/JSON API calls the services in-process, through the same routes gRPC serves.
+        let gateway =
+            civic_gateway::Gateway::new(civic_proto::FILE_DESCRIPTOR_SET).context("building the HTTP routes")?;
+        let api = gateway.router(routes.clone());
+        let http_task = tokio::spawn(serve_http(http.0, api, databases.clone(), shutdown.clone()));
         let stopper = Stopper { health: health.clone(), names: health_names, trigger };
         let signal_stopper = stopper.clone();
         let signal = tokio::spawn(async move {
@@ -280,9 +284,10 @@ impl Stopper {
     }
 }
 
-/// The operations endpoints: `/metrics` (Prometheus text), `/healthz` (the process runs) and
-/// `/readyz` (every database answers).
-async fn serve_http(listener: tokio::net::TcpListener, databases: Vec<Db>, shutdown: Shutdown) {
+/// The HTTP listener: the operations endpoints — `/metrics` (Prometheus text), `/healthz` (the
+/// process runs) and `/readyz` (every database answers) — and, for every other path, the
+/// HTTP/JSON API.
+async fn serve_http(listener: tokio::net::TcpListener, api: axum::Router, databases: Vec<Db>, shutdown: Shutdown) {
     use axum::http::StatusCode;
     use axum::routing::get;
     let metrics = civic_kit::telemetry::metrics();
@@ -302,7 +307,8 @@ async fn serve_http(listener: tokio::net::TcpListener, databases: Vec<Db>, shutd
                     (StatusCode::OK, "ready")
                 }
             }),
-        );
+        )
+        .merge(api);
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.wait()).await {
         tracing::error!(error = %e, "http listener failed");
     }

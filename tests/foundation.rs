@@ -104,34 +104,11 @@ async fn metrics_count_rpcs_by_method_and_code() {
     app.stop().await;
 }
 
-/// A minimal HTTP/1.1 GET over a plain TCP stream (the body, for a 200).
+/// The body of a GET that must answer 200.
 async fn reqwest_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("read");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    assert!(text.starts_with("HTTP/1.1 200"), "{path}: {text}");
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    if text.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(&body) } else { body }
-}
-
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
-        if n == 0 || tail.len() < n {
-            break;
-        }
-        out.push_str(&tail[..n]);
-        rest = tail[n..].trim_start_matches("\r\n");
-    }
-    out
+    let (status, body) = common::http(addr, "GET", path, "", None).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    body
 }
 
 #[tokio::test]

@@ -1,0 +1,468 @@
+//! The HTTP/JSON face of civic: every `google.api.http` rule in the embedded descriptors is
+//! served by transcoding — JSON (the canonical proto3 mapping) in, the gRPC method called,
+//! JSON out — so adding an annotated RPC needs no gateway code. Errors come back as the HTTP
+//! status of their gRPC code with a `google.rpc.Status` JSON body, details included.
+#![forbid(unsafe_code)]
+
+mod template;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::response::{IntoResponse, Response};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt;
+use prost::Message;
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, MethodDescriptor, ReflectMessage, Value};
+use tower::ServiceExt;
+
+pub use template::{BadTemplate, Template};
+
+/// The largest request body accepted, in bytes.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// One HTTP rule: the method and path template it answers, where the body goes, and the RPC.
+#[derive(Debug, Clone)]
+struct Route {
+    method: Method,
+    template: Template,
+    body: BodyRule,
+    rpc: MethodDescriptor,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum BodyRule {
+    None,
+    Whole,
+    Field(String),
+}
+
+/// The transcoding table built from the descriptors.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    routes: Arc<Vec<Route>>,
+    pool: DescriptorPool,
+}
+
+/// The descriptors could not be turned into routes.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The descriptor set does not decode.
+    #[error("descriptor set: {0}")]
+    Descriptors(#[from] prost_reflect::DescriptorError),
+    /// An HTTP rule's path template is malformed.
+    #[error(transparent)]
+    Template(#[from] BadTemplate),
+}
+
+impl Gateway {
+    /// The routes of every `google.api.http` rule (and its additional bindings) of every service
+    /// in `descriptors`, an encoded `FileDescriptorSet` with extension options kept.
+    pub fn new(descriptors: &[u8]) -> Result<Self, BuildError> {
+        let pool = DescriptorPool::decode(descriptors)?;
+        let mut routes = Vec::new();
+        if let Some(http) = pool.get_extension_by_name("google.api.http") {
+            for service in pool.services() {
+                for rpc in service.methods() {
+                    let options = rpc.options();
+                    if !options.has_extension(&http) {
+                        continue;
+                    }
+                    if let Value::Message(rule) = options.get_extension(&http).as_ref() {
+                        add_rule(&mut routes, rule, &rpc, true)?;
+                    }
+                }
+            }
+        }
+        Ok(Self { routes: Arc::new(routes), pool })
+    }
+
+    /// How many HTTP routes the descriptors declare.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Whether there are no routes at all.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// An axum router serving every route by calling `grpc` (any gRPC service: the in-process
+    /// routes in the all-in-one mode, a channel to the services otherwise).
+    pub fn router<S>(self, grpc: S) -> axum::Router
+    where
+        S: tower::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<tonic::body::Body>,
+                Error = Infallible,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send,
+    {
+        axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let gateway = self.clone();
+            let grpc = grpc.clone();
+            async move { gateway.handle(request, grpc).await }
+        })
+    }
+
+    async fn handle<S>(&self, request: axum::extract::Request, grpc: S) -> Response
+    where
+        S: tower::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<tonic::body::Body>,
+                Error = Infallible,
+            >,
+    {
+        let (parts, body) = request.into_parts();
+        let path = parts.uri.path();
+        let Some((route, vars)) = self
+            .routes
+            .iter()
+            .filter(|r| r.method == parts.method)
+            .find_map(|r| r.template.matches(path).map(|v| (r, v)))
+        else {
+            let known_path = self.routes.iter().any(|r| r.template.matches(path).is_some());
+            return if known_path {
+                problem(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    tonic::Code::Unimplemented,
+                    "this path does not take that method",
+                )
+            } else {
+                problem(StatusCode::NOT_FOUND, tonic::Code::NotFound, "no API method at this path")
+            };
+        };
+        if route.rpc.is_server_streaming() || route.rpc.is_client_streaming() {
+            return problem(
+                StatusCode::NOT_IMPLEMENTED,
+                tonic::Code::Unimplemented,
+                "streaming methods are served over gRPC",
+            );
+        }
+        let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => {
+                return problem(StatusCode::PAYLOAD_TOO_LARGE, tonic::Code::InvalidArgument, "the body is too large");
+            }
+        };
+        let message = match build_request(route, &vars, parts.uri.query().unwrap_or(""), &body) {
+            Ok(m) => m,
+            Err(why) => return problem(StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument, &why),
+        };
+        let response = call(grpc, &route.rpc, &parts.headers, message.encode_to_vec()).await;
+        self.respond(&route.rpc.output(), response)
+    }
+
+    fn respond(&self, output: &MessageDescriptor, response: Result<Bytes, tonic::Status>) -> Response {
+        match response {
+            Ok(bytes) => match DynamicMessage::decode(output.clone(), bytes) {
+                Ok(message) => json(StatusCode::OK, &message),
+                Err(_) => {
+                    problem(StatusCode::BAD_GATEWAY, tonic::Code::Internal, "the service answered something unreadable")
+                }
+            },
+            Err(status) => self.error(&status),
+        }
+    }
+
+    /// A gRPC status as HTTP: the standard status table and a `google.rpc.Status` body.
+    fn error(&self, status: &tonic::Status) -> Response {
+        let http = http_status(status.code());
+        let details = self.pool.get_message_by_name("google.rpc.Status").and_then(|desc| {
+            if status.details().is_empty() { None } else { DynamicMessage::decode(desc, status.details()).ok() }
+        });
+        match details {
+            Some(mut message) => {
+                // The details' message is the status's; keep the code as the status says.
+                message.set_field_by_name("code", Value::I32(status.code() as i32));
+                json(http, &message)
+            }
+            None => problem(http, status.code(), status.message()),
+        }
+    }
+}
+
+fn add_rule(
+    routes: &mut Vec<Route>,
+    rule: &DynamicMessage,
+    rpc: &MethodDescriptor,
+    top: bool,
+) -> Result<(), BuildError> {
+    let text =
+        |name: &str| rule.get_field_by_name(name).and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let pattern = [
+        ("get", Method::GET),
+        ("post", Method::POST),
+        ("patch", Method::PATCH),
+        ("put", Method::PUT),
+        ("delete", Method::DELETE),
+    ]
+    .into_iter()
+    .find_map(|(field, method)| Some(text(field)).filter(|p| !p.is_empty()).map(|p| (method, p)));
+    if let Some((method, path)) = pattern {
+        let body = match text("body").as_str() {
+            "" => BodyRule::None,
+            "*" => BodyRule::Whole,
+            field => BodyRule::Field(field.to_owned()),
+        };
+        routes.push(Route { method, template: Template::parse(&path)?, body, rpc: rpc.clone() });
+    }
+    if top && let Some(Value::List(more)) = rule.get_field_by_name("additional_bindings").as_deref() {
+        for binding in more {
+            if let Value::Message(b) = binding {
+                add_rule(routes, b, rpc, false)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The request message: the body (whole or one field), then query parameters, then the path
+/// variables, which win.
+fn build_request(route: &Route, vars: &[(String, String)], query: &str, body: &[u8]) -> Result<DynamicMessage, String> {
+    let input = route.rpc.input();
+    let options = prost_reflect::DeserializeOptions::new().deny_unknown_fields(true);
+    let mut message = match &route.body {
+        BodyRule::Whole if !body.is_empty() => {
+            let mut de = serde_json::Deserializer::from_slice(body);
+            DynamicMessage::deserialize_with_options(input.clone(), &mut de, &options)
+                .map_err(|e| format!("body: {e}"))?
+        }
+        BodyRule::Field(field) if !body.is_empty() => {
+            let mut message = DynamicMessage::new(input.clone());
+            let fd = input.get_field_by_name(field).ok_or_else(|| format!("no field {field}"))?;
+            let prost_reflect::Kind::Message(kind) = fd.kind() else {
+                return Err(format!("{field} is not a message"));
+            };
+            let mut de = serde_json::Deserializer::from_slice(body);
+            let value =
+                DynamicMessage::deserialize_with_options(kind, &mut de, &options).map_err(|e| format!("body: {e}"))?;
+            message.set_field(&fd, Value::Message(value));
+            message
+        }
+        _ => DynamicMessage::new(input.clone()),
+    };
+    if route.body != BodyRule::Whole {
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let key = unescape(key).ok_or("query: bad escape")?;
+            let value = unescape(value).ok_or("query: bad escape")?;
+            set_path(&mut message, &key, &value).map_err(|e| format!("query parameter {key}: {e}"))?;
+        }
+    }
+    for (field, value) in vars {
+        set_path(&mut message, field, value).map_err(|e| format!("path: {e}"))?;
+    }
+    Ok(message)
+}
+
+/// Sets a (dotted, JSON or proto-named) scalar field from its text.
+fn set_path(message: &mut DynamicMessage, path: &str, text: &str) -> Result<(), String> {
+    let (head, rest) = match path.split_once('.') {
+        Some((h, r)) => (h, Some(r)),
+        None => (path, None),
+    };
+    let desc = message.descriptor();
+    let field = desc.get_field_by_name(head).or_else(|| desc.get_field_by_json_name(head)).ok_or("no such field")?;
+    if let Some(rest) = rest {
+        let mut inner = match message.get_field(&field).as_ref() {
+            Value::Message(m) => m.clone(),
+            _ => return Err("not a message".into()),
+        };
+        set_path(&mut inner, rest, text)?;
+        message.set_field(&field, Value::Message(inner));
+        return Ok(());
+    }
+    let value = scalar(&field.kind(), text)?;
+    if field.is_list() {
+        let mut list = match message.get_field(&field).as_ref() {
+            Value::List(l) => l.clone(),
+            _ => Vec::new(),
+        };
+        list.push(value);
+        message.set_field(&field, Value::List(list));
+    } else {
+        message.set_field(&field, value);
+    }
+    Ok(())
+}
+
+fn scalar(kind: &prost_reflect::Kind, text: &str) -> Result<Value, String> {
+    use prost_reflect::Kind;
+    let bad = || format!("{text:?} is not a valid value");
+    Ok(match kind {
+        Kind::String => Value::String(text.to_owned()),
+        Kind::Bool => Value::Bool(text.parse().map_err(|_| bad())?),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => Value::I32(text.parse().map_err(|_| bad())?),
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => Value::I64(text.parse().map_err(|_| bad())?),
+        Kind::Uint32 | Kind::Fixed32 => Value::U32(text.parse().map_err(|_| bad())?),
+        Kind::Uint64 | Kind::Fixed64 => Value::U64(text.parse().map_err(|_| bad())?),
+        Kind::Float => Value::F32(text.parse().map_err(|_| bad())?),
+        Kind::Double => Value::F64(text.parse().map_err(|_| bad())?),
+        Kind::Enum(e) => Value::EnumNumber(
+            e.get_value_by_name(text).map(|v| v.number()).or_else(|| text.parse().ok()).ok_or_else(bad)?,
+        ),
+        Kind::Bytes => Value::Bytes(
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, text.trim_end_matches('='))
+                .map_err(|_| bad())?
+                .into(),
+        ),
+        Kind::Message(m) if m.full_name() == "google.protobuf.FieldMask" => {
+            let paths = text.split(',').filter(|p| !p.is_empty()).map(|p| Value::String(snake(p))).collect();
+            let mut mask = DynamicMessage::new(m.clone());
+            mask.set_field_by_name("paths", Value::List(paths));
+            Value::Message(mask)
+        }
+        Kind::Message(_) => return Err("a message cannot be given as a query parameter".into()),
+    })
+}
+
+fn snake(path: &str) -> String {
+    let mut out = String::new();
+    for c in path.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn unescape(text: &str) -> Option<String> {
+    let text = text.replace('+', " ");
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            out.push(u8::from_str_radix(std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Calls one unary gRPC method with an encoded request, forwarding the caller's credentials,
+/// request id and trace context.
+async fn call<S>(grpc: S, rpc: &MethodDescriptor, headers: &HeaderMap, request: Vec<u8>) -> Result<Bytes, tonic::Status>
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = Infallible,
+        >,
+{
+    let mut framed = BytesMut::with_capacity(request.len() + 5);
+    framed.put_u8(0);
+    framed.put_u32(request.len() as u32);
+    framed.put_slice(&request);
+    let uri = format!("/{}/{}", rpc.parent_service().full_name(), rpc.name());
+    let mut builder = http::Request::post(uri)
+        .version(http::Version::HTTP_2)
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header("te", "trailers");
+    for name in ["authorization", "x-request-id", "traceparent", "tracestate", "grpc-timeout"] {
+        if let Some(value) = headers.get(name) {
+            builder = builder.header(name, value.clone());
+        }
+    }
+    let request = builder
+        .body(tonic::body::Body::new(http_body_util::Full::new(framed.freeze())))
+        .map_err(|_| tonic::Status::internal("building the call failed"))?;
+    let Ok(response) = grpc.oneshot(request).await;
+    let (parts, body) = response.into_parts();
+    if let Some(status) = tonic::Status::from_header_map(&parts.headers)
+        && status.code() != tonic::Code::Ok
+    {
+        return Err(status);
+    }
+    let collected =
+        body.collect().await.map_err(|e| tonic::Status::unavailable(format!("the service stream broke: {e}")))?;
+    let trailers = collected.trailers().cloned();
+    let mut data = collected.to_bytes();
+    if let Some(status) = trailers.as_ref().and_then(tonic::Status::from_header_map)
+        && status.code() != tonic::Code::Ok
+    {
+        return Err(status);
+    }
+    if data.len() < 5 {
+        return Err(tonic::Status::internal("the service sent no message"));
+    }
+    let _compressed = data.get_u8();
+    let len = data.get_u32() as usize;
+    if data.len() < len {
+        return Err(tonic::Status::internal("the service sent a short message"));
+    }
+    Ok(data.split_to(len))
+}
+
+fn json(status: StatusCode, message: &DynamicMessage) -> Response {
+    let options = prost_reflect::SerializeOptions::new().skip_default_fields(true);
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::new(&mut out);
+    match message.serialize_with_options(&mut ser, &options) {
+        Ok(()) => {
+            (status, [(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], out).into_response()
+        }
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "unserialisable answer").into_response(),
+    }
+}
+
+/// A `google.rpc.Status` body without details.
+fn problem(status: StatusCode, code: tonic::Code, message: &str) -> Response {
+    let body = serde_json::json!({ "code": code as i32, "message": message, "details": [] });
+    (status, axum::Json(body)).into_response()
+}
+
+/// The HTTP status of a gRPC code (the standard mapping of google/rpc/code.proto).
+pub fn http_status(code: tonic::Code) -> StatusCode {
+    use tonic::Code::*;
+    match code {
+        Ok => StatusCode::OK,
+        Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+        InvalidArgument | OutOfRange | FailedPrecondition => StatusCode::BAD_REQUEST,
+        Unauthenticated => StatusCode::UNAUTHORIZED,
+        PermissionDenied => StatusCode::FORBIDDEN,
+        NotFound => StatusCode::NOT_FOUND,
+        AlreadyExists | Aborted => StatusCode::CONFLICT,
+        ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Unknown | Internal | DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_annotated_rpc_gets_a_route() {
+        let gateway = Gateway::new(civic_proto::FILE_DESCRIPTOR_SET).expect("routes");
+        // 10 catalogue RPCs and 13 desk RPCs, each with one rule.
+        assert_eq!(gateway.len(), 23);
+        let publish = gateway.routes.iter().find(|r| r.rpc.name() == "PublishServiceItem").expect("publish route");
+        assert_eq!(publish.method, Method::POST);
+        assert_eq!(publish.body, BodyRule::Whole);
+        assert!(publish.template.matches("/v1/streets/zhongjie/items/x:publish").is_some());
+    }
+
+    #[test]
+    fn codes_map_to_the_standard_http_statuses() {
+        assert_eq!(http_status(tonic::Code::InvalidArgument), StatusCode::BAD_REQUEST);
+        assert_eq!(http_status(tonic::Code::Unauthenticated), StatusCode::UNAUTHORIZED);
+        assert_eq!(http_status(tonic::Code::PermissionDenied), StatusCode::FORBIDDEN);
+        assert_eq!(http_status(tonic::Code::Aborted), StatusCode::CONFLICT);
+        assert_eq!(http_status(tonic::Code::DeadlineExceeded), StatusCode::GATEWAY_TIMEOUT);
+    }
+}
