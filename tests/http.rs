@@ -134,3 +134,38 @@ async fn errors_carry_the_http_status_and_the_rpc_status() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_watch_stream_comes_as_newline_delimited_json() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let (app, _store) = spawn_app().await;
+    let admin = token("a", &[Role::Admin], "zhongjie");
+    let mut stream = tokio::net::TcpStream::connect(app.http_addr).await.expect("connect");
+    let request = format!("GET /v1/streets/zhongjie/items:watch HTTP/1.1\r\nHost: {}\r\n\r\n", app.http_addr);
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut lines = BufReader::new(stream).lines();
+    let mut next_json = async || -> Value {
+        let read = async {
+            loop {
+                let line = lines.next_line().await.expect("read").expect("stream open");
+                if line.starts_with('{') {
+                    return parse(&line);
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(20), read).await.expect("a message in time")
+    };
+    assert_eq!(next_json().await["changeType"], "CURRENT", "an empty catalogue, then the changes");
+
+    let item = json!({"title": "四点半课堂", "category": "CULTURE", "handlingMode": "HANDLED_HERE"}).to_string();
+    let (status, _) =
+        http(app.http_addr, "POST", "/v1/streets/zhongjie/items?serviceItemId=after-school", &admin, Some(&item)).await;
+    assert_eq!(status, 200);
+    let (status, _) =
+        http(app.http_addr, "POST", "/v1/streets/zhongjie/items/after-school:publish", &admin, Some("{}")).await;
+    assert_eq!(status, 200);
+    let change = next_json().await;
+    assert_eq!(change["changeType"], "PUBLISHED");
+    assert_eq!(change["serviceItem"]["name"], "streets/zhongjie/items/after-school");
+    app.stop().await;
+}

@@ -136,11 +136,11 @@ impl Gateway {
                 problem(StatusCode::NOT_FOUND, tonic::Code::NotFound, "no API method at this path")
             };
         };
-        if route.rpc.is_server_streaming() || route.rpc.is_client_streaming() {
+        if route.rpc.is_client_streaming() {
             return problem(
                 StatusCode::NOT_IMPLEMENTED,
                 tonic::Code::Unimplemented,
-                "streaming methods are served over gRPC",
+                "client streams are served over gRPC only",
             );
         }
         let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
@@ -153,8 +153,91 @@ impl Gateway {
             Ok(m) => m,
             Err(why) => return problem(StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument, &why),
         };
+        if route.rpc.is_server_streaming() {
+            let sse =
+                parts.headers.get(http::header::ACCEPT).is_some_and(|a| a.as_bytes().starts_with(b"text/event-stream"));
+            return match open(grpc, &route.rpc, &parts.headers, message.encode_to_vec()).await {
+                Ok(body) => self.stream(route.rpc.output(), body, sse),
+                Err(status) => self.error(&status),
+            };
+        }
         let response = call(grpc, &route.rpc, &parts.headers, message.encode_to_vec()).await;
         self.respond(&route.rpc.output(), response)
+    }
+
+    /// A server stream as newline-delimited JSON, or as server-sent events when the client
+    /// accepts `text/event-stream`. An error after the start ends the stream with one last
+    /// message: `{"error": <google.rpc.Status>}`.
+    fn stream(&self, output: MessageDescriptor, body: tonic::body::Body, sse: bool) -> Response {
+        let gateway = self.clone();
+        let frames = futures::stream::unfold(
+            (http_body_util::BodyStream::new(body), BytesMut::new(), false),
+            move |(mut body, mut buffer, done)| {
+                let output = output.clone();
+                let gateway = gateway.clone();
+                async move {
+                    if done {
+                        return None;
+                    }
+                    loop {
+                        if buffer.len() >= 5 {
+                            let len = u32::from_be_bytes([buffer[1], buffer[2], buffer[3], buffer[4]]) as usize;
+                            if buffer.len() >= 5 + len {
+                                let frame = buffer.split_to(5 + len).split_off(5).freeze();
+                                let line = match DynamicMessage::decode(output.clone(), frame) {
+                                    Ok(message) => to_json(&message),
+                                    Err(_) => error_line(&gateway, &tonic::Status::internal("unreadable message")),
+                                };
+                                return Some((Ok::<_, Infallible>(line), (body, buffer, false)));
+                            }
+                        }
+                        match futures::StreamExt::next(&mut body).await {
+                            Some(Ok(frame)) => match frame.into_data() {
+                                Ok(data) => buffer.extend_from_slice(&data),
+                                Err(frame) => {
+                                    let status = frame.trailers_ref().and_then(tonic::Status::from_header_map);
+                                    return match status {
+                                        Some(s) if s.code() != tonic::Code::Ok => {
+                                            Some((Ok(error_line(&gateway, &s)), (body, buffer, true)))
+                                        }
+                                        _ => None,
+                                    };
+                                }
+                            },
+                            Some(Err(e)) => {
+                                let status = tonic::Status::unavailable(format!("the stream broke: {e}"));
+                                return Some((Ok(error_line(&gateway, &status)), (body, buffer, true)));
+                            }
+                            None => return None,
+                        }
+                    }
+                }
+            },
+        );
+        let framed = futures::StreamExt::map(frames, move |line: Result<Vec<u8>, Infallible>| {
+            line.map(|json| {
+                let mut out = Vec::with_capacity(json.len() + 8);
+                if sse {
+                    out.extend_from_slice(b"data: ");
+                    out.extend_from_slice(&json);
+                    out.extend_from_slice(b"\n\n");
+                } else {
+                    out.extend_from_slice(&json);
+                    out.push(b'\n');
+                }
+                Bytes::from(out)
+            })
+        });
+        let content_type = if sse { "text/event-stream" } else { "application/x-ndjson" };
+        (
+            StatusCode::OK,
+            [
+                (http::header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+                (http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            ],
+            axum::body::Body::from_stream(framed),
+        )
+            .into_response()
     }
 
     fn respond(&self, output: &MessageDescriptor, response: Result<Bytes, tonic::Status>) -> Response {
@@ -172,17 +255,22 @@ impl Gateway {
     /// A gRPC status as HTTP: the standard status table and a `google.rpc.Status` body.
     fn error(&self, status: &tonic::Status) -> Response {
         let http = http_status(status.code());
-        let details = self.pool.get_message_by_name("google.rpc.Status").and_then(|desc| {
-            if status.details().is_empty() { None } else { DynamicMessage::decode(desc, status.details()).ok() }
-        });
-        match details {
-            Some(mut message) => {
-                // The details' message is the status's; keep the code as the status says.
-                message.set_field_by_name("code", Value::I32(status.code() as i32));
-                json(http, &message)
-            }
+        match self.status_message(status) {
+            Some(message) => json(http, &message),
             None => problem(http, status.code(), status.message()),
         }
+    }
+
+    /// The `google.rpc.Status` a gRPC status carries in its details, when it carries one,
+    /// with the code as the status says.
+    fn status_message(&self, status: &tonic::Status) -> Option<DynamicMessage> {
+        if status.details().is_empty() {
+            return None;
+        }
+        let desc = self.pool.get_message_by_name("google.rpc.Status")?;
+        let mut message = DynamicMessage::decode(desc, status.details()).ok()?;
+        message.set_field_by_name("code", Value::I32(status.code() as i32));
+        Some(message)
     }
 }
 
@@ -351,9 +439,13 @@ fn unescape(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Calls one unary gRPC method with an encoded request, forwarding the caller's credentials,
-/// request id and trace context.
-async fn call<S>(grpc: S, rpc: &MethodDescriptor, headers: &HeaderMap, request: Vec<u8>) -> Result<Bytes, tonic::Status>
+/// Starts a server-streaming call: the response body, or the status it failed with at once.
+async fn open<S>(
+    grpc: S,
+    rpc: &MethodDescriptor,
+    headers: &HeaderMap,
+    request: Vec<u8>,
+) -> Result<tonic::body::Body, tonic::Status>
 where
     S: tower::Service<
             http::Request<tonic::body::Body>,
@@ -361,6 +453,21 @@ where
             Error = Infallible,
         >,
 {
+    let Ok(response) = grpc.oneshot(grpc_request(rpc, headers, request)?).await;
+    let (parts, body) = response.into_parts();
+    match tonic::Status::from_header_map(&parts.headers) {
+        Some(status) if status.code() != tonic::Code::Ok => Err(status),
+        _ => Ok(body),
+    }
+}
+
+/// The HTTP/2 request of a gRPC call: the framed message, with the caller's credentials,
+/// request id, trace context and deadline.
+fn grpc_request(
+    rpc: &MethodDescriptor,
+    headers: &HeaderMap,
+    request: Vec<u8>,
+) -> Result<http::Request<tonic::body::Body>, tonic::Status> {
     let mut framed = BytesMut::with_capacity(request.len() + 5);
     framed.put_u8(0);
     framed.put_u32(request.len() as u32);
@@ -375,10 +482,22 @@ where
             builder = builder.header(name, value.clone());
         }
     }
-    let request = builder
+    builder
         .body(tonic::body::Body::new(http_body_util::Full::new(framed.freeze())))
-        .map_err(|_| tonic::Status::internal("building the call failed"))?;
-    let Ok(response) = grpc.oneshot(request).await;
+        .map_err(|_| tonic::Status::internal("building the call failed"))
+}
+
+/// Calls one unary gRPC method with an encoded request, forwarding the caller's credentials,
+/// request id and trace context.
+async fn call<S>(grpc: S, rpc: &MethodDescriptor, headers: &HeaderMap, request: Vec<u8>) -> Result<Bytes, tonic::Status>
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = Infallible,
+        >,
+{
+    let Ok(response) = grpc.oneshot(grpc_request(rpc, headers, request)?).await;
     let (parts, body) = response.into_parts();
     if let Some(status) = tonic::Status::from_header_map(&parts.headers)
         && status.code() != tonic::Code::Ok
@@ -405,16 +524,32 @@ where
     Ok(data.split_to(len))
 }
 
-fn json(status: StatusCode, message: &DynamicMessage) -> Response {
+/// A message in the canonical proto3 JSON mapping.
+fn to_json(message: &DynamicMessage) -> Vec<u8> {
     let options = prost_reflect::SerializeOptions::new().skip_default_fields(true);
     let mut out = Vec::new();
     let mut ser = serde_json::Serializer::new(&mut out);
     match message.serialize_with_options(&mut ser, &options) {
-        Ok(()) => {
-            (status, [(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], out).into_response()
-        }
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "unserialisable answer").into_response(),
+        Ok(()) => out,
+        Err(_) => br#"{"code":13,"message":"unserialisable answer"}"#.to_vec(),
     }
+}
+
+/// The last line of a stream that failed: `{"error": <google.rpc.Status>}`.
+fn error_line(gateway: &Gateway, status: &tonic::Status) -> Vec<u8> {
+    let inner = gateway.status_message(status).map(|m| to_json(&m)).unwrap_or_else(|| {
+        serde_json::to_vec(&serde_json::json!({"code": status.code() as i32, "message": status.message()}))
+            .unwrap_or_default()
+    });
+    let mut out = br#"{"error":"#.to_vec();
+    out.extend_from_slice(&inner);
+    out.push(b'}');
+    out
+}
+
+fn json(status: StatusCode, message: &DynamicMessage) -> Response {
+    (status, [(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], to_json(message))
+        .into_response()
 }
 
 /// A `google.rpc.Status` body without details.
