@@ -242,7 +242,7 @@ impl Application {
         // The HTTP/JSON API calls the services in-process, through the same routes gRPC serves.
         let gateway =
             civic_gateway::Gateway::new(civic_proto::FILE_DESCRIPTOR_SET).context("building the HTTP routes")?;
-        let api = gateway.router(routes.clone());
+        let api = gateway.router(routes.clone(), &config.gateway);
         let http_task = tokio::spawn(serve_http(http.0, api, databases.clone(), shutdown.clone()));
         let stopper = Stopper { health: health.clone(), names: health_names, trigger };
         let signal_stopper = stopper.clone();
@@ -309,6 +309,7 @@ async fn serve_http(listener: tokio::net::TcpListener, api: axum::Router, databa
             }),
         )
         .merge(api);
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.wait()).await {
         tracing::error!(error = %e, "http listener failed");
     }

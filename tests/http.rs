@@ -169,3 +169,46 @@ async fn the_watch_stream_comes_as_newline_delimited_json() {
     assert_eq!(change["serviceItem"]["name"], "streets/zhongjie/items/after-school");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_edge_limits_rate_and_body_and_returns_the_request_id() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let store = common::Store::fresh().await;
+    let mut config = common::test_config(&store);
+    config.gateway.rate_per_second = 0.5;
+    config.gateway.burst = 3;
+    let app = common::spawn_with(config, common::target(), civic::Options::default()).await;
+
+    // A request id given is returned; none given, one is made up.
+    let exchange = async |head: String| {
+        let mut stream = tokio::net::TcpStream::connect(app.http_addr).await.expect("connect");
+        stream.write_all(head.as_bytes()).await.expect("write");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.expect("read");
+        String::from_utf8_lossy(&raw).to_ascii_lowercase()
+    };
+    let get =
+        |extra: &str| format!("GET /v1/streets/zhongjie/items HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n");
+    let answer = exchange(get("X-Request-Id: edge-42\r\n")).await;
+    assert!(answer.starts_with("http/1.1 200") && answer.contains("x-request-id: edge-42"), "{answer}");
+    let answer = exchange(get("")).await;
+    assert!(answer.contains("x-request-id: "), "{answer}");
+
+    // The burst is spent (3 requests from this address): the next waits, with a hint.
+    let answer = exchange(get("")).await;
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    let answer = exchange(get("")).await;
+    assert!(answer.starts_with("http/1.1 429"), "{answer}");
+    assert!(answer.contains("retry-after: "), "{answer}");
+    assert!(answer.contains("google.rpc.retryinfo"), "{answer}");
+    // Another client (a bearer token) has a bucket of its own.
+    let admin = token("a", &[Role::Admin], "zhongjie");
+    let (status, _) = http(app.http_addr, "GET", "/v1/streets/zhongjie/items", &admin, None).await;
+    assert_eq!(status, 200);
+
+    // Bodies over the limit are refused whole.
+    let big = format!(r#"{{"title": "{}"}}"#, "长".repeat(civic_gateway::MAX_BODY / 3 + 10));
+    let (status, body) = http(app.http_addr, "POST", "/v1/streets/zhongjie/items", &admin, Some(&big)).await;
+    assert_eq!(status, 413, "{body}");
+    app.stop().await;
+}

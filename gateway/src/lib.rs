@@ -4,6 +4,7 @@
 //! status of their gRPC code with a `google.rpc.Status` JSON body, details included.
 #![forbid(unsafe_code)]
 
+pub mod edge;
 mod template;
 
 use std::convert::Infallible;
@@ -90,7 +91,7 @@ impl Gateway {
 
     /// An axum router serving every route by calling `grpc` (any gRPC service: the in-process
     /// routes in the all-in-one mode, a channel to the services otherwise).
-    pub fn router<S>(self, grpc: S) -> axum::Router
+    pub fn router<S>(self, grpc: S, edge: &edge::EdgeSettings) -> axum::Router
     where
         S: tower::Service<
                 http::Request<tonic::body::Body>,
@@ -102,11 +103,23 @@ impl Gateway {
             + 'static,
         S::Future: Send,
     {
-        axum::Router::new().fallback(move |request: axum::extract::Request| {
-            let gateway = self.clone();
-            let grpc = grpc.clone();
-            async move { gateway.handle(request, grpc).await }
-        })
+        let limiter = Arc::new(edge::RateLimiter::new(edge.rate_per_second, edge.burst));
+        let timeout = std::time::Duration::from_millis(edge.request_timeout_ms.max(1));
+        let request_id = http::HeaderName::from_static("x-request-id");
+        // Outermost first: CORS answers preflights before anything counts them; the request id
+        // is set before the policy and returned on every answer, 429 and 504 included.
+        axum::Router::new()
+            .fallback(move |request: axum::extract::Request| {
+                let gateway = self.clone();
+                let grpc = grpc.clone();
+                async move { gateway.handle(request, grpc).await }
+            })
+            .layer(axum::middleware::from_fn(move |request, next| {
+                edge::policy(limiter.clone(), timeout, request, next)
+            }))
+            .layer(tower_http::request_id::PropagateRequestIdLayer::new(request_id.clone()))
+            .layer(tower_http::request_id::SetRequestIdLayer::new(request_id, tower_http::request_id::MakeRequestUuid))
+            .layer(edge::cors(&edge.cors_origins))
     }
 
     async fn handle<S>(&self, request: axum::extract::Request, grpc: S) -> Response

@@ -45,6 +45,29 @@ pub struct Config {
     pub server: ServerSettings,
     /// Working days, for deadlines.
     pub calendar: CalendarSettings,
+    /// The HTTP API's edge policy.
+    pub gateway: GatewaySettings,
+}
+
+/// The edge policy of the HTTP API (`[gateway]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// Requests per second each client may make on average (by bearer token, else by address);
+    /// 0 turns the limit off.
+    pub rate_per_second: f64,
+    /// How many requests a client may make at once above the average.
+    pub burst: u32,
+    /// The total time a request may take, in milliseconds, passed on as the gRPC deadline.
+    pub request_timeout_ms: u64,
+    /// Origins allowed to call the API from a browser; `*` allows any.
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self { rate_per_second: 50.0, burst: 100, request_timeout_ms: 15_000, cors_origins: Vec::new() }
+    }
 }
 
 /// How logs are written.
@@ -98,6 +121,7 @@ impl Default for Config {
             auth: AuthSettings::default(),
             server: ServerSettings::default(),
             calendar: CalendarSettings::default(),
+            gateway: GatewaySettings::default(),
         }
     }
 }
@@ -212,6 +236,12 @@ impl Config {
         }
         if self.server.outbox_poll_ms == 0 {
             return bad("server.outbox_poll_ms", "must be greater than 0");
+        }
+        if !(self.gateway.rate_per_second >= 0.0 && self.gateway.rate_per_second.is_finite()) {
+            return bad("gateway.rate_per_second", "must be 0 (no limit) or more");
+        }
+        if self.gateway.request_timeout_ms == 0 {
+            return bad("gateway.request_timeout_ms", "must be greater than 0");
         }
         if !(-14..=14).contains(&self.calendar.utc_offset_hours) {
             return bad("calendar.utc_offset_hours", "must be between -14 and 14");
