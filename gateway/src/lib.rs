@@ -436,20 +436,7 @@ fn snake(path: &str) -> String {
 }
 
 fn unescape(text: &str) -> Option<String> {
-    let text = text.replace('+', " ");
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            out.push(u8::from_str_radix(std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    template::percent_decode(&text.replace('+', " "))
 }
 
 /// Starts a server-streaming call: the response body, or the status it failed with at once.
@@ -510,13 +497,7 @@ where
             Error = Infallible,
         >,
 {
-    let Ok(response) = grpc.oneshot(grpc_request(rpc, headers, request)?).await;
-    let (parts, body) = response.into_parts();
-    if let Some(status) = tonic::Status::from_header_map(&parts.headers)
-        && status.code() != tonic::Code::Ok
-    {
-        return Err(status);
-    }
+    let body = open(grpc, rpc, headers, request).await?;
     let collected =
         body.collect().await.map_err(|e| tonic::Status::unavailable(format!("the service stream broke: {e}")))?;
     let trailers = collected.trailers().cloned();

@@ -102,7 +102,8 @@ impl Template {
                             }
                         }
                     }
-                    let value = parts[start..at].iter().map(|s| decode(s)).collect::<Option<Vec<_>>>()?.join("/");
+                    let value =
+                        parts[start..at].iter().map(|s| percent_decode(s)).collect::<Option<Vec<_>>>()?.join("/");
                     vars.push((field.clone(), value));
                 }
             }
@@ -111,8 +112,9 @@ impl Template {
     }
 }
 
-/// Percent-decodes one path segment; `None` for invalid escapes or UTF-8.
-fn decode(segment: &str) -> Option<String> {
+/// Percent-decodes text (a path segment, a query key or value); `None` for invalid escapes
+/// or UTF-8.
+pub(crate) fn percent_decode(segment: &str) -> Option<String> {
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
