@@ -99,6 +99,27 @@ pub async fn open_database(config: &Config, service: Service) -> anyhow::Result<
     Ok(db)
 }
 
+/// What every service of a process is built with.
+struct Shared {
+    verifier: Verifier,
+    pages: PageTokens,
+    bus: Bus,
+    shutdown: Shutdown,
+}
+
+/// The catalogue service over its database and relay.
+fn catalogue(config: &Config, db: Db, relay: Relay, shared: &Shared) -> civic_catalogue::Catalogue {
+    civic_catalogue::Catalogue::new(civic_catalogue::Parts {
+        db,
+        auth: shared.verifier.clone(),
+        pages: shared.pages.clone(),
+        bus: shared.bus.clone(),
+        relay,
+        calendar: WorkCalendar::new(&config.calendar),
+        shutdown: shared.shutdown.clone(),
+    })
+}
+
 /// Loads the Zhongjie Street demo data into the configured store, returning how many items
 /// were added. A running server's relay delivers the events on its next poll.
 pub async fn seed(config: &Config) -> anyhow::Result<usize> {
@@ -108,15 +129,8 @@ pub async fn seed(config: &Config) -> anyhow::Result<usize> {
     let bus = Bus::in_process();
     let relay = Relay::new(db.clone(), bus.clone(), Duration::from_secs(1));
     let (_trigger, shutdown) = server::shutdown_pair();
-    let state = civic_catalogue::Catalogue::new(civic_catalogue::Parts {
-        db: db.clone(),
-        auth: verifier,
-        pages: PageTokens::new(&secret),
-        bus,
-        relay,
-        calendar: WorkCalendar::new(&config.calendar),
-        shutdown,
-    });
+    let shared = Shared { verifier, pages: PageTokens::new(&secret), bus, shutdown };
+    let state = catalogue(config, db.clone(), relay, &shared);
     let added = state.seed(civic_catalogue::ZHONGJIE_STREET, civic_catalogue::ZHONGJIE).await?;
     db.close().await;
     Ok(added)
@@ -154,6 +168,7 @@ impl Application {
         let verifier = Verifier::start(&effective_auth(&config)?).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let bus = connect_bus(&config).await?;
         let (trigger, shutdown) = server::shutdown_pair();
+        let shared = Shared { verifier, pages, bus: bus.clone(), shutdown: shutdown.clone() };
         let (mut routes, health) = server::standard_routes().map_err(|e| anyhow::anyhow!("reflection: {e}"))?;
         let poll = Duration::from_millis(config.server.outbox_poll_ms);
         let mut tasks = Vec::new();
@@ -166,15 +181,7 @@ impl Application {
             tasks.push(tokio::spawn(relay.clone().run(shutdown.clone().wait())));
             match service {
                 Service::Catalogue => {
-                    let state = civic_catalogue::Catalogue::new(civic_catalogue::Parts {
-                        db: db.clone(),
-                        auth: verifier.clone(),
-                        pages: pages.clone(),
-                        bus: bus.clone(),
-                        relay,
-                        calendar: WorkCalendar::new(&config.calendar),
-                        shutdown: shutdown.clone(),
-                    });
+                    let state = catalogue(&config, db.clone(), relay, &shared);
                     if options.seed {
                         state
                             .seed(civic_catalogue::ZHONGJIE_STREET, civic_catalogue::ZHONGJIE)

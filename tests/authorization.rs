@@ -8,7 +8,6 @@ mod common;
 use civic_kit::auth::Role;
 use civic_proto::catalogue::catalogue_service_client::CatalogueServiceClient;
 use civic_proto::catalogue::desk_service_client::DeskServiceClient;
-use civic_proto::catalogue::material::Form;
 use civic_proto::catalogue::service_item::{Category, HandlingMode};
 use civic_proto::catalogue::*;
 use common::{TestApp, spawn_app, token, with_token};
@@ -82,13 +81,7 @@ impl World {
             title: "法律咨询".into(),
             category: Category::Legal as i32,
             handling_mode: HandlingMode::OnBehalf as i32,
-            materials: vec![Material {
-                name: "身份证".into(),
-                form: Form::Original as i32,
-                copies: 1,
-                required: true,
-                note: String::new(),
-            }],
+            materials: vec![common::id_card()],
             ..Default::default()
         };
         let request = CreateServiceItemRequest {

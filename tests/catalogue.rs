@@ -8,7 +8,6 @@ use std::time::Duration;
 use civic::{Options, Target};
 use civic_kit::auth::Role;
 use civic_proto::catalogue::catalogue_service_client::CatalogueServiceClient;
-use civic_proto::catalogue::material::Form;
 use civic_proto::catalogue::service_item::{Category, HandlingMode, State};
 use civic_proto::catalogue::watch_service_items_response::ChangeType;
 use civic_proto::catalogue::*;
@@ -26,13 +25,7 @@ fn item(title: &str) -> ServiceItem {
         title_en: String::new(),
         category: Category::GovernmentAffairs as i32,
         handling_mode: HandlingMode::OnBehalf as i32,
-        materials: vec![Material {
-            name: "身份证".into(),
-            form: Form::Original as i32,
-            copies: 1,
-            required: true,
-            note: String::new(),
-        }],
+        materials: vec![common::id_card()],
         steps: vec![Step {
             title: "受理".into(),
             actor: "社区受理窗口".into(),

@@ -32,13 +32,7 @@ async fn published_item(channel: Channel, id: &str, mode: HandlingMode, promised
         category: Category::GovernmentAffairs as i32,
         handling_mode: mode as i32,
         materials: vec![
-            Material {
-                name: "身份证".into(),
-                form: Form::Original as i32,
-                copies: 1,
-                required: true,
-                note: String::new(),
-            },
+            common::id_card(),
             Material {
                 name: "银行卡".into(),
                 form: Form::Copy as i32,

@@ -223,3 +223,14 @@ fn dechunk(body: &str) -> String {
     }
     out
 }
+
+/// The material almost every item asks for: the resident's ID card, original, required.
+pub fn id_card() -> civic_proto::catalogue::Material {
+    civic_proto::catalogue::Material {
+        name: "身份证".into(),
+        form: civic_proto::catalogue::material::Form::Original as i32,
+        copies: 1,
+        required: true,
+        note: String::new(),
+    }
+}
