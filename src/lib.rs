@@ -24,6 +24,9 @@ pub enum Target {
     All,
     /// The catalogue service alone.
     Catalogue,
+    /// The gateway alone: the HTTP API, gRPC-Web and gRPC pass-through on the HTTP address,
+    /// calling the services at `[gateway.upstreams]`.
+    Gateway,
 }
 
 /// The services of civic.
@@ -39,15 +42,32 @@ impl Target {
         match self {
             Target::All => &[Service::Catalogue],
             Target::Catalogue => &[Service::Catalogue],
+            Target::Gateway => &[],
         }
+    }
+
+    /// Whether the HTTP address serves the API (the gateway); otherwise it serves only the
+    /// operations endpoints.
+    pub fn serves_api(self) -> bool {
+        matches!(self, Target::All | Target::Gateway)
     }
 }
 
 impl Service {
-    /// The service's store name (schema or file).
+    /// Every service.
+    pub const ALL: &'static [Service] = &[Service::Catalogue];
+
+    /// The service's name: its store (schema or file) and its key in `[gateway.upstreams]`.
     pub fn name(self) -> &'static str {
         match self {
             Service::Catalogue => civic_catalogue::SERVICE,
+        }
+    }
+
+    /// The gRPC services it serves, by full name.
+    pub fn grpc_services(self) -> &'static [&'static str] {
+        match self {
+            Service::Catalogue => civic_catalogue::GRPC_SERVICES,
         }
     }
 }
@@ -140,6 +160,8 @@ pub async fn seed(config: &Config) -> anyhow::Result<usize> {
 pub struct Application {
     grpc: (tokio::net::TcpListener, SocketAddr),
     http: (tokio::net::TcpListener, SocketAddr),
+    target: Target,
+    verifier: Verifier,
     routes: tonic::service::Routes,
     health: Health,
     health_names: Vec<String>,
@@ -168,7 +190,7 @@ impl Application {
         let verifier = Verifier::start(&effective_auth(&config)?).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let bus = connect_bus(&config).await?;
         let (trigger, shutdown) = server::shutdown_pair();
-        let shared = Shared { verifier, pages, bus: bus.clone(), shutdown: shutdown.clone() };
+        let shared = Shared { verifier: verifier.clone(), pages, bus: bus.clone(), shutdown: shutdown.clone() };
         let (mut routes, health) = server::standard_routes().map_err(|e| anyhow::anyhow!("reflection: {e}"))?;
         let poll = Duration::from_millis(config.server.outbox_poll_ms);
         let mut tasks = Vec::new();
@@ -189,17 +211,29 @@ impl Application {
                             .context("seeding the catalogue")?;
                     }
                     routes = civic_catalogue::add_routes(routes, state);
-                    let names: Vec<String> = civic_catalogue::GRPC_SERVICES.iter().map(|s| (*s).to_owned()).collect();
-                    health_names.extend(names.iter().cloned());
-                    watched.push((names, db.clone()));
                 }
             }
+            let names: Vec<String> = service.grpc_services().iter().map(|s| (*s).to_owned()).collect();
+            health_names.extend(names.iter().cloned());
+            watched.push((names, db.clone()));
             databases.push(db);
+        }
+        if target == Target::Gateway {
+            for service in Service::ALL {
+                if !config.gateway.upstreams.contains_key(service.name()) {
+                    anyhow::bail!(
+                        "bad configuration: `gateway.upstreams.{}`: the gateway needs the {0} service's address",
+                        service.name()
+                    );
+                }
+            }
         }
         let trigger = Arc::new(trigger);
         Ok(Self {
             grpc,
             http,
+            target,
+            verifier,
             routes,
             health,
             health_names,
@@ -234,6 +268,8 @@ impl Application {
         let Application {
             grpc,
             http,
+            target,
+            verifier,
             routes,
             health,
             health_names,
@@ -246,11 +282,34 @@ impl Application {
             tasks,
         } = self;
         health.watch_databases(watched, Duration::from_secs(2), shutdown.clone()).await;
-        // The HTTP/JSON API calls the services in-process, through the same routes gRPC serves.
-        let gateway =
-            civic_gateway::Gateway::new(civic_proto::FILE_DESCRIPTOR_SET).context("building the HTTP routes")?;
-        let api = gateway.router(routes.clone(), &config.gateway);
-        let http_task = tokio::spawn(serve_http(http.0, api, databases.clone(), shutdown.clone()));
+        // Every call, from whichever address or from the gateway in-process, goes through the
+        // same stack (metrics, limits, timeouts).
+        let local = server::stacked(routes, &config.server);
+        let mut upstreams = Vec::new();
+        let api = if target.serves_api() {
+            let grpc = if target == Target::Gateway {
+                let every = Duration::from_millis(config.gateway.resolve_every_ms);
+                let mut channels = std::collections::HashMap::new();
+                for service in Service::ALL {
+                    let urls = config.gateway.upstreams.get(service.name()).cloned().unwrap_or_default();
+                    let channel = civic_gateway::upstream::balanced(&urls, every, shutdown.clone());
+                    upstreams.push((service.name(), channel.clone()));
+                    for name in service.grpc_services() {
+                        channels.insert((*name).to_owned(), channel.clone());
+                    }
+                }
+                civic_gateway::upstream::route(channels, local.clone())
+            } else {
+                local.clone()
+            };
+            let gateway =
+                civic_gateway::Gateway::new(civic_proto::FILE_DESCRIPTOR_SET).context("building the HTTP routes")?;
+            Some(gateway.router(grpc, &config.gateway, Some(verifier)))
+        } else {
+            None
+        };
+        let readiness = Readiness { databases: databases.clone(), upstreams };
+        let http_task = tokio::spawn(serve_http(http.0, api, readiness, config.server.clone(), shutdown.clone()));
         let stopper = Stopper { health: health.clone(), names: health_names, trigger };
         let signal_stopper = stopper.clone();
         let signal = tokio::spawn(async move {
@@ -258,7 +317,7 @@ impl Application {
             tracing::info!("termination signal received");
             signal_stopper.stop().await;
         });
-        let served = server::serve(grpc.0, routes, &config.server, shutdown.clone()).await;
+        let served = server::serve(grpc.0, local, &config.server, shutdown.clone()).await;
         signal.abort();
         stopper.stop().await;
         let _ = http_task.await;
@@ -291,33 +350,72 @@ impl Stopper {
     }
 }
 
+/// What `/readyz` checks: every database answers, and every upstream service reports SERVING.
+struct Readiness {
+    databases: Vec<Db>,
+    upstreams: Vec<(&'static str, tonic::transport::Channel)>,
+}
+
+impl Readiness {
+    /// `Err` names what is not ready.
+    async fn check(&self) -> Result<(), String> {
+        for db in &self.databases {
+            if !db.ping().await {
+                return Err("database unavailable".into());
+            }
+        }
+        for (name, channel) in &self.upstreams {
+            let mut client = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+            let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
+            let serving = tokio::time::timeout(Duration::from_secs(2), client.check(request))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .is_some_and(|r| {
+                    r.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+                });
+            if !serving {
+                return Err(format!("the {name} service is not serving"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The HTTP listener: the operations endpoints — `/metrics` (Prometheus text), `/healthz` (the
-/// process runs) and `/readyz` (every database answers) — and, for every other path, the
-/// HTTP/JSON API.
-async fn serve_http(listener: tokio::net::TcpListener, api: axum::Router, databases: Vec<Db>, shutdown: Shutdown) {
+/// process runs) and `/readyz` (its databases or upstreams answer) — and, on the targets that
+/// serve it, everything else of the gateway (the API, gRPC-Web and gRPC, OpenAPI, the lobby).
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    api: Option<axum::Router>,
+    readiness: Readiness,
+    settings: civic_kit::config::ServerSettings,
+    shutdown: Shutdown,
+) {
     use axum::http::StatusCode;
     use axum::routing::get;
     let metrics = civic_kit::telemetry::metrics();
+    let readiness = Arc::new(readiness);
     let app = axum::Router::new()
         .route("/metrics", get(move || std::future::ready(metrics.render())))
         .route("/healthz", get(|| std::future::ready("ok")))
         .route(
             "/readyz",
             get(move || {
-                let databases = databases.clone();
+                let readiness = readiness.clone();
                 async move {
-                    for db in &databases {
-                        if !db.ping().await {
-                            return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable");
-                        }
+                    match readiness.check().await {
+                        Ok(()) => (StatusCode::OK, "ready".to_owned()),
+                        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
                     }
-                    (StatusCode::OK, "ready")
                 }
             }),
-        )
-        .merge(api);
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.wait()).await {
+        );
+    let app = match api {
+        Some(api) => app.merge(api),
+        None => app,
+    };
+    if let Err(e) = server::serve_router(listener, app, &settings, shutdown).await {
         tracing::error!(error = %e, "http listener failed");
     }
 }

@@ -21,7 +21,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serves a target: every service in one process (`all`) or one service.
+    /// Serves a target: every service in one process (`all`), one service, or the gateway.
     Serve(ServeArgs),
     /// Applies the database migrations of a target and exits (for a Kubernetes Job).
     Migrate(MigrateArgs),
@@ -132,7 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let config = load(&args.common, flags)?;
             let _telemetry = civic_kit::telemetry::init(&config.log, &format!("{:?}", args.target).to_lowercase());
-            if config.nats_url.is_empty() && args.target != Target::All {
+            if config.nats_url.is_empty() && args.target != Target::All && !args.target.services().is_empty() {
                 tracing::warn!("no nats_url: events stay inside this process; other replicas will not hear them");
             }
             let app = Application::build(config, args.target, Options { seed: args.seed }).await?;

@@ -177,6 +177,8 @@ async fn the_edge_limits_rate_and_body_and_returns_the_request_id() {
     let mut config = common::test_config(&store);
     config.gateway.rate_per_second = 0.5;
     config.gateway.burst = 3;
+    config.gateway.address_rate_per_second = 0.5;
+    config.gateway.address_burst = 3;
     let app = common::spawn_with(config, common::target(), civic::Options::default()).await;
 
     // A request id given is returned; none given, one is made up.
@@ -201,10 +203,21 @@ async fn the_edge_limits_rate_and_body_and_returns_the_request_id() {
     assert!(answer.starts_with("http/1.1 429"), "{answer}");
     assert!(answer.contains("retry-after: "), "{answer}");
     assert!(answer.contains("google.rpc.retryinfo"), "{answer}");
-    // Another client (a bearer token) has a bucket of its own.
+    // A principal has a bucket of its own, whatever its address, shared by all its tokens.
     let admin = token("a", &[Role::Admin], "zhongjie");
     let (status, _) = http(app.http_addr, "GET", "/v1/streets/zhongjie/items", &admin, None).await;
     assert_eq!(status, 200);
+    let same_subject = token("a", &[Role::Cadre], "zhongjie");
+    for _ in 0..2 {
+        let (status, _) = http(app.http_addr, "GET", "/v1/streets/zhongjie/items", &same_subject, None).await;
+        assert_eq!(status, 200);
+    }
+    let (status, body) = http(app.http_addr, "GET", "/v1/streets/zhongjie/items", &admin, None).await;
+    assert_eq!(status, 429, "the principal's burst of 3 is spent: {body}");
+    // A bad token is refused at the edge, before any bucket or service.
+    let (status, body) = http(app.http_addr, "GET", "/v1/streets/zhongjie/items", "not-a-token", None).await;
+    assert_eq!(status, 401, "{body}");
+    let admin = token("b", &[Role::Admin], "zhongjie");
 
     // Bodies over the limit are refused whole.
     let big = format!(r#"{{"title": "{}"}}"#, "长".repeat(civic_gateway::MAX_BODY / 3 + 10));

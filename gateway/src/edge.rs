@@ -1,6 +1,8 @@
-//! Edge policy of the HTTP API: a per-client rate limit (429 with a retry hint), a total
-//! deadline per request passed downstream as the gRPC deadline, a request id accepted or made
-//! up and returned, and CORS. The body limit is the transcoder's.
+//! Edge policy of the HTTP address, for the HTTP API and gRPC alike: bearer tokens verified
+//! (and forwarded: the services still authorise), rate limits per principal and per address
+//! (429 / RESOURCE_EXHAUSTED with a retry hint), a total deadline per request passed downstream
+//! as the gRPC deadline, a request id accepted or made up and returned, and CORS. The body
+//! limit is the transcoder's.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -9,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use http::HeaderValue;
 
 pub use civic_kit::config::GatewaySettings as EdgeSettings;
 
@@ -57,47 +59,102 @@ impl RateLimiter {
     }
 }
 
-/// The client a request counts against: its bearer token (a principal), else its address.
-fn client_key(request: &Request) -> String {
-    if let Some(token) = request.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        token.hash(&mut hasher);
-        return format!("token:{:x}", hasher.finish());
-    }
-    let address: Option<IpAddr> = request.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
-    format!("address:{}", address.map(|a| a.to_string()).unwrap_or_default())
+/// How a request is answered when the edge refuses it: JSON for the HTTP API, a gRPC status
+/// for gRPC and gRPC-Web (the status in the headers, in the caller's content type).
+pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers.get(http::header::CONTENT_TYPE).is_some_and(|c| c.as_bytes().starts_with(b"application/grpc"))
 }
 
-/// The middleware: rate limit, then the deadline (as `grpc-timeout` for the service and as a
-/// bound on the whole exchange).
-pub async fn policy(limiter: Arc<RateLimiter>, timeout: Duration, mut request: Request, next: Next) -> Response {
-    if let Err(wait) = limiter.take(&client_key(&request)) {
-        let seconds = wait.as_secs().max(1);
-        let body = serde_json::json!({
-            "code": tonic::Code::ResourceExhausted as i32,
-            "message": format!("too many requests; retry in {seconds} s"),
-            "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": format!("{seconds}s")}],
-        });
-        let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
-        response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
-        return response;
+/// The edge policy's state: token verification and the two kinds of rate limit.
+#[derive(Debug)]
+pub(crate) struct Policy {
+    /// Verifies bearer tokens at the edge; `None` leaves them to the services alone.
+    pub(crate) verifier: Option<civic_kit::auth::Verifier>,
+    /// Buckets per authenticated principal.
+    pub(crate) principals: RateLimiter,
+    /// Buckets per client address, for anonymous callers.
+    pub(crate) addresses: RateLimiter,
+    /// The total time a request may take.
+    pub(crate) timeout: Duration,
+}
+
+impl Policy {
+    pub(crate) fn new(settings: &EdgeSettings, verifier: Option<civic_kit::auth::Verifier>) -> Self {
+        Self {
+            verifier,
+            principals: RateLimiter::new(settings.rate_per_second, settings.burst),
+            addresses: RateLimiter::new(settings.address_rate_per_second, settings.address_burst),
+            timeout: Duration::from_millis(settings.request_timeout_ms.max(1)),
+        }
     }
+
+    /// Verifies the token (a bad one is refused here, before any service is bothered) and takes
+    /// a token from the caller's bucket: the principal's when authenticated, else the address's.
+    fn admit(&self, request: &Request) -> Result<(), tonic::Status> {
+        let caller = match &self.verifier {
+            Some(verifier) => verifier.caller_from_headers(request.headers()).map_err(tonic::Status::from)?,
+            None => civic_kit::auth::Caller::Anonymous,
+        };
+        let taken = match caller.principal() {
+            Some(principal) => self.principals.take(&principal.subject),
+            None => {
+                let address: Option<IpAddr> =
+                    request.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+                self.addresses.take(&address.map(|a| a.to_string()).unwrap_or_default())
+            }
+        };
+        taken.map_err(|wait| {
+            use tonic_types::StatusExt;
+            let seconds = wait.as_secs().max(1);
+            tonic::Status::with_error_details(
+                tonic::Code::ResourceExhausted,
+                format!("too many requests; retry in {seconds} s"),
+                tonic_types::ErrorDetails::with_retry_info(Some(Duration::from_secs(seconds))),
+            )
+        })
+    }
+}
+
+/// The middleware: verify the token, rate limit, then the deadline (as `grpc-timeout` for the
+/// service — kept when the caller asked for less — and as a bound on the answer's start).
+pub(crate) async fn policy(gateway: crate::Gateway, policy: Arc<Policy>, mut request: Request, next: Next) -> Response {
+    let grpc = is_grpc(request.headers());
+    if let Err(status) = policy.admit(&request) {
+        return gateway.refuse(&status, grpc, request.headers());
+    }
+    let asked = request.headers().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
+    let timeout = asked.map_or(policy.timeout, |a| a.min(policy.timeout));
     let millis = timeout.as_millis().max(1);
     if let Ok(value) = HeaderValue::from_str(&format!("{millis}m")) {
         request.headers_mut().insert("grpc-timeout", value);
     }
+    let headers = request.headers().clone();
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => {
-            let body = serde_json::json!({
-                "code": tonic::Code::DeadlineExceeded as i32,
-                "message": "the request took longer than the gateway allows",
-                "details": [],
-            });
-            (StatusCode::GATEWAY_TIMEOUT, axum::Json(body)).into_response()
-        }
+        Err(_) => gateway.refuse(
+            &tonic::Status::deadline_exceeded("the request took longer than the gateway allows"),
+            grpc,
+            &headers,
+        ),
     }
+}
+
+/// A `grpc-timeout` header value (`<digits><unit>`, unit one of H M S m u n).
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 /// The CORS layer for `origins` (none: no cross-origin access).
@@ -121,8 +178,18 @@ pub fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
             http::header::AUTHORIZATION,
             http::header::CONTENT_TYPE,
             http::HeaderName::from_static("x-request-id"),
+            // gRPC-Web from browsers.
+            http::HeaderName::from_static("x-grpc-web"),
+            http::HeaderName::from_static("x-user-agent"),
+            http::HeaderName::from_static("grpc-timeout"),
         ])
-        .expose_headers([http::HeaderName::from_static("x-request-id"), http::header::RETRY_AFTER])
+        .expose_headers([
+            http::HeaderName::from_static("x-request-id"),
+            http::header::RETRY_AFTER,
+            http::HeaderName::from_static("grpc-status"),
+            http::HeaderName::from_static("grpc-message"),
+            http::HeaderName::from_static("grpc-status-details-bin"),
+        ])
         .max_age(Duration::from_secs(600))
 }
 

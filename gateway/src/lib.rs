@@ -1,17 +1,24 @@
-//! The HTTP/JSON face of civic: every `google.api.http` rule in the embedded descriptors is
-//! served by transcoding — JSON (the canonical proto3 mapping) in, the gRPC method called,
-//! JSON out — so adding an annotated RPC needs no gateway code. Errors come back as the HTTP
-//! status of their gRPC code with a `google.rpc.Status` JSON body, details included.
+//! The face of civic on its HTTP address: every `google.api.http` rule in the embedded
+//! descriptors is served by transcoding — JSON (the canonical proto3 mapping) in, the gRPC
+//! method called, JSON out — so adding an annotated RPC needs no gateway code. Errors come back
+//! as the HTTP status of their gRPC code with a `google.rpc.Status` JSON body, details
+//! included. gRPC-Web and native gRPC pass through on the same address; the OpenAPI document
+//! and the lobby screen are served beside the API.
 #![forbid(unsafe_code)]
 
 pub mod edge;
+mod lobby;
+mod openapi;
 mod template;
+pub mod upstream;
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use civic_kit::auth::Verifier;
+use civic_kit::server::GrpcService;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
 use prost::Message;
@@ -89,47 +96,70 @@ impl Gateway {
         self.routes.is_empty()
     }
 
-    /// An axum router serving every route by calling `grpc` (any gRPC service: the in-process
-    /// routes in the all-in-one mode, a channel to the services otherwise).
-    pub fn router<S>(self, grpc: S, edge: &edge::EdgeSettings) -> axum::Router
-    where
-        S: tower::Service<
-                http::Request<tonic::body::Body>,
-                Response = http::Response<tonic::body::Body>,
-                Error = Infallible,
-            > + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send,
-    {
-        let limiter = Arc::new(edge::RateLimiter::new(edge.rate_per_second, edge.burst));
-        let timeout = std::time::Duration::from_millis(edge.request_timeout_ms.max(1));
+    /// The OpenAPI 3.1 document of every route, generated from the descriptors and their comments.
+    pub fn openapi(&self) -> serde_json::Value {
+        openapi::document(&self.routes, &self.pool)
+    }
+
+    /// Everything the HTTP address serves besides the operations endpoints, behind the edge
+    /// policy: gRPC and gRPC-Web requests (by content type) passed to `grpc` as they are, every
+    /// other request transcoded and called on `grpc`; `/openapi.json`; and the lobby screen.
+    /// `grpc` is the in-process stack of the services in the all-in-one mode, or the balanced
+    /// channels to them in a gateway of its own. `verifier` checks bearer tokens at the edge.
+    pub fn router(self, grpc: GrpcService, edge: &edge::EdgeSettings, verifier: Option<Verifier>) -> axum::Router {
+        let policy = Arc::new(edge::Policy::new(edge, verifier));
         let request_id = http::HeaderName::from_static("x-request-id");
+        let document = Bytes::from(serde_json::to_vec(&self.openapi()).unwrap_or_default());
+        let gateway = self.clone();
         // Outermost first: CORS answers preflights before anything counts them; the request id
-        // is set before the policy and returned on every answer, 429 and 504 included.
+        // is set before the policy and returned on every answer, refusals included.
         axum::Router::new()
+            .route(
+                "/openapi.json",
+                axum::routing::get(move || {
+                    std::future::ready(([(http::header::CONTENT_TYPE, "application/json")], document.clone()))
+                }),
+            )
+            .merge(lobby::routes())
             .fallback(move |request: axum::extract::Request| {
                 let gateway = self.clone();
                 let grpc = grpc.clone();
-                async move { gateway.handle(request, grpc).await }
+                async move {
+                    if edge::is_grpc(request.headers()) {
+                        let Ok(response) = grpc.oneshot(request.map(tonic::body::Body::new)).await;
+                        response.map(axum::body::Body::new)
+                    } else {
+                        gateway.handle(request, grpc).await
+                    }
+                }
             })
             .layer(axum::middleware::from_fn(move |request, next| {
-                edge::policy(limiter.clone(), timeout, request, next)
+                edge::policy(gateway.clone(), policy.clone(), request, next)
             }))
             .layer(tower_http::request_id::PropagateRequestIdLayer::new(request_id.clone()))
             .layer(tower_http::request_id::SetRequestIdLayer::new(request_id, tower_http::request_id::MakeRequestUuid))
             .layer(edge::cors(&edge.cors_origins))
     }
 
-    async fn handle<S>(&self, request: axum::extract::Request, grpc: S) -> Response
-    where
-        S: tower::Service<
-                http::Request<tonic::body::Body>,
-                Response = http::Response<tonic::body::Body>,
-                Error = Infallible,
-            >,
-    {
+    /// The answer to a request the edge refuses, in the caller's protocol: a gRPC status (in
+    /// the headers, in the request's content type) or the HTTP status with a JSON body — with
+    /// `Retry-After` when the status carries a retry delay.
+    fn refuse(&self, status: &tonic::Status, grpc: bool, headers: &HeaderMap) -> Response {
+        if grpc {
+            let mut response = status.clone().into_http::<axum::body::Body>();
+            if let Some(content_type) = headers.get(http::header::CONTENT_TYPE) {
+                response.headers_mut().insert(http::header::CONTENT_TYPE, content_type.clone());
+            }
+            return response;
+        }
+        let mut response = self.error(status);
+        if let Some(retry) = tonic_types::StatusExt::get_details_retry_info(status).and_then(|r| r.retry_delay) {
+            response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(retry.as_secs().max(1)));
+        }
+        response
+    }
+
+    async fn handle(&self, request: axum::extract::Request, grpc: GrpcService) -> Response {
         let (parts, body) = request.into_parts();
         let path = parts.uri.path();
         let Some((route, vars)) = self
@@ -440,19 +470,12 @@ fn unescape(text: &str) -> Option<String> {
 }
 
 /// Starts a server-streaming call: the response body, or the status it failed with at once.
-async fn open<S>(
-    grpc: S,
+async fn open(
+    grpc: GrpcService,
     rpc: &MethodDescriptor,
     headers: &HeaderMap,
     request: Vec<u8>,
-) -> Result<tonic::body::Body, tonic::Status>
-where
-    S: tower::Service<
-            http::Request<tonic::body::Body>,
-            Response = http::Response<tonic::body::Body>,
-            Error = Infallible,
-        >,
-{
+) -> Result<tonic::body::Body, tonic::Status> {
     let Ok(response) = grpc.oneshot(grpc_request(rpc, headers, request)?).await;
     let (parts, body) = response.into_parts();
     match tonic::Status::from_header_map(&parts.headers) {
@@ -489,14 +512,12 @@ fn grpc_request(
 
 /// Calls one unary gRPC method with an encoded request, forwarding the caller's credentials,
 /// request id and trace context.
-async fn call<S>(grpc: S, rpc: &MethodDescriptor, headers: &HeaderMap, request: Vec<u8>) -> Result<Bytes, tonic::Status>
-where
-    S: tower::Service<
-            http::Request<tonic::body::Body>,
-            Response = http::Response<tonic::body::Body>,
-            Error = Infallible,
-        >,
-{
+async fn call(
+    grpc: GrpcService,
+    rpc: &MethodDescriptor,
+    headers: &HeaderMap,
+    request: Vec<u8>,
+) -> Result<Bytes, tonic::Status> {
     let body = open(grpc, rpc, headers, request).await?;
     let collected =
         body.collect().await.map_err(|e| tonic::Status::unavailable(format!("the service stream broke: {e}")))?;

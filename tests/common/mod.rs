@@ -64,16 +64,19 @@ impl Drop for Store {
     }
 }
 
-/// One running civic process (in this test process).
+/// One running civic process (in this test process) — in split mode, a service with a gateway
+/// of its own in front.
 pub struct TestApp {
     /// The gRPC address.
     pub grpc_addr: SocketAddr,
-    /// The HTTP address.
+    /// The HTTP address: the gateway's in split mode.
     pub http_addr: SocketAddr,
     /// A channel to the gRPC address.
     pub channel: Channel,
     stopper: Stopper,
     task: JoinHandle<anyhow::Result<()>>,
+    /// The gateway process in front of a service target, in split mode.
+    gateway: Option<Box<TestApp>>,
 }
 
 /// The configuration of a test server over `store`.
@@ -107,6 +110,21 @@ pub async fn spawn_with(config: Config, target: Target, options: Options) -> Tes
             "test",
         )
     });
+    let mut app = start(config.clone(), target, options).await;
+    if split() && !target.serves_api() {
+        // As deployed: the gateway alone in front of the service, reaching it over the network.
+        let mut config = config;
+        for service in civic::Service::ALL {
+            config.gateway.upstreams.insert(service.name().to_owned(), vec![format!("http://{}", app.grpc_addr)]);
+        }
+        let gateway = start(config, Target::Gateway, Options::default()).await;
+        app.http_addr = gateway.http_addr;
+        app.gateway = Some(Box::new(gateway));
+    }
+    app
+}
+
+async fn start(config: Config, target: Target, options: Options) -> TestApp {
     let app = Application::build(config, target, options).await.expect("application builds");
     let grpc_addr = app.grpc_addr();
     let http_addr = app.http_addr();
@@ -114,16 +132,18 @@ pub async fn spawn_with(config: Config, target: Target, options: Options) -> Tes
     let task = tokio::spawn(app.run_until_stopped());
     let channel = Channel::from_shared(format!("http://{grpc_addr}")).expect("uri").connect_lazy();
     await_serving(channel.clone(), "").await;
-    TestApp { grpc_addr, http_addr, channel, stopper, task }
+    TestApp { grpc_addr, http_addr, channel, stopper, task, gateway: None }
+}
+
+/// Whether tests run each service as its own target (`CIVIC_TEST_MODE=split`).
+pub fn split() -> bool {
+    std::env::var("CIVIC_TEST_MODE").as_deref() == Ok("split")
 }
 
 /// The target tests run: every service in one process, or — with `CIVIC_TEST_MODE=split` —
 /// each service as its own target (as one Deployment per service runs on Kubernetes).
 pub fn target() -> Target {
-    match std::env::var("CIVIC_TEST_MODE").as_deref() {
-        Ok("split") => Target::Catalogue,
-        _ => Target::All,
-    }
+    if split() { Target::Catalogue } else { Target::All }
 }
 
 /// Starts the tested target (see [`target`]) on a fresh store. The store is returned to keep
@@ -158,6 +178,9 @@ pub async fn await_serving(channel: Channel, service: &str) {
 impl TestApp {
     /// Stops the server (NOT_SERVING, then drain) and waits for it to end.
     pub async fn stop(self) {
+        if let Some(gateway) = self.gateway {
+            Box::pin(gateway.stop()).await;
+        }
         self.stopper.stop().await;
         let result = tokio::time::timeout(Duration::from_secs(15), self.task).await.expect("server stops within 15 s");
         result.expect("server task").expect("server ran cleanly");

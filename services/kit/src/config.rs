@@ -53,20 +53,39 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewaySettings {
-    /// Requests per second each client may make on average (by bearer token, else by address);
-    /// 0 turns the limit off.
+    /// Requests per second each authenticated principal may make on average; 0 turns the
+    /// limit off.
     pub rate_per_second: f64,
-    /// How many requests a client may make at once above the average.
+    /// How many requests a principal may make at once above the average.
     pub burst: u32,
+    /// Requests per second each client address may make without a token; 0 turns the limit off.
+    pub address_rate_per_second: f64,
+    /// How many requests an address may make at once above the average.
+    pub address_burst: u32,
     /// The total time a request may take, in milliseconds, passed on as the gRPC deadline.
     pub request_timeout_ms: u64,
     /// Origins allowed to call the API from a browser; `*` allows any.
     pub cors_origins: Vec<String>,
+    /// Where a gateway of its own (`--target=gateway`) finds each service: the service's name
+    /// (`catalogue`) to the gRPC URLs of its replicas (`http://catalogue:50051`). Host names
+    /// are resolved again every `resolve_every_ms`, and calls are balanced over every address.
+    pub upstreams: std::collections::BTreeMap<String, Vec<String>>,
+    /// How often upstream host names are resolved again, in milliseconds.
+    pub resolve_every_ms: u64,
 }
 
 impl Default for GatewaySettings {
     fn default() -> Self {
-        Self { rate_per_second: 50.0, burst: 100, request_timeout_ms: 15_000, cors_origins: Vec::new() }
+        Self {
+            rate_per_second: 50.0,
+            burst: 100,
+            address_rate_per_second: 50.0,
+            address_burst: 100,
+            request_timeout_ms: 15_000,
+            cors_origins: Vec::new(),
+            upstreams: std::collections::BTreeMap::new(),
+            resolve_every_ms: 10_000,
+        }
     }
 }
 
@@ -161,11 +180,14 @@ const KEYS: &[&str] = &[
     "http_addr",
     "database_url",
     "nats_url",
+    "nats_stream",
+    "nats_subject_prefix",
     "secret_key",
     "log",
     "auth",
     "server",
     "calendar",
+    "gateway",
 ];
 
 impl Config {
@@ -239,6 +261,21 @@ impl Config {
         }
         if !(self.gateway.rate_per_second >= 0.0 && self.gateway.rate_per_second.is_finite()) {
             return bad("gateway.rate_per_second", "must be 0 (no limit) or more");
+        }
+        if !(self.gateway.address_rate_per_second >= 0.0 && self.gateway.address_rate_per_second.is_finite()) {
+            return bad("gateway.address_rate_per_second", "must be 0 (no limit) or more");
+        }
+        for (service, urls) in &self.gateway.upstreams {
+            if urls.is_empty() || urls.iter().any(|u| !u.starts_with("http://")) {
+                return Err(ConfigError {
+                    key: format!("gateway.upstreams.{service}"),
+                    message: "must list one or more URLs starting with http:// (plaintext gRPC inside the cluster)"
+                        .into(),
+                });
+            }
+        }
+        if self.gateway.resolve_every_ms == 0 {
+            return bad("gateway.resolve_every_ms", "must be greater than 0");
         }
         if self.gateway.request_timeout_ms == 0 {
             return bad("gateway.request_timeout_ms", "must be greater than 0");

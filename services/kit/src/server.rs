@@ -3,7 +3,7 @@
 //! still speak), gRPC-Web on the same port, the tower stack, and graceful shutdown.
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
-use tower::{BoxError, Layer, Service, ServiceBuilder};
+use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http::classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::DefaultOnFailure;
@@ -185,8 +185,12 @@ pub fn standard_routes() -> Result<(Routes, Health), BoxError> {
     Ok((routes, Health { reporter }))
 }
 
-/// Serves `routes` on `listener` until `shutdown`, then stops accepting and lets requests in
-/// flight finish (at most `settings.shutdown_grace_ms`).
+/// A gRPC service as a value: what the listeners serve and what the gateway calls in-process.
+pub type GrpcService =
+    tower::util::BoxCloneSyncService<Request<tonic::body::Body>, Response<tonic::body::Body>, Infallible>;
+
+/// `routes` inside the request stack every gRPC call goes through, whether it arrives on the
+/// gRPC address, on the HTTP address (gRPC-Web, native gRPC) or from the gateway in-process.
 ///
 /// The stack, outermost first, and why each layer sits where it does:
 /// 1. request id — set (or kept) before anything logs, echoed on the response;
@@ -197,16 +201,12 @@ pub fn standard_routes() -> Result<(Routes, Health), BoxError> {
 /// 4. errors — turns the failures of the layers below (overload, timeout) into gRPC statuses,
 ///    so the client always gets a status, never a reset stream;
 /// 5. load shed — refuses at once when the concurrency limit is reached, rather than queueing;
-/// 6. concurrency limit — bounds work in progress across all connections;
+/// 6. concurrency limit — bounds work in progress across all connections and callers (clones
+///    share it);
 /// 7. timeout — bounds each request (tonic also honours a shorter `grpc-timeout` from the caller);
 /// 8. gRPC-Web — translates browser requests, so everything above sees one protocol.
-pub async fn serve(
-    listener: TcpListener,
-    routes: Routes,
-    settings: &ServerSettings,
-    shutdown: Shutdown,
-) -> Result<(), tonic::transport::Error> {
-    let stack = ServiceBuilder::new()
+pub fn stacked(routes: Routes, settings: &ServerSettings) -> GrpcService {
+    let service = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(http::HeaderName::from_static(REQUEST_ID), MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(http::HeaderName::from_static(REQUEST_ID)))
         .layer(
@@ -220,14 +220,41 @@ pub async fn serve(
         .concurrency_limit(settings.concurrency_limit)
         .timeout(Duration::from_millis(settings.request_timeout_ms))
         .layer(tonic_web::GrpcWebLayer::new())
-        .into_inner();
+        .service(routes.prepare())
+        .map_response(|response: Response<_>| response.map(tonic::body::Body::new));
+    tower::util::BoxCloneSyncService::new(service)
+}
+
+/// Serves `service` on `listener` (HTTP/2 for gRPC, HTTP/1.1 for gRPC-Web) until `shutdown`,
+/// then stops accepting and lets requests in flight finish (at most `settings.shutdown_grace_ms`).
+pub async fn serve(
+    listener: TcpListener,
+    service: GrpcService,
+    settings: &ServerSettings,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
+    let app = axum::Router::new().fallback_service(
+        service.map_request(|request: Request<axum::body::Body>| request.map(tonic::body::Body::new)),
+    );
+    serve_router(listener, app, settings, shutdown).await
+}
+
+/// Serves an axum router on `listener` with the same shutdown rule as [`serve`]; the peer's
+/// address is available to handlers as `ConnectInfo<SocketAddr>`.
+pub async fn serve_router(
+    listener: TcpListener,
+    app: axum::Router,
+    settings: &ServerSettings,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
     let grace = Duration::from_millis(settings.shutdown_grace_ms);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    let drained = tonic::transport::Server::builder()
-        .accept_http1(true)
-        .layer(stack)
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming, shutdown.clone().wait());
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let drained = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.clone().wait())
+        .into_future();
     tokio::pin!(drained);
     tokio::select! {
         result = &mut drained => result,

@@ -1,0 +1,4 @@
+//! placeholder
+pub(crate) fn document(_routes: &[crate::Route], _pool: &prost_reflect::DescriptorPool) -> serde_json::Value {
+    serde_json::json!({})
+}
