@@ -83,6 +83,9 @@ impl Gateway {
                 }
             }
         }
+        // A custom verb is part of the last segment (`items/x:publish`), which a template without
+        // one would also take as a resource id: templates with verbs are tried first.
+        routes.sort_by_key(|r| !r.template.has_verb());
         Ok(Self { routes: Arc::new(routes), pool })
     }
 
@@ -605,6 +608,15 @@ mod tests {
         assert_eq!(publish.method, Method::POST);
         assert_eq!(publish.body, BodyRule::Whole);
         assert!(publish.template.matches("/v1/streets/zhongjie/items/x:publish").is_some());
+        // A verb is not taken for part of a resource id.
+        let first = gateway
+            .routes
+            .iter()
+            .find(|r| {
+                r.method == Method::GET && r.template.matches("/v1/streets/zhongjie/items/x:listRevisions").is_some()
+            })
+            .expect("a route");
+        assert_eq!(first.rpc.name(), "ListServiceItemRevisions");
     }
 
     #[test]

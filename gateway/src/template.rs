@@ -23,6 +23,11 @@ pub struct Template {
 pub struct BadTemplate(pub String);
 
 impl Template {
+    /// Whether the template ends in a custom verb (`:publish`).
+    pub fn has_verb(&self) -> bool {
+        self.verb.is_some()
+    }
+
     /// Parses a template such as `/v1/{parent=streets/*}/items` or `/v1/{name=streets/*/items/*}:publish`.
     pub fn parse(template: &str) -> Result<Self, BadTemplate> {
         let bad = || BadTemplate(template.to_owned());

@@ -1,0 +1,644 @@
+//! Every catalogue and desk RPC three ways — native gRPC on the gRPC address, gRPC-Web and
+//! HTTP/JSON on the HTTP address — with the same answers. Writes are made once per protocol on
+//! resources of their own and compared with the resource's own id, times and etag left out;
+//! reads are made of the same resource and compared whole.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use civic_kit::auth::Role;
+use civic_proto::catalogue::application::State as AppState;
+use civic_proto::catalogue::service_item::{Category, HandlingMode, State as ItemState};
+use civic_proto::catalogue::*;
+use common::{http, spawn_app, token, with_token};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tonic::Code;
+use tonic::transport::Channel;
+
+const STREET: &str = "streets/zhongjie";
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Via {
+    Native,
+    Web,
+    Json,
+}
+
+const VIAS: [Via; 3] = [Via::Native, Via::Web, Via::Json];
+
+impl Via {
+    fn tag(self) -> &'static str {
+        match self {
+            Via::Native => "native",
+            Via::Web => "web",
+            Via::Json => "json",
+        }
+    }
+}
+
+/// An HTTP rule applied by hand: the method, the path with its query, and the body.
+struct Rule {
+    method: &'static str,
+    path: String,
+    body: Option<Value>,
+}
+
+fn get(path: impl Into<String>) -> Rule {
+    Rule { method: "GET", path: path.into(), body: None }
+}
+
+fn post(path: impl Into<String>, body: Value) -> Rule {
+    Rule { method: "POST", path: path.into(), body: Some(body) }
+}
+
+type WebClient = tonic_web::GrpcWebClientService<
+    hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        tonic_web::GrpcWebCall<tonic::body::Body>,
+    >,
+>;
+
+/// The three ways in.
+struct Ways {
+    channel: Channel,
+    web: WebClient,
+    http: SocketAddr,
+}
+
+impl Ways {
+    fn new(app: &common::TestApp) -> Self {
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        let web = tower::ServiceBuilder::new().layer(tonic_web::GrpcWebClientLayer::new()).service(client);
+        Self { channel: app.channel.clone(), web, http: app.http_addr }
+    }
+
+    /// Calls `method` (`/package.Service/Method`) with `request` over `via`, as `token`.
+    async fn call<Req, Resp>(
+        &self,
+        via: Via,
+        method: &'static str,
+        request: Req,
+        rule: Rule,
+        token: &str,
+    ) -> Result<Resp, Code>
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Default + DeserializeOwned + Send + Sync + 'static,
+    {
+        let path = http::uri::PathAndQuery::from_static(method);
+        let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
+        match via {
+            Via::Native => {
+                let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+                grpc.ready().await.map_err(|_| Code::Unavailable)?;
+                grpc.unary(with_token(request, token), path, codec).await.map(|r| r.into_inner()).map_err(|s| s.code())
+            }
+            Via::Web => {
+                let origin: http::Uri = format!("http://{}", self.http).parse().expect("origin");
+                let mut grpc = tonic::client::Grpc::with_origin(self.web.clone(), origin);
+                grpc.ready().await.map_err(|_| Code::Unavailable)?;
+                grpc.unary(with_token(request, token), path, codec).await.map(|r| r.into_inner()).map_err(|s| s.code())
+            }
+            Via::Json => {
+                let body = rule.body.map(|b| b.to_string());
+                let (status, body) = http(self.http, rule.method, &rule.path, token, body.as_deref()).await;
+                if status == 200 {
+                    Ok(serde_json::from_str(&body).unwrap_or_else(|e| panic!("{method}: not the answer ({e}): {body}")))
+                } else {
+                    let status: Value = serde_json::from_str(&body).expect("a google.rpc.Status");
+                    Err(Code::from_i32(status["code"].as_i64().expect("a code") as i32))
+                }
+            }
+        }
+    }
+}
+
+/// The message as JSON with what differs between resources of the same content — the
+/// top-level name, the times, the etag — left out.
+fn content<T: Serialize>(message: &T) -> Value {
+    fn strip(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                map.retain(|k, _| !k.ends_with("Time") && k != "time" && k != "etag" && k != "firstOwner");
+                map.values_mut().for_each(strip);
+            }
+            Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(message).expect("JSON");
+    if let Value::Object(map) = &mut value {
+        map.remove("name");
+    }
+    strip(&mut value);
+    value
+}
+
+/// All three answers have the same content.
+fn same_content<T: Serialize + std::fmt::Debug>(what: &str, answers: &[T]) {
+    assert_eq!(answers.len(), 3, "{what}: three answers");
+    let first = content(&answers[0]);
+    for (i, answer) in answers.iter().enumerate().skip(1) {
+        assert_eq!(content(answer), first, "{what}: {:?} differs from native", VIAS[i]);
+    }
+}
+
+/// All three answers are the same message.
+fn identical<T: PartialEq + std::fmt::Debug>(what: &str, answers: &[T]) {
+    for (i, answer) in answers.iter().enumerate().skip(1) {
+        assert_eq!(answer, &answers[0], "{what}: {:?} differs from native", VIAS[i]);
+    }
+}
+
+fn item_json(item: &ServiceItem) -> Value {
+    serde_json::to_value(item).expect("JSON")
+}
+
+#[tokio::test]
+async fn every_catalogue_rpc_answers_the_same_over_grpc_grpc_web_and_http() {
+    let (app, _store) = spawn_app().await;
+    let ways = Ways::new(&app);
+    let admin = token("admin", &[Role::Admin], "zhongjie");
+    let draft = ServiceItem {
+        title: "社区茶室预约".into(),
+        title_en: "Tea room booking".into(),
+        category: Category::Culture as i32,
+        handling_mode: HandlingMode::HandledHere as i32,
+        summary: "居民可预约社区茶室".into(),
+        materials: vec![common::id_card()],
+        steps: vec![Step { title: "登记".into(), actor: "社区工作人员".into(), ..Default::default() }],
+        ..Default::default()
+    };
+
+    // CreateServiceItem: one item per protocol.
+    let mut created: Vec<ServiceItem> = Vec::new();
+    for via in VIAS {
+        let id = format!("tea-{}", via.tag());
+        let request = CreateServiceItemRequest {
+            parent: STREET.into(),
+            service_item: Some(draft.clone()),
+            service_item_id: id.clone(),
+            request_id: format!("create-{id}"),
+        };
+        let rule = post(format!("/v1/{STREET}/items?serviceItemId={id}&requestId=create-{id}"), item_json(&draft));
+        let answer: ServiceItem = ways
+            .call(via, "/civic.catalogue.v1.CatalogueService/CreateServiceItem", request, rule, &admin)
+            .await
+            .expect("create");
+        assert_eq!(answer.name, format!("{STREET}/items/{id}"));
+        created.push(answer);
+    }
+    same_content("CreateServiceItem", &created);
+
+    // GetServiceItem: the same item three ways.
+    let mut got: Vec<ServiceItem> = Vec::new();
+    for via in VIAS {
+        let name = created[0].name.clone();
+        let rule = get(format!("/v1/{name}"));
+        let request = GetServiceItemRequest { name };
+        got.push(
+            ways.call(via, "/civic.catalogue.v1.CatalogueService/GetServiceItem", request, rule, &admin)
+                .await
+                .expect("get"),
+        );
+    }
+    identical("GetServiceItem", &got);
+    assert_eq!(got[0], created[0]);
+
+    // UpdateServiceItem on each protocol's own item.
+    let mut updated: Vec<ServiceItem> = Vec::new();
+    for (via, item) in VIAS.into_iter().zip(&created) {
+        let change = ServiceItem {
+            name: item.name.clone(),
+            summary: "请提前一天预约".into(),
+            etag: item.etag.clone(),
+            ..Default::default()
+        };
+        let rule = Rule {
+            method: "PATCH",
+            path: format!("/v1/{}?updateMask=summary", item.name),
+            body: Some(json!({"summary": change.summary, "etag": change.etag})),
+        };
+        let request = UpdateServiceItemRequest {
+            service_item: Some(change),
+            update_mask: Some(pbjson_types::FieldMask { paths: vec!["summary".into()] }),
+            request_id: String::new(),
+        };
+        updated.push(
+            ways.call(via, "/civic.catalogue.v1.CatalogueService/UpdateServiceItem", request, rule, &admin)
+                .await
+                .expect("update"),
+        );
+    }
+    same_content("UpdateServiceItem", &updated);
+    assert_eq!(updated[0].summary, "请提前一天预约");
+
+    // PublishServiceItem.
+    let mut published: Vec<ServiceItem> = Vec::new();
+    for (via, item) in VIAS.into_iter().zip(&updated) {
+        let rule = post(format!("/v1/{}:publish", item.name), json!({"etag": item.etag}));
+        let request =
+            PublishServiceItemRequest { name: item.name.clone(), etag: item.etag.clone(), ..Default::default() };
+        published.push(
+            ways.call(via, "/civic.catalogue.v1.CatalogueService/PublishServiceItem", request, rule, &admin)
+                .await
+                .expect("publish"),
+        );
+    }
+    same_content("PublishServiceItem", &published);
+    assert_eq!(published[0].state, ItemState::Published as i32);
+
+    // ListServiceItems, SearchServiceItems, ListServiceItemRevisions: reads, compared whole.
+    let mut lists: Vec<ListServiceItemsResponse> = Vec::new();
+    for via in VIAS {
+        let request = ListServiceItemsRequest { parent: STREET.into(), page_size: 2, ..Default::default() };
+        lists.push(
+            ways.call(
+                via,
+                "/civic.catalogue.v1.CatalogueService/ListServiceItems",
+                request,
+                get(format!("/v1/{STREET}/items?pageSize=2")),
+                "",
+            )
+            .await
+            .expect("list"),
+        );
+    }
+    assert_eq!(lists[0].service_items.len(), 2);
+    // Page tokens are sealed with a fresh nonce each time: compare the pages, then follow one.
+    for list in &lists[1..] {
+        assert_eq!(list.service_items, lists[0].service_items);
+        assert!(!list.next_page_token.is_empty());
+    }
+    let mut searches: Vec<SearchServiceItemsResponse> = Vec::new();
+    for via in VIAS {
+        let request = SearchServiceItemsRequest { parent: STREET.into(), query: "茶室".into(), ..Default::default() };
+        let rule = get(format!("/v1/{STREET}/items:search?query=%E8%8C%B6%E5%AE%A4"));
+        searches.push(
+            ways.call(via, "/civic.catalogue.v1.CatalogueService/SearchServiceItems", request, rule, "")
+                .await
+                .expect("search"),
+        );
+    }
+    identical("SearchServiceItems", &searches);
+    assert_eq!(searches[0].service_items.len(), 3);
+    let mut revisions: Vec<ListServiceItemRevisionsResponse> = Vec::new();
+    for via in VIAS {
+        let name = published[0].name.clone();
+        let rule = get(format!("/v1/{name}:listRevisions"));
+        let request = ListServiceItemRevisionsRequest { name, ..Default::default() };
+        revisions.push(
+            ways.call(via, "/civic.catalogue.v1.CatalogueService/ListServiceItemRevisions", request, rule, "")
+                .await
+                .unwrap_or_else(|c| panic!("revisions over {via:?}: {c:?}")),
+        );
+    }
+    identical("ListServiceItemRevisions", &revisions);
+    assert!(!revisions[0].revisions.is_empty());
+
+    // RetireServiceItem.
+    let mut retired: Vec<ServiceItem> = Vec::new();
+    for (via, item) in VIAS.into_iter().zip(&published) {
+        let rule = post(format!("/v1/{}:retire", item.name), json!({}));
+        let request = RetireServiceItemRequest { name: item.name.clone(), ..Default::default() };
+        retired.push(
+            ways.call(via, "/civic.catalogue.v1.CatalogueService/RetireServiceItem", request, rule, &admin)
+                .await
+                .expect("retire"),
+        );
+    }
+    same_content("RetireServiceItem", &retired);
+    assert_eq!(retired[0].state, ItemState::Retired as i32);
+
+    // DeleteServiceItem: fresh drafts, one per protocol; then each is gone.
+    for via in VIAS {
+        let id = format!("scratch-{}", via.tag());
+        let mut grpc =
+            civic_proto::catalogue::catalogue_service_client::CatalogueServiceClient::new(app.channel.clone());
+        let request = CreateServiceItemRequest {
+            parent: STREET.into(),
+            service_item: Some(draft.clone()),
+            service_item_id: id.clone(),
+            request_id: String::new(),
+        };
+        let scratch = grpc.create_service_item(with_token(request, &admin)).await.expect("create").into_inner();
+        let rule = Rule { method: "DELETE", path: format!("/v1/{}", scratch.name), body: None };
+        let request = DeleteServiceItemRequest { name: scratch.name.clone(), ..Default::default() };
+        let _: pbjson_types::Empty = ways
+            .call(via, "/civic.catalogue.v1.CatalogueService/DeleteServiceItem", request, rule, &admin)
+            .await
+            .expect("delete");
+        let gone = grpc.get_service_item(with_token(GetServiceItemRequest { name: scratch.name }, &admin)).await;
+        assert_eq!(gone.expect_err("deleted").code(), Code::NotFound, "{via:?}");
+    }
+
+    // The same refusals: a malformed name, a missing token, a wrong role.
+    for via in VIAS {
+        let bad = ways
+            .call::<_, ServiceItem>(
+                via,
+                "/civic.catalogue.v1.CatalogueService/PublishServiceItem",
+                PublishServiceItemRequest { name: "streets/zhongjie/items/x".into(), ..Default::default() },
+                post("/v1/streets/zhongjie/items/x:publish", json!({})),
+                "",
+            )
+            .await;
+        assert_eq!(bad, Err(Code::Unauthenticated), "{via:?}");
+        let resident = token("r", &[Role::Resident], "zhongjie");
+        let bad = ways
+            .call::<_, ServiceItem>(
+                via,
+                "/civic.catalogue.v1.CatalogueService/PublishServiceItem",
+                PublishServiceItemRequest { name: created[0].name.clone(), ..Default::default() },
+                post(format!("/v1/{}:publish", created[0].name), json!({})),
+                &resident,
+            )
+            .await;
+        assert_eq!(bad, Err(Code::PermissionDenied), "{via:?}");
+        let bad = ways
+            .call::<_, ServiceItem>(
+                via,
+                "/civic.catalogue.v1.CatalogueService/GetServiceItem",
+                GetServiceItemRequest { name: "streets/zhongjie/items/no-such-item".into() },
+                get("/v1/streets/zhongjie/items/no-such-item"),
+                &admin,
+            )
+            .await;
+        assert_eq!(bad, Err(Code::NotFound), "{via:?}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_watch_stream_is_the_same_over_grpc_grpc_web_and_http() {
+    use tokio_stream::StreamExt;
+    let store = common::Store::fresh().await;
+    let app = common::spawn_on(&store, common::target(), civic::Options { seed: true }).await;
+    let ways = Ways::new(&app);
+    let request = || WatchServiceItemsRequest { parent: STREET.into() };
+    let path = http::uri::PathAndQuery::from_static("/civic.catalogue.v1.CatalogueService/WatchServiceItems");
+    let until_current = async |mut stream: tonic::Streaming<WatchServiceItemsResponse>| {
+        let mut seen = Vec::new();
+        while let Some(message) = stream.next().await {
+            let message = message.expect("a change");
+            let current = message.change_type == watch_service_items_response::ChangeType::Current as i32;
+            seen.push(message);
+            if current {
+                break;
+            }
+        }
+        seen
+    };
+    let codec = || tonic_prost::ProstCodec::<WatchServiceItemsRequest, WatchServiceItemsResponse>::default();
+    let mut native = tonic::client::Grpc::new(ways.channel.clone());
+    native.ready().await.expect("ready");
+    let native = until_current(
+        native
+            .server_streaming(tonic::Request::new(request()), path.clone(), codec())
+            .await
+            .expect("watch")
+            .into_inner(),
+    )
+    .await;
+    let origin: http::Uri = format!("http://{}", ways.http).parse().expect("origin");
+    let mut web = tonic::client::Grpc::with_origin(ways.web.clone(), origin);
+    web.ready().await.expect("ready");
+    let web = until_current(
+        web.server_streaming(tonic::Request::new(request()), path, codec()).await.expect("watch").into_inner(),
+    )
+    .await;
+    assert!(native.len() > 40, "the seeded catalogue, then CURRENT: {}", native.len());
+    assert_eq!(web, native);
+
+    // HTTP: newline-delimited JSON, read until CURRENT.
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(ways.http).await.expect("connect");
+    let head = format!("GET /v1/{STREET}/items:watch HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut lines = tokio::io::BufReader::new(stream).lines();
+    let mut json_answers: Vec<WatchServiceItemsResponse> = Vec::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let Ok(message) = serde_json::from_str::<WatchServiceItemsResponse>(&line) else { continue };
+        let current = message.change_type == watch_service_items_response::ChangeType::Current as i32;
+        json_answers.push(message);
+        if current {
+            break;
+        }
+    }
+    assert_eq!(json_answers, native);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_desk_rpc_answers_the_same_over_grpc_grpc_web_and_http() {
+    let (app, _store) = spawn_app().await;
+    let ways = Ways::new(&app);
+    let admin = token("admin", &[Role::Admin], "zhongjie");
+    let staff = token("wang", &[Role::Cadre], "zhongjie");
+    let resident = token("resident-a", &[Role::Resident], "zhongjie");
+    let mut catalogue =
+        civic_proto::catalogue::catalogue_service_client::CatalogueServiceClient::new(app.channel.clone());
+    let mut item_names = Vec::new();
+    for (id, mode) in [("allowance", HandlingMode::OnBehalf), ("stamp", HandlingMode::HandledHere)] {
+        let item = ServiceItem {
+            title: "高龄津贴申领".into(),
+            category: Category::GovernmentAffairs as i32,
+            handling_mode: mode as i32,
+            materials: vec![common::id_card()],
+            promised_days: 5,
+            ..Default::default()
+        };
+        let request = CreateServiceItemRequest {
+            parent: STREET.into(),
+            service_item: Some(item),
+            service_item_id: id.into(),
+            request_id: String::new(),
+        };
+        let item = catalogue.create_service_item(with_token(request, &admin)).await.expect("create").into_inner();
+        let request = PublishServiceItemRequest { name: item.name.clone(), ..Default::default() };
+        catalogue.publish_service_item(with_token(request, &admin)).await.expect("publish");
+        item_names.push(item.name);
+    }
+    let id_card = vec![CheckedMaterial { name: "身份证".into(), provided: true, note: String::new() }];
+
+    // CreateApplication: three per protocol, for the three ends of the lifecycle below.
+    let mut apps: Vec<Vec<Application>> = vec![Vec::new(); 3];
+    for (i, via) in VIAS.into_iter().enumerate() {
+        for n in 0..3 {
+            let item = if n == 0 { &item_names[0] } else { &item_names[1] };
+            let application =
+                Application { service_item: item.clone(), applicant: "users/resident-a".into(), ..Default::default() };
+            let request_id = format!("file-{}-{n}", via.tag());
+            let rule = post(
+                format!("/v1/{STREET}/applications?requestId={request_id}"),
+                serde_json::to_value(&application).expect("JSON"),
+            );
+            let request =
+                CreateApplicationRequest { parent: STREET.into(), application: Some(application), request_id };
+            let answer: Application = ways
+                .call(via, "/civic.catalogue.v1.DeskService/CreateApplication", request, rule, &staff)
+                .await
+                .expect("file");
+            assert_eq!(answer.state, AppState::Received as i32);
+            apps[i].push(answer);
+        }
+    }
+    same_content("CreateApplication", &[apps[0][0].clone(), apps[1][0].clone(), apps[2][0].clone()]);
+
+    // GetApplication and ListApplications: reads.
+    let mut got: Vec<Application> = Vec::new();
+    for via in VIAS {
+        let name = apps[0][0].name.clone();
+        let rule = get(format!("/v1/{name}"));
+        got.push(
+            ways.call(
+                via,
+                "/civic.catalogue.v1.DeskService/GetApplication",
+                GetApplicationRequest { name },
+                rule,
+                &staff,
+            )
+            .await
+            .expect("get"),
+        );
+    }
+    identical("GetApplication", &got);
+    let mut lists: Vec<ListApplicationsResponse> = Vec::new();
+    for via in VIAS {
+        let request = ListApplicationsRequest { parent: STREET.into(), page_size: 100, ..Default::default() };
+        let rule = get(format!("/v1/{STREET}/applications?pageSize=100"));
+        lists.push(
+            ways.call(via, "/civic.catalogue.v1.DeskService/ListApplications", request, rule, &resident)
+                .await
+                .expect("list"),
+        );
+    }
+    identical("ListApplications", &lists);
+    assert_eq!(lists[0].applications.len(), 9, "the resident sees their own applications");
+
+    // Each transition once per protocol on its own applications, compared by content:
+    // 0 accept → start → forward → complete; 1 accept → hand over → reject; 2 withdraw.
+    let of = |n: usize| [apps[0][n].name.clone(), apps[1][n].name.clone(), apps[2][n].name.clone()];
+    let accept = |name: String| AcceptApplicationRequest { name, materials: id_card.clone(), ..Default::default() };
+    let accepted = each(&ways, "AcceptApplication", "accept", &staff, of(0), accept).await;
+    assert_eq!(accepted[0].state, AppState::Accepted as i32);
+    let start = |name: String| StartApplicationRequest { name, ..Default::default() };
+    let started = each(&ways, "StartApplication", "start", &staff, of(0), start).await;
+    assert_eq!(started[0].state, AppState::InProgress as i32);
+    let forward =
+        |name: String| ForwardApplicationRequest { name, office: "区民政局".into(), ..Default::default() };
+    let forwarded = each(&ways, "ForwardApplication", "forward", &staff, of(0), forward).await;
+    assert_eq!(forwarded[0].state, AppState::Forwarded as i32);
+    let complete = |name: String| CompleteApplicationRequest { name, note: "已办结".into(), ..Default::default() };
+    let completed = each(&ways, "CompleteApplication", "complete", &staff, of(0), complete).await;
+    assert_eq!(completed[0].state, AppState::Completed as i32);
+    each(&ways, "AcceptApplication", "accept", &staff, of(1), accept).await;
+    let hand_over = |name: String| HandOverApplicationRequest {
+        name,
+        handler: "users/li".into(),
+        note: "换班".into(),
+        ..Default::default()
+    };
+    let handed = each(&ways, "HandOverApplication", "handOver", &staff, of(1), hand_over).await;
+    assert_eq!(handed[0].handler, "users/li");
+    let reject = |name: String| RejectApplicationRequest { name, reason: "材料不全".into(), ..Default::default() };
+    let rejected = each(&ways, "RejectApplication", "reject", &staff, of(1), reject).await;
+    assert_eq!(rejected[0].state, AppState::Rejected as i32);
+    let withdraw = |name: String| WithdrawApplicationRequest { name, note: "不办了".into(), ..Default::default() };
+    let withdrawn = each(&ways, "WithdrawApplication", "withdraw", &resident, of(2), withdraw).await;
+    assert_eq!(withdrawn[0].state, AppState::Withdrawn as i32);
+    // An illegal transition is refused alike.
+    for (i, via) in VIAS.into_iter().enumerate() {
+        let name = apps[i][2].name.clone();
+        let rule = post(format!("/v1/{name}:start"), json!({}));
+        let refused = ways
+            .call::<_, Application>(
+                via,
+                "/civic.catalogue.v1.DeskService/StartApplication",
+                StartApplicationRequest { name, ..Default::default() },
+                rule,
+                &staff,
+            )
+            .await;
+        assert_eq!(refused, Err(Code::FailedPrecondition), "{via:?}");
+    }
+
+    // Inquiries: created once per protocol, read three ways.
+    let mut inquiries: Vec<Inquiry> = Vec::new();
+    for via in VIAS {
+        let inquiry = Inquiry {
+            service_item: item_names[0].clone(),
+            question: "要带户口本吗？".into(),
+            answer: "带身份证即可".into(),
+            ..Default::default()
+        };
+        let rule = post(format!("/v1/{STREET}/inquiries"), serde_json::to_value(&inquiry).expect("JSON"));
+        let request = CreateInquiryRequest { parent: STREET.into(), inquiry: Some(inquiry), request_id: String::new() };
+        inquiries.push(
+            ways.call(via, "/civic.catalogue.v1.DeskService/CreateInquiry", request, rule, &staff)
+                .await
+                .expect("inquiry"),
+        );
+    }
+    same_content("CreateInquiry", &inquiries);
+    let mut got: Vec<Inquiry> = Vec::new();
+    for via in VIAS {
+        let name = inquiries[0].name.clone();
+        let rule = get(format!("/v1/{name}"));
+        got.push(
+            ways.call(via, "/civic.catalogue.v1.DeskService/GetInquiry", GetInquiryRequest { name }, rule, &staff)
+                .await
+                .expect("get inquiry"),
+        );
+    }
+    identical("GetInquiry", &got);
+    let mut lists: Vec<ListInquiriesResponse> = Vec::new();
+    for via in VIAS {
+        let request = ListInquiriesRequest { parent: STREET.into(), page_size: 10, ..Default::default() };
+        let rule = get(format!("/v1/{STREET}/inquiries?pageSize=10"));
+        lists.push(
+            ways.call(via, "/civic.catalogue.v1.DeskService/ListInquiries", request, rule, &staff)
+                .await
+                .expect("list inquiries"),
+        );
+    }
+    identical("ListInquiries", &lists);
+    assert_eq!(lists[0].inquiries.len(), 3);
+    app.stop().await;
+}
+
+/// One desk transition (`verb`, `POST /v1/{name}:verb`) on each protocol's own application,
+/// the HTTP body being the request without its name; the answers have the same content.
+async fn each<Req, F>(
+    ways: &Ways,
+    method: &'static str,
+    verb: &str,
+    token: &str,
+    names: [String; 3],
+    make: F,
+) -> Vec<Application>
+where
+    Req: prost::Message + Serialize + Send + Sync + 'static,
+    F: Fn(String) -> Req,
+{
+    let path: &'static str = Box::leak(format!("/civic.catalogue.v1.DeskService/{method}").into_boxed_str());
+    let mut answers = Vec::new();
+    for (via, name) in VIAS.into_iter().zip(names) {
+        let request = make(name.clone());
+        let mut body = serde_json::to_value(&request).expect("JSON");
+        if let Value::Object(map) = &mut body {
+            map.remove("name");
+        }
+        let rule = post(format!("/v1/{name}:{verb}"), body);
+        let answer: Application = ways
+            .call(via, path, request, rule, token)
+            .await
+            .unwrap_or_else(|code| panic!("{method} over {via:?}: {code:?}"));
+        answers.push(answer);
+    }
+    same_content(method, &answers);
+    answers
+}
