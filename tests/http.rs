@@ -225,3 +225,37 @@ async fn the_edge_limits_rate_and_body_and_returns_the_request_id() {
     assert_eq!(status, 413, "{body}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_past_the_gateway_deadline_is_504_and_writes_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let store = common::Store::fresh().await;
+    let mut config = common::test_config(&store);
+    config.gateway.request_timeout_ms = 300;
+    let app = common::spawn_with(config, common::target(), civic::Options::default()).await;
+    let admin = token("a", &[Role::Admin], "zhongjie");
+
+    // A client that announces a body and sends only part of it holds the request past the deadline.
+    let mut stream = tokio::net::TcpStream::connect(app.http_addr).await.expect("connect");
+    let head = format!(
+        "POST /v1/streets/zhongjie/items?serviceItemId=slow HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\n\
+         Content-Type: application/json\r\nContent-Length: 200\r\nX-Request-Id: slow-1\r\n\r\n{{\"title\": \"慢"
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut raw = vec![0u8; 4096];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut raw))
+        .await
+        .expect("the gateway answers at its deadline, not never")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&raw[..read]).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 504"), "{answer}");
+    assert!(answer.contains("x-request-id: slow-1"), "{answer}");
+    assert!(answer.contains(r#""code":4"#), "a google.rpc.Status with DEADLINE_EXCEEDED: {answer}");
+
+    let mut grpc = CatalogueServiceClient::new(app.channel.clone());
+    let gone = grpc
+        .get_service_item(with_token(GetServiceItemRequest { name: "streets/zhongjie/items/slow".into() }, &admin))
+        .await;
+    assert_eq!(gone.expect_err("nothing written").code(), tonic::Code::NotFound);
+    app.stop().await;
+}

@@ -197,6 +197,41 @@ pub fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
 mod tests {
     use super::*;
 
+    /// What the service behind the edge sees of the deadline.
+    async fn downstream_timeout(gateway_ms: u64, asked: Option<&str>) -> String {
+        use tower::ServiceExt;
+        let settings = EdgeSettings { request_timeout_ms: gateway_ms, ..Default::default() };
+        let state = Arc::new(Policy::new(&settings, None));
+        let gateway = crate::Gateway::new(civic_proto::FILE_DESCRIPTOR_SET).expect("routes");
+        let app = axum::Router::new()
+            .route(
+                "/echo",
+                axum::routing::get(|headers: http::HeaderMap| async move {
+                    headers.get("grpc-timeout").and_then(|v| v.to_str().ok()).unwrap_or("none").to_owned()
+                }),
+            )
+            .layer(axum::middleware::from_fn(move |request, next| {
+                policy(gateway.clone(), state.clone(), request, next)
+            }));
+        let mut request = http::Request::get("/echo");
+        if let Some(asked) = asked {
+            request = request.header("grpc-timeout", asked);
+        }
+        let response = app.oneshot(request.body(axum::body::Body::empty()).expect("request")).await.expect("answer");
+        let body = axum::body::to_bytes(response.into_body(), 1024).await.expect("body");
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
+    #[tokio::test]
+    async fn the_deadline_goes_downstream_as_grpc_timeout_the_shorter_winning() {
+        assert_eq!(downstream_timeout(1500, None).await, "1500m");
+        assert_eq!(downstream_timeout(1500, Some("2S")).await, "1500m", "the gateway's bound holds");
+        assert_eq!(downstream_timeout(1500, Some("200m")).await, "200m", "a caller may ask for less");
+        assert_eq!(downstream_timeout(1500, Some("bogus")).await, "1500m");
+        assert_eq!(parse_grpc_timeout("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(parse_grpc_timeout("10"), None);
+    }
+
     #[test]
     fn a_bucket_allows_its_burst_then_asks_to_wait() {
         let limiter = RateLimiter::new(1.0, 3);
