@@ -393,6 +393,22 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure type, not ours
+    fn gateway_upstreams_come_from_the_environment_as_in_the_kubernetes_manifests() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CIVIC_GATEWAY__UPSTREAMS__CATALOGUE", r#"["http://civic-catalogue-replicas:50051"]"#);
+            jail.set_env("CIVIC_GATEWAY__ADDRESS_RATE_PER_SECOND", "7");
+            let config = Config::load_from(None, &Dict::new(), Env::prefixed("CIVIC_")).expect("loads");
+            assert_eq!(config.gateway.upstreams["catalogue"], vec!["http://civic-catalogue-replicas:50051".to_owned()]);
+            assert_eq!(config.gateway.address_rate_per_second, 7.0);
+            jail.set_env("CIVIC_GATEWAY__UPSTREAMS__CATALOGUE", r#"["grpc://x"]"#);
+            let err = Config::load_from(None, &Dict::new(), Env::prefixed("CIVIC_")).expect_err("must fail");
+            assert_eq!(err.key, "gateway.upstreams.catalogue");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn a_missing_file_is_reported() {
         let err =
             Config::load_from(Some(Path::new("/nonexistent/civic.toml")), &Dict::new(), env()).expect_err("must fail");
