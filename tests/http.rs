@@ -259,3 +259,35 @@ async fn a_request_past_the_gateway_deadline_is_504_and_writes_nothing() {
     assert_eq!(gone.expect_err("nothing written").code(), tonic::Code::NotFound);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_http_address_passes_native_grpc_through_with_the_edge_policy() {
+    use civic_proto::catalogue::ListServiceItemsRequest;
+    let store = common::Store::fresh().await;
+    let mut config = common::test_config(&store);
+    config.gateway.rate_per_second = 0.5;
+    config.gateway.burst = 2;
+    let app = common::spawn_with(config, common::target(), civic::Options { seed: true }).await;
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://{}", app.http_addr)).expect("uri").connect_lazy();
+
+    // Health and the services, over HTTP/2 on the HTTP address.
+    common::await_serving(channel.clone(), "civic.catalogue.v1.CatalogueService").await;
+    let mut grpc = CatalogueServiceClient::new(channel);
+    let list = || ListServiceItemsRequest { parent: "streets/zhongjie".into(), page_size: 5, ..Default::default() };
+    let items = grpc.list_service_items(list()).await.expect("list over the HTTP address").into_inner();
+    assert_eq!(items.service_items.len(), 5);
+
+    // The edge refuses in gRPC's own terms: a bad token, then a spent bucket.
+    let refused = grpc.list_service_items(with_token(list(), "not-a-token")).await.expect_err("bad token");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    let admin = token("a", &[Role::Admin], "zhongjie");
+    for _ in 0..2 {
+        grpc.list_service_items(with_token(list(), &admin)).await.expect("within the burst");
+    }
+    let refused = grpc.list_service_items(with_token(list(), &admin)).await.expect_err("over the burst");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    let retry = tonic_types::StatusExt::get_details_retry_info(&refused).expect("a retry hint");
+    assert!(retry.retry_delay.is_some_and(|d| d.as_secs() >= 1), "{refused:?}");
+    app.stop().await;
+}
