@@ -293,7 +293,7 @@ impl Application {
                 for service in Service::ALL {
                     let urls = config.gateway.upstreams.get(service.name()).cloned().unwrap_or_default();
                     let channel = civic_gateway::upstream::balanced(&urls, every, shutdown.clone());
-                    upstreams.push((service.name(), channel.clone()));
+                    upstreams.push((*service, channel.clone()));
                     for name in service.grpc_services() {
                         channels.insert((*name).to_owned(), channel.clone());
                     }
@@ -308,6 +308,9 @@ impl Application {
         } else {
             None
         };
+        if !upstreams.is_empty() {
+            tokio::spawn(mirror_upstream_health(health.clone(), upstreams.clone(), shutdown.clone()));
+        }
         let readiness = Readiness { databases: databases.clone(), upstreams };
         let http_task = tokio::spawn(serve_http(http.0, api, readiness, config.server.clone(), shutdown.clone()));
         let stopper = Stopper { health: health.clone(), names: health_names, trigger };
@@ -353,7 +356,7 @@ impl Stopper {
 /// What `/readyz` checks: every database answers, and every upstream service reports SERVING.
 struct Readiness {
     databases: Vec<Db>,
-    upstreams: Vec<(&'static str, tonic::transport::Channel)>,
+    upstreams: Vec<(Service, tonic::transport::Channel)>,
 }
 
 impl Readiness {
@@ -364,21 +367,43 @@ impl Readiness {
                 return Err("database unavailable".into());
             }
         }
-        for (name, channel) in &self.upstreams {
-            let mut client = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-            let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
-            let serving = tokio::time::timeout(Duration::from_secs(2), client.check(request))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .is_some_and(|r| {
-                    r.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-                });
-            if !serving {
-                return Err(format!("the {name} service is not serving"));
+        for (service, channel) in &self.upstreams {
+            if !upstream_serving(channel, "").await {
+                return Err(format!("the {} service is not serving", service.name()));
             }
         }
         Ok(())
+    }
+}
+
+/// Whether the upstream behind `channel` reports `name` SERVING through grpc.health.v1.
+async fn upstream_serving(channel: &tonic::transport::Channel, name: &str) -> bool {
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let request = tonic_health::pb::HealthCheckRequest { service: name.to_owned() };
+    tokio::time::timeout(Duration::from_secs(2), client.check(request)).await.ok().and_then(Result::ok).is_some_and(
+        |r| r.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+    )
+}
+
+/// A gateway's health: each gRPC service SERVING while its upstream says so, checked every two
+/// seconds until shutdown, so a client asking the gateway's address about a service learns
+/// whether it can be reached there.
+async fn mirror_upstream_health(
+    health: Health,
+    upstreams: Vec<(Service, tonic::transport::Channel)>,
+    shutdown: Shutdown,
+) {
+    loop {
+        for (service, channel) in &upstreams {
+            for name in service.grpc_services() {
+                health.set(name, upstream_serving(channel, name).await).await;
+            }
+        }
+        let stop = shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.wait() => return,
+        }
     }
 }
 
