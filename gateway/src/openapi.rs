@@ -1,4 +1,322 @@
-//! placeholder
-pub(crate) fn document(_routes: &[crate::Route], _pool: &prost_reflect::DescriptorPool) -> serde_json::Value {
-    serde_json::json!({})
+//! The OpenAPI 3.1 document of the HTTP/JSON API, generated from the same routes the gateway
+//! serves and from the descriptors' comments — nothing about the API is written twice.
+//!
+//! - **Paths.** An OpenAPI path parameter cannot span `/`, while a `google.api.http` variable
+//!   such as `{name=streets/*/items/*}` does. Each `*` of a variable becomes a parameter named
+//!   after the collection before it (`/v1/streets/{street}/items/{item}`), so a generic client
+//!   can call every path as written; the variable's field and resource pattern are told in the
+//!   operation's description.
+//! - **Parameters.** Request fields bound neither to the path nor to the body are query
+//!   parameters, by their JSON names, nested message fields with dots (`page.size`).
+//! - **Schemas** follow the canonical proto3 JSON mapping: lowerCamelCase names, 64-bit integers
+//!   as strings, enums by name, bytes in base64, the well-known types as their JSON forms.
+//!   `OUTPUT_ONLY` fields are `readOnly`; comments become descriptions.
+//! - **Server streams** are described by the message each line (NDJSON) or event (SSE) holds.
+//! - **Errors** are `google.rpc.Status`, for every operation.
+
+use std::collections::BTreeMap;
+
+use prost_reflect::{DescriptorPool, FieldDescriptor, FileDescriptor, Kind, MessageDescriptor, Value as Field};
+use serde_json::{Map, Value, json};
+
+use crate::{BodyRule, Route};
+
+/// `google.api.FieldBehavior.OUTPUT_ONLY`.
+const OUTPUT_ONLY: i32 = 3;
+/// `google.api.FieldBehavior.REQUIRED`.
+const REQUIRED: i32 = 2;
+
+/// The document for `routes`.
+pub(crate) fn document(routes: &[Route], pool: &DescriptorPool) -> Value {
+    let mut schemas = Schemas { pool: pool.clone(), done: BTreeMap::new() };
+    let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    let mut ids: BTreeMap<String, usize> = BTreeMap::new();
+    let mut tags = BTreeMap::new();
+    for route in routes {
+        let rpc = &route.rpc;
+        let service = rpc.parent_service();
+        tags.entry(service.name().to_owned())
+            .or_insert_with(|| comments(&service.parent_file(), service.path()).unwrap_or_default());
+        let (path, params, variables) = route.template.openapi_path();
+        let base = format!("{}_{}", service.name(), rpc.name());
+        let seen = ids.entry(base.clone()).or_default();
+        *seen += 1;
+        let operation_id = if *seen == 1 { base } else { format!("{base}_{seen}") };
+
+        let mut parameters: Vec<Value> = params
+            .iter()
+            .map(|p| {
+                json!({
+                    "name": p,
+                    "in": "path",
+                    "required": true,
+                    "schema": {"type": "string", "pattern": "^[^/]+$"},
+                })
+            })
+            .collect();
+        let bound: Vec<&str> = variables.iter().map(|(field, _)| field.split('.').next().unwrap_or(field)).collect();
+        let input = rpc.input();
+        let mut request_body = None;
+        match &route.body {
+            BodyRule::Whole => {
+                request_body = Some(json!({
+                    "required": true,
+                    "content": {"application/json": {"schema": schemas.reference(&input)}},
+                }));
+            }
+            BodyRule::Field(name) => {
+                if let Some(field) = input.get_field_by_name(name) {
+                    let mut schema = schemas.field(&field);
+                    if let Some(text) = comments(&field.parent_file(), field.path()) {
+                        schema["description"] = Value::String(text);
+                    }
+                    request_body = Some(json!({"required": true, "content": {"application/json": {"schema": schema}}}));
+                }
+                for field in input.fields().filter(|f| f.name() != name && !bound.contains(&f.name())) {
+                    query_parameters(&mut schemas, &field, "", &mut parameters, 0);
+                }
+            }
+            BodyRule::None => {
+                for field in input.fields().filter(|f| !bound.contains(&f.name())) {
+                    query_parameters(&mut schemas, &field, "", &mut parameters, 0);
+                }
+            }
+        }
+
+        let text = comments(&rpc.parent_file(), rpc.path()).unwrap_or_default();
+        let summary = text.lines().next().unwrap_or_default().to_owned();
+        let mut description = text.clone();
+        for (field, pattern) in &variables {
+            description.push_str(&format!("\n\nThe path carries `{field}`, of the form `{pattern}`."));
+        }
+        let output = schemas.reference(&rpc.output());
+        let success = if rpc.is_server_streaming() {
+            json!({
+                "description": "A stream: one message per line (`application/x-ndjson`), or one per event \
+                    (`text/event-stream`, when asked for with `Accept`). An error after the start ends the \
+                    stream with `{\"error\": google.rpc.Status}`.",
+                "content": {
+                    "application/x-ndjson": {"schema": output},
+                    "text/event-stream": {"schema": output},
+                },
+            })
+        } else {
+            json!({"description": "The answer.", "content": {"application/json": {"schema": output}}})
+        };
+        let status = schemas.reference_by_name("google.rpc.Status");
+        let mut operation = json!({
+            "operationId": operation_id,
+            "tags": [service.name()],
+            "summary": summary,
+            "description": description.trim(),
+            "parameters": parameters,
+            "responses": {
+                "200": success,
+                "default": {
+                    "description": "An error: the HTTP status of its gRPC code, and the status with its details.",
+                    "content": {"application/json": {"schema": status}},
+                },
+            },
+        });
+        if let Some(body) = request_body {
+            operation["requestBody"] = body;
+        }
+        paths.entry(path).or_default().insert(route.method.as_str().to_ascii_lowercase(), operation);
+    }
+    let tags: Vec<Value> =
+        tags.into_iter().map(|(name, description)| json!({"name": name, "description": description})).collect();
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "civic",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "The HTTP/JSON API of civic: a city street office's service catalogue and reception \
+                desk. Every operation is also a gRPC method (the same address serves gRPC and gRPC-Web). \
+                Reading published items needs no token; other calls take `Authorization: Bearer <token>`.",
+        },
+        "servers": [{"url": "/"}],
+        "tags": tags,
+        "security": [{}, {"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas.done,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            },
+        },
+    })
+}
+
+/// Adds the query parameters of `field` (recursing into messages, at most a few levels).
+fn query_parameters(schemas: &mut Schemas, field: &FieldDescriptor, prefix: &str, out: &mut Vec<Value>, depth: usize) {
+    let name = format!("{prefix}{}", field.json_name());
+    if let Kind::Message(message) = field.kind()
+        && !field.is_list()
+        && !field.is_map()
+        && well_known(message.full_name()).is_none()
+    {
+        if depth < 3 {
+            for inner in message.fields() {
+                query_parameters(schemas, &inner, &format!("{name}."), out, depth + 1);
+            }
+        }
+        return;
+    }
+    if field.is_map() {
+        return;
+    }
+    let mut parameter = json!({"name": name, "in": "query", "schema": schemas.field(field)});
+    if let Some(text) = comments(&field.parent_file(), field.path()) {
+        parameter["description"] = Value::String(text);
+    }
+    if field.is_list() {
+        parameter["explode"] = Value::Bool(true);
+    }
+    out.push(parameter);
+}
+
+/// The schemas of messages and enums, made once each, by full name.
+struct Schemas {
+    pool: DescriptorPool,
+    done: BTreeMap<String, Value>,
+}
+
+impl Schemas {
+    fn reference(&mut self, message: &MessageDescriptor) -> Value {
+        if let Some(schema) = well_known(message.full_name()) {
+            return schema;
+        }
+        let name = message.full_name().to_owned();
+        if !self.done.contains_key(&name) {
+            // Placed first, so a message that contains itself refers to itself.
+            self.done.insert(name.clone(), Value::Null);
+            let schema = self.message(message);
+            self.done.insert(name.clone(), schema);
+        }
+        json!({"$ref": format!("#/components/schemas/{name}")})
+    }
+
+    fn reference_by_name(&mut self, name: &str) -> Value {
+        match self.pool.get_message_by_name(name) {
+            Some(message) => self.reference(&message),
+            None => json!({"type": "object"}),
+        }
+    }
+
+    fn message(&mut self, message: &MessageDescriptor) -> Value {
+        let mut properties = Map::new();
+        let mut required = Vec::new();
+        let behavior = self.pool.get_extension_by_name("google.api.field_behavior");
+        for field in message.fields() {
+            let mut schema = self.field(&field);
+            if let Some(text) = comments(&field.parent_file(), field.path()) {
+                schema["description"] = Value::String(text);
+            }
+            let behaviors: Vec<i32> = match &behavior {
+                Some(ext) if field.options().has_extension(ext) => match field.options().get_extension(ext).as_ref() {
+                    Field::List(values) => values.iter().filter_map(Field::as_enum_number).collect(),
+                    _ => Vec::new(),
+                },
+                _ => Vec::new(),
+            };
+            if behaviors.contains(&OUTPUT_ONLY) {
+                schema["readOnly"] = Value::Bool(true);
+            }
+            if behaviors.contains(&REQUIRED) {
+                required.push(Value::String(field.json_name().to_owned()));
+            }
+            properties.insert(field.json_name().to_owned(), schema);
+        }
+        let mut schema = json!({"type": "object", "properties": properties});
+        if !required.is_empty() {
+            schema["required"] = Value::Array(required);
+        }
+        if let Some(text) = comments(&message.parent_file(), message.path()) {
+            schema["description"] = Value::String(text);
+        }
+        schema
+    }
+
+    /// A field's schema, repeated and map fields included.
+    fn field(&mut self, field: &FieldDescriptor) -> Value {
+        if field.is_map()
+            && let Kind::Message(entry) = field.kind()
+            && let Some(value) = entry.get_field_by_name("value")
+        {
+            return json!({"type": "object", "additionalProperties": self.single(&value)});
+        }
+        let single = self.single(field);
+        if field.is_list() { json!({"type": "array", "items": single}) } else { single }
+    }
+
+    /// The schema of one value of `field`'s type.
+    fn single(&mut self, field: &FieldDescriptor) -> Value {
+        match field.kind() {
+            Kind::Double => json!({"type": "number", "format": "double"}),
+            Kind::Float => json!({"type": "number", "format": "float"}),
+            Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => json!({"type": "integer", "format": "int32"}),
+            Kind::Uint32 | Kind::Fixed32 => json!({"type": "integer", "format": "int64", "minimum": 0}),
+            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
+                json!({"type": "string", "format": "int64", "pattern": "^-?[0-9]+$"})
+            }
+            Kind::Uint64 | Kind::Fixed64 => json!({"type": "string", "format": "uint64", "pattern": "^[0-9]+$"}),
+            Kind::Bool => json!({"type": "boolean"}),
+            Kind::String => json!({"type": "string"}),
+            Kind::Bytes => json!({"type": "string", "contentEncoding": "base64"}),
+            Kind::Message(message) => self.reference(&message),
+            Kind::Enum(e) => {
+                let names: Vec<String> = e.values().map(|v| v.name().to_owned()).collect();
+                let mut schema = json!({"type": "string", "enum": names});
+                let mut text = comments(&e.parent_file(), e.path()).unwrap_or_default();
+                for value in e.values() {
+                    if let Some(about) = comments(&value.parent_file(), value.path()) {
+                        text.push_str(&format!("\n- `{}`: {}", value.name(), about.replace('\n', " ")));
+                    }
+                }
+                if !text.trim().is_empty() {
+                    schema["description"] = Value::String(text.trim().to_owned());
+                }
+                schema
+            }
+        }
+    }
+}
+
+/// The JSON form of a well-known type, which is not an object of its fields.
+fn well_known(name: &str) -> Option<Value> {
+    Some(match name {
+        "google.protobuf.Timestamp" => json!({"type": "string", "format": "date-time"}),
+        "google.protobuf.Duration" => json!({"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]{1,9})?s$"}),
+        "google.protobuf.FieldMask" => {
+            json!({"type": "string", "description": "Field paths, comma-separated, in lowerCamelCase."})
+        }
+        "google.protobuf.Empty" => json!({"type": "object"}),
+        "google.protobuf.Struct" => json!({"type": "object", "additionalProperties": true}),
+        "google.protobuf.Value" => json!({}),
+        "google.protobuf.ListValue" => json!({"type": "array"}),
+        "google.protobuf.Any" => json!({
+            "type": "object",
+            "properties": {"@type": {"type": "string"}},
+            "required": ["@type"],
+            "additionalProperties": true,
+        }),
+        "google.protobuf.StringValue" => json!({"type": ["string", "null"]}),
+        "google.protobuf.BytesValue" => json!({"type": ["string", "null"], "contentEncoding": "base64"}),
+        "google.protobuf.BoolValue" => json!({"type": ["boolean", "null"]}),
+        "google.protobuf.DoubleValue" | "google.protobuf.FloatValue" => json!({"type": ["number", "null"]}),
+        "google.protobuf.Int32Value" | "google.protobuf.UInt32Value" => json!({"type": ["integer", "null"]}),
+        "google.protobuf.Int64Value" | "google.protobuf.UInt64Value" => json!({"type": ["string", "null"]}),
+        _ => return None,
+    })
+}
+
+/// The leading comments of the element at `path` in `file`, tidied: one line per source line,
+/// trimmed; `None` when there are none.
+fn comments(file: &FileDescriptor, path: &[i32]) -> Option<String> {
+    let info = file.file_descriptor_proto().source_code_info.as_ref()?;
+    let location = info.location.iter().find(|l| l.path == path)?;
+    let text = location.leading_comments.as_deref()?;
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let text = lines.join("\n").trim().to_owned();
+    (!text.is_empty()).then_some(text)
 }

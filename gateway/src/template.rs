@@ -67,6 +67,56 @@ impl Template {
         Ok(Self { segments, verb })
     }
 
+    /// The template as an OpenAPI path, where a parameter cannot span segments: each `*` of a
+    /// variable becomes a parameter named after the collection before it (`streets/*` →
+    /// `{street}`), the literals of its pattern stay in the path. Returns the path, its
+    /// parameters in order, and each variable's field path with its resource pattern.
+    pub(crate) fn openapi_path(&self) -> (String, Vec<String>, Vec<(String, String)>) {
+        let mut path = String::new();
+        let mut params: Vec<String> = Vec::new();
+        let mut fields = Vec::new();
+        let mut previous = String::new();
+        let name_for = |collection: &str, field: &str, params: &mut Vec<String>| {
+            let name = if collection.is_empty() { field.replace('.', "_") } else { singular(collection) };
+            let (base, mut name) = (name.clone(), name);
+            let mut n = 2;
+            while params.contains(&name) {
+                name = format!("{base}{n}");
+                n += 1;
+            }
+            params.push(name.clone());
+            name
+        };
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(l) => {
+                    path.push('/');
+                    path.push_str(l);
+                }
+                Segment::Variable { field, pattern } => {
+                    // Only a collection inside the variable's own pattern names its ids.
+                    previous.clear();
+                    for piece in pattern {
+                        path.push('/');
+                        if piece == "*" || piece == "**" {
+                            let name = name_for(&previous, field, &mut params);
+                            path.push_str(&format!("{{{name}}}"));
+                        } else {
+                            path.push_str(piece);
+                            previous = piece.clone();
+                        }
+                    }
+                    fields.push((field.clone(), pattern.join("/")));
+                }
+            }
+        }
+        if let Some(verb) = &self.verb {
+            path.push(':');
+            path.push_str(verb);
+        }
+        (path, params, fields)
+    }
+
     /// Matches a request path (percent-decoded segment by segment) and returns the variables'
     /// field paths and values, or `None` when the path is not of this template.
     pub fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
@@ -117,6 +167,17 @@ impl Template {
     }
 }
 
+/// The one of a collection id (`streets` → `street`, `inquiries` → `inquiry`).
+fn singular(collection: &str) -> String {
+    if let Some(stem) = collection.strip_suffix("ies") {
+        format!("{stem}y")
+    } else if let Some(stem) = collection.strip_suffix('s') {
+        stem.to_owned()
+    } else {
+        collection.to_owned()
+    }
+}
+
 /// Percent-decodes text (a path segment, a query key or value); `None` for invalid escapes
 /// or UTF-8.
 pub(crate) fn percent_decode(segment: &str) -> Option<String> {
@@ -161,6 +222,17 @@ mod tests {
         let search = Template::parse("/v1/{parent=streets/*}/items:search").expect("parse");
         assert!(search.matches("/v1/streets/a/items:search").is_some());
         assert!(list.matches("/v1/streets/a/items:search").is_none());
+    }
+
+    #[test]
+    fn templates_become_openapi_paths() {
+        let t = Template::parse("/v1/{name=streets/*/inquiries/*}:publish").expect("parse");
+        let (path, params, fields) = t.openapi_path();
+        assert_eq!(path, "/v1/streets/{street}/inquiries/{inquiry}:publish");
+        assert_eq!(params, ["street", "inquiry"]);
+        assert_eq!(fields, [("name".to_owned(), "streets/*/inquiries/*".to_owned())]);
+        let bare = Template::parse("/v1/{id}/x").expect("parse");
+        assert_eq!(bare.openapi_path().0, "/v1/{id}/x");
     }
 
     #[test]
