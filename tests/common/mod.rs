@@ -3,6 +3,8 @@
 //! NATS when `CIVIC_TEST_NATS_URL` is set, awaiting readiness through grpc.health.v1 (no sleeps).
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod browser;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
