@@ -8,6 +8,8 @@ use civic::{Application, Options, Target};
 use civic_kit::auth::{Principal, Role};
 use civic_kit::config::Config;
 use clap::{Args, Parser, Subcommand};
+
+mod bench;
 use figment::value::{Dict, Value};
 
 /// civic runs a city street office's community work: the service catalogue and reception desk,
@@ -27,6 +29,9 @@ enum Command {
     Migrate(MigrateArgs),
     /// Loads the Zhongjie Street demo data (idempotent).
     Seed(CommonArgs),
+    /// Measures civic under load: named scenarios against a civic it starts itself (or a running
+    /// one), as ratios to a baseline measured in the same run. See docs/performance.md.
+    Bench(bench::BenchArgs),
     /// Mints a development token signed with the dev key.
     Token(TokenArgs),
     /// Prints the effective configuration as TOML.
@@ -104,6 +109,16 @@ fn load(common: &CommonArgs, extra: Dict) -> anyhow::Result<Config> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The benchmark runs on a runtime of its own, pinned to its CPU when asked.
+    if let Command::Bench(args) = cli.command {
+        return match bench::main(args) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("civic bench: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -154,6 +169,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("seeded {added} service items into streets/{}", civic_catalogue::ZHONGJIE_STREET);
             Ok(())
         }
+        // Dispatched in `main`, before this runtime exists.
+        Command::Bench(_) => anyhow::bail!("civic bench runs on a runtime of its own"),
         Command::Token(args) => {
             let config = load(&args.common, Dict::new())?;
             let auth = civic::effective_auth(&config)?;

@@ -136,6 +136,13 @@ impl TestDatabase {
         Some(Self(PgDatabase::create(&postgres_url()?).await))
     }
 
+    /// A fresh database on the server of `admin_url` (a `postgres://` URL whose user may create
+    /// databases), for tools that need a scratch database such as the benchmark.
+    /// Panics when the server cannot be used.
+    pub async fn on(admin_url: &str) -> Self {
+        Self(PgDatabase::create(admin_url).await)
+    }
+
     /// The URL of the fresh database.
     pub fn url(&self) -> &str {
         &self.0.url
