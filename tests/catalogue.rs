@@ -410,3 +410,49 @@ async fn the_seeded_catalogue_has_every_category() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_replica_serves_its_own_changes_at_once_and_another_replicas_within_seconds() {
+    let store = Store::fresh().await;
+    let a = spawn_on(&store, Target::Catalogue, Options::default()).await;
+    let b = spawn_on(&store, Target::Catalogue, Options::default()).await;
+    let admin = token("admin", &[Role::Admin], "zhongjie");
+    let (mut on_a, mut on_b) = (Client::new(a.channel.clone()), Client::new(b.channel.clone()));
+    let created = create(&mut on_a, &admin, "cached", item("社区理发")).await;
+    publish(&mut on_a, &admin, &created.name).await;
+    let get = |name: &str| GetServiceItemRequest { name: name.into() };
+    let version = |i: &ServiceItem| i.etag.trim_matches('"').parse::<i64>().expect("etag");
+    // Both replicas have read (and keep) the published item.
+    let first = on_a.get_service_item(get(&created.name)).await.expect("get on a").into_inner();
+    on_b.get_service_item(get(&created.name)).await.expect("get on b");
+
+    // A change on b is what b answers at once.
+    let patch = UpdateServiceItemRequest {
+        service_item: Some(ServiceItem {
+            name: created.name.clone(),
+            summary: "每周二上午".into(),
+            ..Default::default()
+        }),
+        update_mask: Some(pbjson_types::FieldMask { paths: vec!["summary".into()] }),
+        request_id: String::new(),
+    };
+    let changed = on_b.update_service_item(with_token(patch, &admin)).await.expect("update on b").into_inner();
+    let read = on_b.get_service_item(get(&created.name)).await.expect("get on b").into_inner();
+    assert_eq!(read, changed, "the replica that made the change serves it at once");
+
+    // a catches up within its cache's lifetime, and never goes back to an older version.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut last = version(&first);
+    loop {
+        let read = on_a.get_service_item(get(&created.name)).await.expect("get on a").into_inner();
+        assert!(version(&read) >= last, "versions never go back: {} after {last}", version(&read));
+        last = version(&read);
+        if read == changed {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "a still serves version {last} after 5 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.stop().await;
+    b.stop().await;
+}

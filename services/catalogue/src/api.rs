@@ -40,7 +40,18 @@ impl Catalogue {
 
     /// Reads an item the caller may see; an unseen item is NOT_FOUND, as if it did not exist.
     async fn visible_item(&self, caller: &Caller, name: &ItemName) -> Result<StoredItem> {
-        match store::get(self.db.reader(), name).await? {
+        let key = name.to_string();
+        let item = match self.items.get(&key) {
+            Some(item) => Some(item),
+            None => {
+                let item = store::get(self.db.reader(), name).await?;
+                if let Some(item) = &item {
+                    self.items.put(item);
+                }
+                item
+            }
+        };
+        match item {
             Some(item) if item.state == State::Published || Self::is_editor(caller, &name.street) => Ok(item),
             _ => Err(Error::not_found(name.to_string())),
         }
@@ -78,6 +89,7 @@ impl Catalogue {
                 events::enqueue(tx, topic, &out.name, &out).await?;
             }
             m.commit(&out).await?;
+            self.items.put(&item);
             self.relay.notify();
             Ok(out)
         }
@@ -188,8 +200,10 @@ impl CatalogueService for Catalogue {
             Begun::Replayed(saved) => return Ok(Response::new(saved)),
             Begun::Fresh(m) => m,
         };
-        let out = store::insert(m.tx(), &name, &item).await?.to_proto();
+        let stored = store::insert(m.tx(), &name, &item).await?;
+        let out = stored.to_proto();
         m.commit(&out).await?;
+        self.items.put(&stored);
         Ok(Response::new(out))
     }
 
@@ -242,6 +256,7 @@ impl CatalogueService for Catalogue {
         }
         store::delete(m.tx(), &name).await?;
         m.commit(&pbjson_types::Empty {}).await?;
+        self.items.invalidate(&name.to_string(), item.version + 1);
         Ok(Response::new(pbjson_types::Empty {}))
     }
 

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod cache;
 pub mod desk;
 pub mod domain;
 pub mod search;
@@ -63,19 +64,56 @@ pub struct Catalogue {
     relay: Relay,
     calendar: WorkCalendar,
     shutdown: Shutdown,
+    items: std::sync::Arc<cache::ItemCache>,
 }
+
+/// How long a replica may serve an item from memory without hearing of a change to it.
+const ITEM_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Catalogue {
     /// The service over its database (migrated), token verifier, page-token keys, event bus,
     /// the relay that delivers its outbox, and the working-day calendar of due times.
     pub fn new(parts: Parts) -> Self {
         let Parts { db, auth, pages, bus, relay, calendar, shutdown } = parts;
-        Self { db, auth, pages, bus, relay, calendar, shutdown }
+        let items = std::sync::Arc::new(cache::ItemCache::new(ITEM_CACHE_TTL));
+        tokio::spawn(forget_changed_items(bus.clone(), items.clone(), shutdown.clone()));
+        Self { db, auth, pages, bus, relay, calendar, shutdown, items }
     }
 
     /// The database, for health checks.
     pub fn db(&self) -> &Db {
         &self.db
+    }
+}
+
+/// Drops cached items that changed, as each change's event arrives (from this replica or
+/// another), until shutdown. A feed that falls behind is opened again.
+async fn forget_changed_items(
+    bus: civic_kit::events::Bus,
+    items: std::sync::Arc<cache::ItemCache>,
+    shutdown: Shutdown,
+) {
+    use prost::Message;
+    loop {
+        let Ok(mut listener) = bus.listen("catalogue.item.").await else {
+            let stop = shutdown.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+                _ = stop.wait() => return,
+            }
+        };
+        loop {
+            let stop = shutdown.clone();
+            let event = tokio::select! {
+                event = listener.recv() => event,
+                _ = stop.wait() => return,
+            };
+            let Some(event) = event else { break };
+            if let Ok(item) = civic_proto::catalogue::ServiceItem::decode(event.payload.as_slice()) {
+                let version = item.etag.trim_matches('"').parse::<i64>().unwrap_or(i64::MAX);
+                items.invalidate(&item.name, version);
+            }
+        }
     }
 }
 
