@@ -14,7 +14,7 @@ CIVIC_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 CIVIC_TEST_NATS_URL ?= nats://127.0.0.1:4222
 
 
-.PHONY: help run test test-split test-services fmt fmt-check lint proto-lint deny ci
+.PHONY: help run test test-split test-services bench fmt fmt-check lint proto-lint deny ci
 
 help: ## List the targets (the default)
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ test-services: ## Run the same tests against PostgreSQL and NATS JetStream, all-
 		$(CARGO) test --workspace
 	CIVIC_TEST_POSTGRES_URL='$(CIVIC_TEST_POSTGRES_URL)' CIVIC_TEST_NATS_URL='$(CIVIC_TEST_NATS_URL)' \
 		CIVIC_TEST_MODE=split $(CARGO) test --workspace
+
+bench: ## The benchmark, every scenario, in release (docs/performance.md)
+	$(CARGO) run --release -- bench --scenario all
 
 fmt: ## Format every crate
 	$(CARGO) fmt --all

@@ -10,6 +10,11 @@ use civic_kit::config::Config;
 use clap::{Args, Parser, Subcommand};
 
 mod bench;
+
+/// mimalloc: the request path allocates many small, short-lived buffers across threads, which
+/// glibc's allocator served slowly under load (see docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use figment::value::{Dict, Value};
 
 /// civic runs a city street office's community work: the service catalogue and reception desk,
