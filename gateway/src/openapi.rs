@@ -7,10 +7,15 @@
 //!   can call every path as written; the variable's field and resource pattern are told in the
 //!   operation's description.
 //! - **Parameters.** Request fields bound neither to the path nor to the body are query
-//!   parameters, by their JSON names, nested message fields with dots (`page.size`).
+//!   parameters, by their JSON names, nested message fields with dots (`page.size`); only
+//!   fields the gateway can read from text (scalars, enums, their lists, `FieldMask`).
+//! - **Bodies.** `body: "*"` takes the request message less the fields the path carries;
+//!   `body: "field"` that field's schema.
 //! - **Schemas** follow the canonical proto3 JSON mapping: lowerCamelCase names, 64-bit integers
 //!   as strings, enums by name, bytes in base64, the well-known types as their JSON forms.
-//!   `OUTPUT_ONLY` fields are `readOnly`; comments become descriptions.
+//!   `OUTPUT_ONLY` fields are `readOnly`; comments become descriptions. `REQUIRED` is not made
+//!   `required`: the path may carry the field, an update with a mask sends only what changes,
+//!   and answers leave out fields at their defaults.
 //! - **Server streams** are described by the message each line (NDJSON) or event (SSE) holds.
 //! - **Errors** are `google.rpc.Status`, for every operation.
 
@@ -23,8 +28,6 @@ use crate::{BodyRule, Route};
 
 /// `google.api.FieldBehavior.OUTPUT_ONLY`.
 const OUTPUT_ONLY: i32 = 3;
-/// `google.api.FieldBehavior.REQUIRED`.
-const REQUIRED: i32 = 2;
 
 /// The document for `routes`.
 pub(crate) fn document(routes: &[Route], pool: &DescriptorPool) -> Value {
@@ -59,16 +62,21 @@ pub(crate) fn document(routes: &[Route], pool: &DescriptorPool) -> Value {
         let mut request_body = None;
         match &route.body {
             BodyRule::Whole => {
+                // Fields the path carries are not asked for again in the body (the path wins).
+                let carried: Vec<&str> =
+                    variables.iter().map(|(field, _)| field.as_str()).filter(|f| !f.contains('.')).collect();
+                let schema =
+                    if carried.is_empty() { schemas.reference(&input) } else { schemas.without(&input, &carried) };
                 request_body = Some(json!({
                     "required": true,
-                    "content": {"application/json": {"schema": schemas.reference(&input)}},
+                    "content": {"application/json": {"schema": schema}},
                 }));
             }
             BodyRule::Field(name) => {
                 if let Some(field) = input.get_field_by_name(name) {
                     let mut schema = schemas.field(&field);
                     if let Some(text) = comments(&field.parent_file(), field.path()) {
-                        schema["description"] = Value::String(text);
+                        describe(&mut schema, text);
                     }
                     request_body = Some(json!({"required": true, "content": {"application/json": {"schema": schema}}}));
                 }
@@ -84,7 +92,12 @@ pub(crate) fn document(routes: &[Route], pool: &DescriptorPool) -> Value {
         }
 
         let text = comments(&rpc.parent_file(), rpc.path()).unwrap_or_default();
-        let summary = text.lines().next().unwrap_or_default().to_owned();
+        // The first sentence of the first paragraph (comments wrap mid-sentence).
+        let paragraph = text.split("\n\n").next().unwrap_or_default().replace('\n', " ");
+        let summary = match paragraph.find(". ") {
+            Some(end) => paragraph[..=end].to_owned(),
+            None => paragraph,
+        };
         let mut description = text.clone();
         for (field, pattern) in &variables {
             description.push_str(&format!("\n\nThe path carries `{field}`, of the form `{pattern}`."));
@@ -147,22 +160,22 @@ pub(crate) fn document(routes: &[Route], pool: &DescriptorPool) -> Value {
     })
 }
 
-/// Adds the query parameters of `field` (recursing into messages, at most a few levels).
+/// Adds the query parameters of `field` (recursing into messages, at most a few levels). Only
+/// what the gateway reads from text is a parameter: scalars, enums, lists of them and
+/// `FieldMask`; a map, a list of messages or another well-known type is not.
 fn query_parameters(schemas: &mut Schemas, field: &FieldDescriptor, prefix: &str, out: &mut Vec<Value>, depth: usize) {
     let name = format!("{prefix}{}", field.json_name());
+    if field.is_map() {
+        return;
+    }
     if let Kind::Message(message) = field.kind()
-        && !field.is_list()
-        && !field.is_map()
-        && well_known(message.full_name()).is_none()
+        && message.full_name() != "google.protobuf.FieldMask"
     {
-        if depth < 3 {
+        if !field.is_list() && well_known(message.full_name()).is_none() && depth < 3 {
             for inner in message.fields() {
                 query_parameters(schemas, &inner, &format!("{name}."), out, depth + 1);
             }
         }
-        return;
-    }
-    if field.is_map() {
         return;
     }
     let mut parameter = json!({"name": name, "in": "query", "schema": schemas.field(field)});
@@ -203,14 +216,27 @@ impl Schemas {
         }
     }
 
+    /// The schema of `message` less the fields named (by proto name) in `skip`, in place.
+    fn without(&mut self, message: &MessageDescriptor, skip: &[&str]) -> Value {
+        if well_known(message.full_name()).is_some() {
+            return self.reference(message);
+        }
+        let mut schema = self.message(message);
+        if let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+            for field in message.fields().filter(|f| skip.contains(&f.name())) {
+                properties.remove(field.json_name());
+            }
+        }
+        schema
+    }
+
     fn message(&mut self, message: &MessageDescriptor) -> Value {
         let mut properties = Map::new();
-        let mut required = Vec::new();
         let behavior = self.pool.get_extension_by_name("google.api.field_behavior");
         for field in message.fields() {
             let mut schema = self.field(&field);
             if let Some(text) = comments(&field.parent_file(), field.path()) {
-                schema["description"] = Value::String(text);
+                describe(&mut schema, text);
             }
             let behaviors: Vec<i32> = match &behavior {
                 Some(ext) if field.options().has_extension(ext) => match field.options().get_extension(ext).as_ref() {
@@ -222,15 +248,9 @@ impl Schemas {
             if behaviors.contains(&OUTPUT_ONLY) {
                 schema["readOnly"] = Value::Bool(true);
             }
-            if behaviors.contains(&REQUIRED) {
-                required.push(Value::String(field.json_name().to_owned()));
-            }
             properties.insert(field.json_name().to_owned(), schema);
         }
         let mut schema = json!({"type": "object", "properties": properties});
-        if !required.is_empty() {
-            schema["required"] = Value::Array(required);
-        }
         if let Some(text) = comments(&message.parent_file(), message.path()) {
             schema["description"] = Value::String(text);
         }
@@ -280,6 +300,16 @@ impl Schemas {
             }
         }
     }
+}
+
+/// Sets a field's comment as `schema`'s description, before what its type already says (an
+/// enum's values).
+fn describe(schema: &mut Value, text: String) {
+    let text = match schema.get("description").and_then(Value::as_str) {
+        Some(about) => format!("{text}\n\n{about}"),
+        None => text,
+    };
+    schema["description"] = Value::String(text);
 }
 
 /// The JSON form of a well-known type, which is not an object of its fields.
