@@ -199,7 +199,8 @@ impl Application {
         let mut watched = Vec::new();
         for service in target.services() {
             let db = open_database(&config, *service).await?;
-            let relay = Relay::new(db.clone(), bus.clone(), poll).for_service(service.name());
+            let keep = Duration::from_secs(config.server.outbox_retention_hours.saturating_mul(3600));
+            let relay = Relay::new(db.clone(), bus.clone(), poll).for_service(service.name()).keep_published(keep);
             tasks.push(tokio::spawn(relay.clone().run(shutdown.clone().wait())));
             match service {
                 Service::Catalogue => {

@@ -123,6 +123,9 @@ pub struct ServerSettings {
     pub outbox_poll_ms: u64,
     /// How long shutdown waits for requests in flight, in milliseconds.
     pub shutdown_grace_ms: u64,
+    /// How long published events stay in the outbox, in hours, for looking into what was sent;
+    /// older ones are deleted every five minutes. Events still to publish are never deleted.
+    pub outbox_retention_hours: u64,
 }
 
 impl Default for Config {
@@ -159,6 +162,7 @@ impl Default for ServerSettings {
             db_max_connections: 8,
             outbox_poll_ms: 500,
             shutdown_grace_ms: 10_000,
+            outbox_retention_hours: 24,
         }
     }
 }

@@ -116,6 +116,12 @@ impl Db {
         &self.read
     }
 
+    /// The pool for writes, for a single statement outside a transaction (on SQLite, its one
+    /// writer connection).
+    pub fn writer(&self) -> &AnyPool {
+        &self.write
+    }
+
     /// Begins a write transaction.
     pub async fn begin(&self) -> Result<Tx> {
         Ok(self.write.begin().await?)

@@ -560,3 +560,25 @@ async fn events_carry_the_trace_context_of_the_change() {
     assert!(!traceparent(&untraced).unwrap_or_default().contains(&trace_id), "another trace");
     h.finish().await;
 }
+
+/// Published rows go once they are older than the retention; rows still to publish never do.
+#[tokio::test]
+async fn published_rows_are_pruned_after_their_retention_and_pending_ones_never() {
+    let Some(harness) = harness(Kind::InProcess).await else { return };
+    let db = harness.db().clone();
+    for key in ["a", "b", "c"] {
+        write_event(&db, key, true).await;
+    }
+    let relay = harness.relay();
+    assert_eq!(relay.drain_once().await.expect("drain"), 3);
+    let waiting = write_event(&db, "d", true).await;
+
+    // Within the retention nothing goes.
+    assert_eq!(relay.clone().keep_published(Duration::from_secs(3600)).prune_published().await.expect("prune"), 0);
+    assert_eq!(outbox_ids(&db).await.len(), 4);
+    // Past it, the published rows go and the pending one stays, to be published.
+    assert_eq!(relay.clone().keep_published(Duration::ZERO).prune_published().await.expect("prune"), 3);
+    assert_eq!(outbox_ids(&db).await, vec![waiting]);
+    assert_eq!(pending(&db).await, 1);
+    harness.finish().await;
+}

@@ -14,6 +14,12 @@ use crate::error::Result;
 
 /// How many rows a pass reads at a time.
 const BATCH: i64 = 100;
+/// How many published rows one prune deletes at a time (a short write, then the next).
+const PRUNE_BATCH: i64 = 1000;
+/// How often the relay prunes published rows.
+const PRUNE_EVERY: Duration = Duration::from_secs(300);
+/// How long published rows are kept unless told otherwise.
+pub const KEEP_PUBLISHED: Duration = Duration::from_secs(24 * 3600);
 /// The first and the longest wait after a failed pass.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -31,6 +37,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 pub struct Relay {
     shared: Arc<Shared>,
     service: Arc<str>,
+    /// How long published rows are kept.
+    keep_published: Duration,
 }
 
 struct Shared {
@@ -57,7 +65,43 @@ impl Relay {
     /// A relay of `db`'s outbox to `bus`, polling every `poll_interval` besides notifications.
     pub fn new(db: Db, bus: Bus, poll_interval: Duration) -> Relay {
         let shared = Shared { db, bus, poll: poll_interval, wake: Notify::new(), pass: Mutex::new(()) };
-        Relay { shared: Arc::new(shared), service: Arc::from("") }
+        Relay { shared: Arc::new(shared), service: Arc::from(""), keep_published: KEEP_PUBLISHED }
+    }
+
+    /// Keeps published rows for `keep` (24 hours unless told), for looking into what was sent;
+    /// [`Relay::run`] deletes older ones every five minutes. Unpublished rows are never deleted.
+    pub fn keep_published(mut self, keep: Duration) -> Relay {
+        self.keep_published = keep;
+        self
+    }
+
+    /// Deletes the rows published longer ago than the retention, a thousand at a time, and
+    /// returns how many went. Rows still to publish are never touched.
+    pub async fn prune_published(&self) -> Result<u64> {
+        let cutoff = chrono::Utc::now()
+            - chrono::Duration::from_std(self.keep_published).unwrap_or_else(|_| chrono::Duration::days(36500));
+        let cutoff = crate::time::to_text(cutoff);
+        let mut deleted = 0;
+        loop {
+            let done = sqlx::query(
+                "delete from civic_outbox where id in (select id from civic_outbox
+                 where published_at is not null and published_at < $1 order by published_at limit $2)",
+            )
+            .bind(&cutoff)
+            .bind(PRUNE_BATCH)
+            .execute(self.shared.db.writer())
+            .await?
+            .rows_affected();
+            deleted += done;
+            if done < PRUNE_BATCH as u64 {
+                break;
+            }
+        }
+        if deleted > 0 {
+            metrics::counter!("civic_outbox_pruned_total", "service" => self.service.to_string()).increment(deleted);
+            tracing::debug!(service = %self.service, deleted, "published outbox rows pruned");
+        }
+        Ok(deleted)
     }
 
     /// Names the service whose outbox this is, for the `service` label of the relay's metrics
@@ -165,13 +209,20 @@ impl Relay {
     }
 
     /// Runs until `shutdown` resolves: a pass at start, on every notification and every poll
-    /// interval; after a failed pass it waits 100 ms, doubling up to 30 s while failures last
+    /// interval, pruning published rows past their retention every five minutes; after a failed pass it waits 100 ms, doubling up to 30 s while failures last
     /// (a notification does not cut the wait short). At shutdown it makes a last pass, so that
     /// what was committed is delivered if the bus still takes it — and otherwise at next start.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut backoff = BACKOFF_MIN;
+        let mut pruned_at = tokio::time::Instant::now();
         loop {
+            if pruned_at.elapsed() >= PRUNE_EVERY {
+                pruned_at = tokio::time::Instant::now();
+                if let Err(e) = self.prune_published().await {
+                    tracing::warn!(service = %self.service, error = %e, "pruning published outbox rows failed; next time");
+                }
+            }
             let failed = self.drain_once().await.is_err();
             if failed {
                 // The pass logged what failed.
