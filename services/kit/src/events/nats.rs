@@ -83,16 +83,27 @@ impl NatsBus {
                 }
             }
             Err(e) if is_stream_not_found(&e) => {
-                jetstream
-                    .create_stream(stream::Config {
-                        name: stream.to_owned(),
-                        subjects: vec![subjects],
-                        storage: stream::StorageType::File,
-                        duplicate_window: DUPLICATE_WINDOW,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(Error::unavailable)?;
+                let config = stream::Config {
+                    name: stream.to_owned(),
+                    subjects: vec![subjects],
+                    storage: stream::StorageType::File,
+                    duplicate_window: DUPLICATE_WINDOW,
+                    ..Default::default()
+                };
+                // The server may fail to make a stream's store for a moment (seen as JetStream
+                // error 10049 with many streams made at once): try again a few times.
+                let mut attempt = 0;
+                loop {
+                    match jetstream.get_or_create_stream(config.clone()).await {
+                        Ok(_) => break,
+                        Err(e) if attempt < 4 => {
+                            attempt += 1;
+                            tracing::warn!(stream, error = %e, attempt, "creating the jetstream stream failed; trying again");
+                            tokio::time::sleep(Duration::from_millis(250 * attempt)).await;
+                        }
+                        Err(e) => return Err(Error::unavailable(e)),
+                    }
+                }
                 tracing::info!(stream, "jetstream stream created");
             }
             Err(e) => return Err(Error::unavailable(e)),
