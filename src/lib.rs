@@ -1,7 +1,9 @@
-//! civic as a program: the static list of targets `civic serve` can run, and the one process
-//! builder that binds, migrates, wires and serves them (Loki's "one binary, any part" model).
+//! civic as a program: the registry of its services ([`MODULES`], Loki's `modules.go`), the
+//! targets `civic serve` derives from it, and the one process builder that binds, migrates,
+//! wires and serves them ("one binary, any part").
 #![forbid(unsafe_code)]
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,39 +13,73 @@ use civic_kit::auth::{AuthSettings, Verifier};
 use civic_kit::calendar::WorkCalendar;
 use civic_kit::config::Config;
 use civic_kit::db::Db;
+use civic_kit::directory::{self, Directory};
 use civic_kit::events::{Bus, Relay};
+use civic_kit::module::{Instance, Module, Parts};
 use civic_kit::page::PageTokens;
 use civic_kit::server::{self, Health, Shutdown, ShutdownTrigger};
-use tokio::task::JoinHandle;
+use civic_kit::tasks::Tasks;
 
-/// A part of civic that `civic serve --target` can run. The list is static, and so is what
-/// each target runs (see [`Target::services`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// Every service of civic. A new service is its crate and one line here
+/// (`docs/adding-a-service.md`).
+pub static MODULES: &[&dyn Module] = &[&civic_catalogue::MODULE];
+
+/// The names of the registered services.
+pub fn service_names(modules: &[&dyn Module]) -> Vec<&'static str> {
+    modules.iter().map(|m| m.name()).collect()
+}
+
+/// What `civic serve --target` runs: everything, the gateway alone, or one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
     /// Every service in one process, on the embedded store by default.
     All,
-    /// The catalogue service alone.
-    Catalogue,
-    /// The gateway alone: the HTTP API, gRPC-Web and gRPC pass-through on the HTTP address,
-    /// calling the services at `[gateway.upstreams]`.
+    /// The gateway alone: the HTTP API, gRPC-Web and gRPC on its addresses, calling the
+    /// services where `[directory]` says they are.
     Gateway,
-}
-
-/// The services of civic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Service {
-    /// Service items and the reception desk.
-    Catalogue,
+    /// One service, by its registered name.
+    Service(&'static str),
 }
 
 impl Target {
-    /// The services this target runs.
-    pub fn services(self) -> &'static [Service] {
-        match self {
-            Target::All => &[Service::Catalogue],
-            Target::Catalogue => &[Service::Catalogue],
-            Target::Gateway => &[],
+    /// The target named `name`: `all`, `gateway` or a registered service.
+    pub fn parse(name: &str, modules: &[&dyn Module]) -> Result<Self, String> {
+        match name {
+            "all" => Ok(Target::All),
+            "gateway" => Ok(Target::Gateway),
+            _ => modules
+                .iter()
+                .find(|m| m.name() == name)
+                .map(|m| Target::Service(m.name()))
+                .ok_or_else(|| format!("no target {name:?}; the targets are {}", Target::names(modules).join(", "))),
         }
+    }
+
+    /// Every target's name: `all`, `gateway`, then the services.
+    pub fn names(modules: &[&dyn Module]) -> Vec<&'static str> {
+        ["all", "gateway"].into_iter().chain(modules.iter().map(|m| m.name())).collect()
+    }
+
+    /// The target's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::All => "all",
+            Target::Gateway => "gateway",
+            Target::Service(name) => name,
+        }
+    }
+
+    /// The services this target runs.
+    pub fn services<'m>(self, modules: &[&'m dyn Module]) -> Vec<&'m dyn Module> {
+        modules
+            .iter()
+            .copied()
+            .filter(|m| match self {
+                Target::All => true,
+                Target::Gateway => false,
+                Target::Service(name) => m.name() == name,
+            })
+            .collect()
     }
 
     /// Whether the HTTP address serves the API (the gateway); otherwise it serves only the
@@ -53,34 +89,45 @@ impl Target {
     }
 }
 
-impl Service {
-    /// Every service.
-    pub const ALL: &'static [Service] = &[Service::Catalogue];
-
-    /// The service's name: its store (schema or file) and its key in `[gateway.upstreams]`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Service::Catalogue => civic_catalogue::SERVICE,
-        }
-    }
-
-    /// The gRPC services it serves, by full name.
-    pub fn grpc_services(self) -> &'static [&'static str] {
-        match self {
-            Service::Catalogue => civic_catalogue::GRPC_SERVICES,
-        }
-    }
-}
-
 /// What to do besides serving.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Options {
     /// Load the Zhongjie Street demo data on start.
     pub seed: bool,
+    /// The registry of services: [`MODULES`], or another list (tests add services of their own).
+    pub modules: &'static [&'static dyn Module],
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { seed: false, modules: MODULES }
+    }
+}
+
+/// Listeners bound beforehand (port 0 allowed), for a caller that must know every address of
+/// a split deployment before any process starts — the tests do.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The gRPC listener.
+    pub grpc: std::net::TcpListener,
+    /// The HTTP listener.
+    pub http: std::net::TcpListener,
+}
+
+impl Listeners {
+    /// Binds both on `host`, each on a free port.
+    pub fn bind(host: std::net::IpAddr) -> std::io::Result<Self> {
+        Ok(Self { grpc: std::net::TcpListener::bind((host, 0))?, http: std::net::TcpListener::bind((host, 0))? })
+    }
+
+    /// The addresses bound: gRPC, then HTTP.
+    pub fn addrs(&self) -> std::io::Result<(SocketAddr, SocketAddr)> {
+        Ok((self.grpc.local_addr()?, self.http.local_addr()?))
+    }
 }
 
 /// The token settings in force: the configured ones, or — when neither a dev key nor a JWKS
-/// file is configured — the data directory's secret as the dev key, so a laptop demo accepts
+/// source is configured — the data directory's secret as the dev key, so a laptop demo accepts
 /// the tokens `civic token` mints.
 pub fn effective_auth(config: &Config) -> anyhow::Result<AuthSettings> {
     let mut auth = config.auth.clone();
@@ -91,160 +138,197 @@ pub fn effective_auth(config: &Config) -> anyhow::Result<AuthSettings> {
     Ok(auth)
 }
 
-/// The event bus in force: NATS JetStream when configured, else in-process.
-pub async fn connect_bus(config: &Config) -> anyhow::Result<Bus> {
-    if config.nats_url.is_empty() {
-        Ok(Bus::in_process())
-    } else {
-        Bus::nats(&config.nats_url, &config.nats_stream, &config.nats_subject_prefix)
-            .await
-            .context("connecting to NATS")
-    }
-}
-
 /// Connects and migrates one service's database.
-pub async fn open_database(config: &Config, service: Service) -> anyhow::Result<Db> {
-    let url = config.database_url_for(service.name());
+pub async fn open_database(config: &Config, module: &dyn Module) -> anyhow::Result<Db> {
+    let name = module.name();
+    let url = config.database_url_for(name);
     if url.starts_with("sqlite:") {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     }
-    let db = Db::connect(&url, service.name(), config.server.db_max_connections)
+    let db = Db::connect(&url, name, config.server.db_max_connections)
         .await
-        .with_context(|| format!("opening the {} database", service.name()))?;
-    let migrations = match service {
-        Service::Catalogue => civic_catalogue::MIGRATIONS,
-    };
-    db.migrate(migrations).await.with_context(|| format!("migrating the {} database", service.name()))?;
+        .with_context(|| format!("opening the {name} database"))?;
+    db.migrate(module.migrations()).await.with_context(|| format!("migrating the {name} database"))?;
     Ok(db)
 }
 
-/// What every service of a process is built with.
+/// Checks the configuration sections of `modules` (each service validates its own).
+pub fn check_sections(config: &Config, modules: &[&dyn Module]) -> anyhow::Result<()> {
+    for module in modules {
+        module.settings(&config.section(module.name()))?;
+    }
+    Ok(())
+}
+
+/// What every service of a process is built with, made once per process.
 struct Shared {
     verifier: Verifier,
     pages: PageTokens,
     bus: Bus,
+    directory: Directory,
+    calendar: WorkCalendar,
     shutdown: Shutdown,
+    trigger: Arc<ShutdownTrigger>,
+    tasks: Tasks,
 }
 
-/// The catalogue service over its database and relay.
-fn catalogue(config: &Config, db: Db, relay: Relay, shared: &Shared) -> civic_catalogue::Catalogue {
-    civic_catalogue::Catalogue::new(civic_catalogue::Parts {
-        db,
-        auth: shared.verifier.clone(),
-        pages: shared.pages.clone(),
-        bus: shared.bus.clone(),
-        relay,
-        calendar: WorkCalendar::new(&config.calendar),
-        shutdown: shared.shutdown.clone(),
-    })
+impl Shared {
+    /// The shared parts of a process running `here`; `bus` is NATS when configured, else
+    /// in-process.
+    async fn build(config: &Config, here: &[&dyn Module]) -> anyhow::Result<Self> {
+        let secret = config.secret().context("reading the secret in the data directory")?;
+        let auth = effective_auth(config)?;
+        let verifier = Verifier::start(&auth).await?;
+        let bus = if config.nats_url.is_empty() {
+            Bus::in_process()
+        } else {
+            Bus::nats(&config.nats_url, &config.nats_stream, &config.nats_subject_prefix)
+                .await
+                .context("connecting to NATS")?
+        };
+        let (trigger, shutdown) = server::shutdown_pair();
+        let tasks = Tasks::new();
+        let names: Vec<&str> = here.iter().map(|m| m.name()).collect();
+        let directory = Directory::new(&config.directory, &auth, &names, shutdown.clone(), tasks.clone());
+        let calendar = WorkCalendar::new(&config.calendar);
+        let trigger = Arc::new(trigger);
+        Ok(Self { verifier, pages: PageTokens::new(&secret), bus, directory, calendar, shutdown, trigger, tasks })
+    }
+
+    /// Opens and migrates `module`'s database, starts its relay, and builds it.
+    async fn build_service(&self, config: &Config, module: &dyn Module) -> anyhow::Result<(Db, Box<dyn Instance>)> {
+        let db = open_database(config, module).await?;
+        let poll = Duration::from_millis(config.server.outbox_poll_ms);
+        let keep = Duration::from_secs(config.server.outbox_retention_hours.saturating_mul(3600));
+        let relay = Relay::new(db.clone(), self.bus.clone(), poll).for_service(module.name()).keep_published(keep);
+        self.tasks.spawn("relay", relay.clone().run(self.shutdown.clone().wait()));
+        let parts = Parts {
+            db: db.clone(),
+            relay,
+            auth: self.verifier.clone(),
+            pages: self.pages.clone(),
+            bus: self.bus.clone(),
+            directory: self.directory.acting_as(module.name()),
+            calendar: self.calendar.clone(),
+            shutdown: self.shutdown.clone(),
+            tasks: self.tasks.clone(),
+            section: config.section(module.name()),
+        };
+        let instance = module.build(parts).await.with_context(|| format!("building the {} service", module.name()))?;
+        Ok((db, instance))
+    }
 }
 
-/// Loads the Zhongjie Street demo data into the configured store, returning how many items
-/// were added. A running server's relay delivers the events on its next poll.
-pub async fn seed(config: &Config) -> anyhow::Result<usize> {
-    let db = open_database(config, Service::Catalogue).await?;
-    let secret = config.secret().context("reading the secret in the data directory")?;
-    let verifier = Verifier::new(&effective_auth(config)?).map_err(|e| anyhow::anyhow!("auth: {e}"))?;
-    let bus = Bus::in_process();
-    let relay = Relay::new(db.clone(), bus.clone(), Duration::from_secs(1));
-    let (_trigger, shutdown) = server::shutdown_pair();
-    let shared = Shared { verifier, pages: PageTokens::new(&secret), bus, shutdown };
-    let state = catalogue(config, db.clone(), relay, &shared);
-    let added = state.seed(civic_catalogue::ZHONGJIE_STREET, civic_catalogue::ZHONGJIE).await?;
-    db.close().await;
-    Ok(added)
+/// Loads the Zhongjie Street demo data of every service of `modules` into the configured
+/// store, through each service's own domain path, and says what each added. A running server's
+/// relay delivers the events on its next poll.
+pub async fn seed(config: &Config, modules: &[&dyn Module]) -> anyhow::Result<Vec<(&'static str, String)>> {
+    check_sections(config, modules)?;
+    let shared = Shared::build(config, modules).await?;
+    let mut report = Vec::new();
+    for module in modules {
+        let (db, instance) = shared.build_service(config, *module).await?;
+        let added = instance.seed().await.with_context(|| format!("seeding the {} service", module.name()))?;
+        report.push((module.name(), added));
+        db.close().await;
+    }
+    shared.trigger.trigger();
+    shared.tasks.join(Duration::from_secs(10)).await;
+    Ok(report)
 }
 
-/// A built civic process: listeners bound, databases migrated, ready to serve.
+/// A built civic process: listeners bound, databases migrated, services built, ready to serve.
 pub struct Application {
     grpc: (tokio::net::TcpListener, SocketAddr),
     http: (tokio::net::TcpListener, SocketAddr),
     target: Target,
-    verifier: Verifier,
+    modules: &'static [&'static dyn Module],
     routes: tonic::service::Routes,
     health: Health,
     health_names: Vec<String>,
     watched: Vec<(Vec<String>, Db)>,
     databases: Vec<Db>,
     config: Config,
-    trigger: Arc<ShutdownTrigger>,
-    shutdown: Shutdown,
+    shared: Shared,
     termination: server::Termination,
-    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Application {
     /// Binds the listeners (port 0 allowed), opens and migrates the target's databases, and
-    /// wires its services.
+    /// builds its services.
     pub async fn build(config: Config, target: Target, options: Options) -> anyhow::Result<Self> {
-        let termination = server::Termination::install().context("listening for termination signals")?;
-        let grpc =
-            server::bind(config.grpc_addr).await.with_context(|| format!("binding grpc_addr {}", config.grpc_addr))?;
-        let http =
-            server::bind(config.http_addr).await.with_context(|| format!("binding http_addr {}", config.http_addr))?;
-        tracing::info!(grpc_addr = %grpc.1, http_addr = %http.1, target = ?target, "listening");
+        Self::build_on(config, target, options, None).await
+    }
 
-        let secret = config.secret().context("reading the secret in the data directory")?;
-        let pages = PageTokens::new(&secret);
-        let verifier = Verifier::start(&effective_auth(&config)?).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let bus = connect_bus(&config).await?;
-        let (trigger, shutdown) = server::shutdown_pair();
-        let shared = Shared { verifier: verifier.clone(), pages, bus: bus.clone(), shutdown: shutdown.clone() };
-        let (mut routes, health) = server::standard_routes().map_err(|e| anyhow::anyhow!("reflection: {e}"))?;
-        let poll = Duration::from_millis(config.server.outbox_poll_ms);
-        let mut tasks = Vec::new();
+    /// [`Application::build`] on listeners bound beforehand (the configured addresses are then
+    /// not used).
+    pub async fn build_on(
+        config: Config,
+        target: Target,
+        options: Options,
+        listeners: Option<Listeners>,
+    ) -> anyhow::Result<Self> {
+        let termination = server::Termination::install().context("listening for termination signals")?;
+        let (grpc, http) = match listeners {
+            Some(bound) => (server::adopt(bound.grpc)?, server::adopt(bound.http)?),
+            None => (
+                server::bind(config.grpc_addr)
+                    .await
+                    .with_context(|| format!("binding grpc_addr {}", config.grpc_addr))?,
+                server::bind(config.http_addr)
+                    .await
+                    .with_context(|| format!("binding http_addr {}", config.http_addr))?,
+            ),
+        };
+        tracing::info!(grpc_addr = %grpc.1, http_addr = %http.1, target = target.name(), "listening");
+
+        let services = target.services(options.modules);
+        check_sections(&config, &services)?;
+        if target == Target::Gateway {
+            for module in options.modules {
+                if config.directory.urls(module.name()).is_none() {
+                    anyhow::bail!(
+                        "bad configuration: `directory.addresses.{0}`: the gateway needs the {0} service's address \
+                         (or set directory.address_template)",
+                        module.name()
+                    );
+                }
+            }
+        }
+        let shared = Shared::build(&config, &services).await?;
+        let (mut routes, health) = server::standard_routes()?;
         let mut databases = Vec::new();
         let mut health_names = vec![String::new()];
         let mut watched = Vec::new();
-        for service in target.services() {
-            let db = open_database(&config, *service).await?;
-            let keep = Duration::from_secs(config.server.outbox_retention_hours.saturating_mul(3600));
-            let relay = Relay::new(db.clone(), bus.clone(), poll).for_service(service.name()).keep_published(keep);
-            tasks.push(tokio::spawn(relay.clone().run(shutdown.clone().wait())));
-            match service {
-                Service::Catalogue => {
-                    let state = catalogue(&config, db.clone(), relay, &shared);
-                    if options.seed {
-                        state
-                            .seed(civic_catalogue::ZHONGJIE_STREET, civic_catalogue::ZHONGJIE)
-                            .await
-                            .context("seeding the catalogue")?;
-                    }
-                    routes = civic_catalogue::add_routes(routes, state);
-                }
+        for module in &services {
+            let (db, instance) = shared.build_service(&config, *module).await?;
+            if options.seed {
+                let added = instance.seed().await.with_context(|| format!("seeding the {} service", module.name()))?;
+                tracing::info!(service = module.name(), added, "seeded");
             }
-            let names: Vec<String> = service.grpc_services().iter().map(|s| (*s).to_owned()).collect();
+            routes = instance.add_routes(routes);
+            let names: Vec<String> = module.grpc_services().iter().map(|s| (*s).to_owned()).collect();
             health_names.extend(names.iter().cloned());
             watched.push((names, db.clone()));
             databases.push(db);
         }
         if target == Target::Gateway {
-            for service in Service::ALL {
-                if !config.gateway.upstreams.contains_key(service.name()) {
-                    anyhow::bail!(
-                        "bad configuration: `gateway.upstreams.{}`: the gateway needs the {0} service's address",
-                        service.name()
-                    );
-                }
-            }
+            health_names.extend(options.modules.iter().flat_map(|m| m.grpc_services()).map(|s| (*s).to_owned()));
         }
-        let trigger = Arc::new(trigger);
         Ok(Self {
             grpc,
             http,
             target,
-            verifier,
+            modules: options.modules,
             routes,
             health,
             health_names,
             watched,
             databases,
             config,
-            trigger,
-            shutdown,
+            shared,
             termination,
-            tasks,
         })
     }
 
@@ -258,76 +342,82 @@ impl Application {
         self.http.1
     }
 
+    /// The process's directory of services, as its services see it.
+    pub fn directory(&self) -> Directory {
+        self.shared.directory.clone()
+    }
+
     /// A handle that stops the application (as SIGTERM does).
     pub fn stopper(&self) -> Stopper {
-        Stopper { health: self.health.clone(), names: self.health_names.clone(), trigger: self.trigger.clone() }
+        Stopper { health: self.health.clone(), names: self.health_names.clone(), trigger: self.shared.trigger.clone() }
     }
 
     /// Serves until SIGTERM/Ctrl-C or [`Stopper::stop`]: first reports NOT_SERVING, then stops
-    /// accepting and drains requests in flight.
+    /// accepting and drains requests in flight, then waits for the background tasks.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Application {
             grpc,
             http,
             target,
-            verifier,
+            modules,
             routes,
             health,
             health_names,
             watched,
             databases,
             config,
-            trigger,
-            shutdown,
+            shared,
             termination,
-            tasks,
         } = self;
+        let shutdown = shared.shutdown.clone();
         health.watch_databases(watched, Duration::from_secs(2), shutdown.clone()).await;
-        // Every call, from whichever address or from the gateway in-process, goes through the
-        // same stack (metrics, limits, timeouts).
-        let local = server::stacked(routes, &config.server);
+        // Every call, from whichever address, from the gateway or from another service in this
+        // process, goes through the same stack (metrics, limits, timeouts).
+        let own = server::GrpcService::new(routes.prepare());
+        let local = server::stack(own.clone(), &config.server);
+        shared.directory.set_local(local.clone());
         let mut upstreams = Vec::new();
-        let api = if target.serves_api() {
-            let grpc = if target == Target::Gateway {
-                let every = Duration::from_millis(config.gateway.resolve_every_ms);
-                let mut channels = std::collections::HashMap::new();
-                for service in Service::ALL {
-                    let urls = config.gateway.upstreams.get(service.name()).cloned().unwrap_or_default();
-                    let channel = civic_gateway::upstream::balanced(&urls, every, shutdown.clone());
-                    upstreams.push((*service, channel.clone()));
-                    for name in service.grpc_services() {
-                        channels.insert((*name).to_owned(), channel.clone());
-                    }
+        let grpc_service = if target == Target::Gateway {
+            let mut by_grpc_service = HashMap::new();
+            for module in modules {
+                let channel = shared.directory.channel(module.name())?;
+                upstreams.push((*module, channel));
+                let transport = shared.directory.connect(module.name())?;
+                for name in module.grpc_services() {
+                    by_grpc_service.insert((*name).to_owned(), transport.clone());
                 }
-                civic_gateway::upstream::route(channels, local.clone())
-            } else {
-                local.clone()
-            };
+            }
+            // Routed calls pass this process's stack too (trace, metrics, limits, gRPC-Web).
+            server::stack(directory::route(by_grpc_service, own), &config.server)
+        } else {
+            local.clone()
+        };
+        let api = if target.serves_api() {
             let gateway =
                 civic_gateway::Gateway::new(civic_proto::FILE_DESCRIPTOR_SET).context("building the HTTP routes")?;
-            Some(gateway.router(grpc, &config.gateway, Some(verifier)))
+            Some(gateway.router(grpc_service.clone(), &config.gateway, Some(shared.verifier.clone())))
         } else {
             None
         };
         if !upstreams.is_empty() {
-            tokio::spawn(mirror_upstream_health(health.clone(), upstreams.clone(), shutdown.clone()));
+            shared
+                .tasks
+                .spawn("gateway.health", mirror_upstream_health(health.clone(), upstreams.clone(), shutdown.clone()));
         }
         let readiness = Readiness { databases: databases.clone(), upstreams };
         let http_task = tokio::spawn(serve_http(http.0, api, readiness, config.server.clone(), shutdown.clone()));
-        let stopper = Stopper { health: health.clone(), names: health_names, trigger };
+        let stopper = Stopper { health: health.clone(), names: health_names, trigger: shared.trigger.clone() };
         let signal_stopper = stopper.clone();
         let signal = tokio::spawn(async move {
             termination.wait().await;
             tracing::info!("termination signal received");
             signal_stopper.stop().await;
         });
-        let served = server::serve(grpc.0, local, &config.server, shutdown.clone()).await;
+        let served = server::serve(grpc.0, grpc_service, &config.server, shutdown.clone()).await;
         signal.abort();
         stopper.stop().await;
         let _ = http_task.await;
-        for task in tasks {
-            let _ = task.await;
-        }
+        shared.tasks.join(Duration::from_millis(config.server.shutdown_grace_ms)).await;
         for db in databases {
             db.close().await;
         }
@@ -357,7 +447,7 @@ impl Stopper {
 /// What `/readyz` checks: every database answers, and every upstream service reports SERVING.
 struct Readiness {
     databases: Vec<Db>,
-    upstreams: Vec<(Service, tonic::transport::Channel)>,
+    upstreams: Vec<(&'static dyn Module, tonic::transport::Channel)>,
 }
 
 impl Readiness {
@@ -368,9 +458,9 @@ impl Readiness {
                 return Err("database unavailable".into());
             }
         }
-        for (service, channel) in &self.upstreams {
+        for (module, channel) in &self.upstreams {
             if !upstream_serving(channel, "").await {
-                return Err(format!("the {} service is not serving", service.name()));
+                return Err(format!("the {} service is not serving", module.name()));
             }
         }
         Ok(())
@@ -391,12 +481,12 @@ async fn upstream_serving(channel: &tonic::transport::Channel, name: &str) -> bo
 /// whether it can be reached there.
 async fn mirror_upstream_health(
     health: Health,
-    upstreams: Vec<(Service, tonic::transport::Channel)>,
+    upstreams: Vec<(&'static dyn Module, tonic::transport::Channel)>,
     shutdown: Shutdown,
 ) {
     loop {
-        for (service, channel) in &upstreams {
-            for name in service.grpc_services() {
+        for (module, channel) in &upstreams {
+            for name in module.grpc_services() {
                 health.set(name, upstream_serving(channel, name).await).await;
             }
         }

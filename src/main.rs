@@ -4,10 +4,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use civic::{Application, Options, Target};
+use civic::{Application, MODULES, Options, Target};
 use civic_kit::auth::{Principal, Role};
 use civic_kit::config::Config;
+use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
+use figment::value::{Dict, Value};
 
 mod bench;
 
@@ -15,7 +17,11 @@ mod bench;
 /// glibc's allocator served slowly under load (see docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use figment::value::{Dict, Value};
+
+/// The values of `--target`: `all`, `gateway` and every registered service.
+fn targets() -> PossibleValuesParser {
+    PossibleValuesParser::new(Target::names(MODULES))
+}
 
 /// civic runs a city street office's community work: the service catalogue and reception desk,
 /// grids and visits, residents' problems, volunteers and the monthly assessment.
@@ -57,9 +63,9 @@ struct CommonArgs {
 struct ServeArgs {
     #[command(flatten)]
     common: CommonArgs,
-    /// What to run.
-    #[arg(long, value_enum, default_value = "all")]
-    target: Target,
+    /// What to run: every service, the gateway alone, or one service.
+    #[arg(long, default_value = "all", value_parser = targets())]
+    target: String,
     /// The gRPC listen address (port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
     grpc_addr: Option<String>,
@@ -76,8 +82,8 @@ struct MigrateArgs {
     #[command(flatten)]
     common: CommonArgs,
     /// Whose databases to migrate.
-    #[arg(long, value_enum, default_value = "all")]
-    target: Target,
+    #[arg(long, default_value = "all", value_parser = targets())]
+    target: String,
 }
 
 #[derive(Debug, Args)]
@@ -109,7 +115,11 @@ fn load(common: &CommonArgs, extra: Dict) -> anyhow::Result<Config> {
     if let Some(dir) = &common.data_dir {
         flags.insert("data_dir".into(), Value::from(dir.display().to_string()));
     }
-    Config::load(common.config.as_deref(), &flags).map_err(|e| anyhow::anyhow!("{e}"))
+    Ok(Config::load(common.config.as_deref(), &flags, &civic::service_names(MODULES))?)
+}
+
+fn target(name: &str) -> anyhow::Result<Target> {
+    Target::parse(name, MODULES).map_err(anyhow::Error::msg)
 }
 
 fn main() -> std::process::ExitCode {
@@ -151,27 +161,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 flags.insert("http_addr".into(), Value::from(a.clone()));
             }
             let config = load(&args.common, flags)?;
-            let _telemetry = civic_kit::telemetry::init(&config.log, &format!("{:?}", args.target).to_lowercase());
-            if config.nats_url.is_empty() && args.target != Target::All && !args.target.services().is_empty() {
+            let target = target(&args.target)?;
+            let _telemetry = civic_kit::telemetry::init(&config.log, target.name());
+            if config.nats_url.is_empty() && matches!(target, Target::Service(_)) {
                 tracing::warn!("no nats_url: events stay inside this process; other replicas will not hear them");
             }
-            let app = Application::build(config, args.target, Options { seed: args.seed }).await?;
+            let app = Application::build(config, target, Options { seed: args.seed, ..Options::default() }).await?;
             app.run_until_stopped().await
         }
         Command::Migrate(args) => {
             let config = load(&args.common, Dict::new())?;
             let _telemetry = civic_kit::telemetry::init(&config.log, "migrate");
-            for service in args.target.services() {
-                civic::open_database(&config, *service).await?.close().await;
-                tracing::info!(service = service.name(), "migrated");
+            for module in target(&args.target)?.services(MODULES) {
+                civic::open_database(&config, module).await?.close().await;
+                tracing::info!(service = module.name(), "migrated");
             }
             Ok(())
         }
         Command::Seed(common) => {
             let config = load(&common, Dict::new())?;
             let _telemetry = civic_kit::telemetry::init(&config.log, "seed");
-            let added = civic::seed(&config).await?;
-            println!("seeded {added} service items into streets/{}", civic_catalogue::ZHONGJIE_STREET);
+            for (service, added) in civic::seed(&config, MODULES).await? {
+                println!("{service}: seeded {added}");
+            }
             Ok(())
         }
         // Dispatched in `main`, before this runtime exists.
@@ -187,7 +199,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 grids: args.grids,
             };
             let token = civic_kit::auth::mint_dev_token(&auth, &principal, Duration::from_secs(args.hours * 3600))
-                .map_err(|e| anyhow::anyhow!("{e}"))
                 .context("minting a token")?;
             println!("{token}");
             Ok(())
@@ -201,7 +212,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if config.auth.dev_key.is_some() {
                 config.auth.dev_key = Some("(set)".into());
             }
-            print!("{}", toml::to_string_pretty(&config).context("printing the configuration")?);
+            if !config.directory.client_secret.is_empty() {
+                config.directory.client_secret = "(set)".into();
+            }
+            // The process-wide settings, then each service's own section.
+            let mut document = toml::Table::try_from(&config).context("printing the configuration")?;
+            for module in MODULES {
+                let section = module.settings(&config.section(module.name()))?;
+                document
+                    .insert(module.name().to_owned(), toml::Value::try_from(section).context("printing a section")?);
+            }
+            print!("{}", toml::to_string_pretty(&document).context("printing the configuration")?);
             Ok(())
         }
     }

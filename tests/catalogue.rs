@@ -291,7 +291,7 @@ async fn pagination_walks_500_items_without_gaps_or_repeats() {
 #[tokio::test]
 async fn search_finds_chinese_words_pinyin_initials_and_english_best_first() {
     let store = Store::fresh().await;
-    let app = spawn_on(&store, common::target(), Options { seed: true }).await;
+    let app = spawn_on(&store, Target::All, Options { seed: true, ..Default::default() }).await;
     let mut client = Client::new(app.channel.clone());
     let search =
         |query: &str| SearchServiceItemsRequest { parent: STREET.into(), query: query.into(), ..Default::default() };
@@ -383,8 +383,8 @@ async fn the_watch_stream_sees_changes_made_on_another_replica() {
         return;
     }
     let store = Store::fresh().await;
-    let a = spawn_on(&store, Target::Catalogue, Options::default()).await;
-    let b = spawn_on(&store, Target::Catalogue, Options::default()).await;
+    let a = spawn_on(&store, common::service("catalogue"), Options::default()).await;
+    let b = spawn_on(&store, common::service("catalogue"), Options::default()).await;
     watch_sees_changes_made_on(a.channel.clone(), b.channel.clone()).await;
     a.stop().await;
     b.stop().await;
@@ -393,7 +393,7 @@ async fn the_watch_stream_sees_changes_made_on_another_replica() {
 #[tokio::test]
 async fn the_seeded_catalogue_has_every_category() {
     let store = Store::fresh().await;
-    let app = spawn_on(&store, common::target(), Options { seed: true }).await;
+    let app = spawn_on(&store, Target::All, Options { seed: true, ..Default::default() }).await;
     let mut client = Client::new(app.channel.clone());
     for category in ["PARTY_MASS", "GOVERNMENT_AFFAIRS", "DAILY_LIFE", "VOLUNTEER", "CULTURE", "LEGAL"] {
         let page = client
@@ -414,8 +414,8 @@ async fn the_seeded_catalogue_has_every_category() {
 #[tokio::test]
 async fn a_replica_serves_its_own_changes_at_once_and_another_replicas_within_seconds() {
     let store = Store::fresh().await;
-    let a = spawn_on(&store, Target::Catalogue, Options::default()).await;
-    let b = spawn_on(&store, Target::Catalogue, Options::default()).await;
+    let a = spawn_on(&store, common::service("catalogue"), Options::default()).await;
+    let b = spawn_on(&store, common::service("catalogue"), Options::default()).await;
     let admin = token("admin", &[Role::Admin], "zhongjie");
     let (mut on_a, mut on_b) = (Client::new(a.channel.clone()), Client::new(b.channel.clone()));
     let created = create(&mut on_a, &admin, "cached", item("社区理发")).await;

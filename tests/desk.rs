@@ -177,16 +177,28 @@ async fn a_case_keeps_its_first_owner_through_hand_overs_to_completion() {
     let actions: Vec<&str> = done.timeline.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["receive", "accept", "hand_over", "start", "forward", "complete"]);
 
-    // Every change of the case wrote its event to the outbox, in order.
+    // Every change of the case wrote its event to the outbox, in order: the contract's
+    // ApplicationChanged, with names and states and none of the case's free text.
     let url = common::test_config(&store).database_url_for("catalogue");
     let db = civic_kit::db::Db::connect(&url, "catalogue", 1).await.expect("db");
-    let topics: Vec<String> = sqlx::query_scalar("select topic from civic_outbox where event_key = $1 order by id")
-        .bind(&received.name)
-        .fetch_all(db.reader())
-        .await
-        .expect("outbox");
-    let expected: Vec<String> = actions.iter().map(|a| format!("catalogue.application.{a}")).collect();
-    assert_eq!(topics, expected);
+    let rows: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("select topic, payload from civic_outbox where event_key = $1 order by id")
+            .bind(&received.name)
+            .fetch_all(db.reader())
+            .await
+            .expect("outbox");
+    let mut event_actions = Vec::new();
+    for (topic, payload) in &rows {
+        assert_eq!(topic, <ApplicationChanged as civic_proto::Event>::TOPIC);
+        let event = <ApplicationChanged as prost::Message>::decode(payload.as_slice()).expect("the contract's payload");
+        assert_eq!((event.application.as_str(), event.first_owner.as_str()), (received.name.as_str(), "users/wang"));
+        event_actions.push(event.action().as_str_name().to_ascii_lowercase());
+    }
+    assert_eq!(event_actions, actions);
+    assert_eq!(
+        rows.last().map(|(_, p)| <ApplicationChanged as prost::Message>::decode(p.as_slice()).expect("decodes").state),
+        Some(State::Completed as i32)
+    );
     db.close().await;
 
     let err = d

@@ -271,7 +271,7 @@ fn a_bad_config_value_exits_non_zero_naming_the_key() {
 async fn trace_context_from_the_caller_reaches_the_events_of_the_change() {
     let store = common::Store::fresh().await;
     let config = common::test_config(&store);
-    let app = common::spawn_with(config.clone(), common::target(), civic::Options::default()).await;
+    let app = common::spawn_with(config.clone(), civic::Target::All, civic::Options::default()).await;
     let mut client = CatalogueServiceClient::new(app.channel.clone());
     let admin = token("a", &[Role::Admin], "zhongjie");
     let created = client

@@ -238,7 +238,7 @@ async fn thousands_of_malformed_requests_get_4xx_and_change_nothing() {
     let mut config = common::test_config(&store);
     config.gateway.rate_per_second = 0.0;
     config.gateway.address_rate_per_second = 0.0;
-    let app = common::spawn_with(config, common::target(), civic::Options { seed: true }).await;
+    let app = common::spawn_with(config, civic::Target::All, civic::Options { seed: true, ..Default::default() }).await;
     let admin = token("fuzz-admin", &[Role::Admin, Role::Cadre], "zhongjie");
 
     let (status, body) = common::http(app.http_addr, "GET", "/openapi.json", "", None).await;

@@ -179,7 +179,7 @@ async fn the_edge_limits_rate_and_body_and_returns_the_request_id() {
     config.gateway.burst = 3;
     config.gateway.address_rate_per_second = 0.5;
     config.gateway.address_burst = 3;
-    let app = common::spawn_with(config, common::target(), civic::Options::default()).await;
+    let app = common::spawn_with(config, civic::Target::All, civic::Options::default()).await;
 
     // A request id given is returned; none given, one is made up.
     let exchange = async |head: String| {
@@ -232,7 +232,7 @@ async fn a_request_past_the_gateway_deadline_is_504_and_writes_nothing() {
     let store = common::Store::fresh().await;
     let mut config = common::test_config(&store);
     config.gateway.request_timeout_ms = 300;
-    let app = common::spawn_with(config, common::target(), civic::Options::default()).await;
+    let app = common::spawn_with(config, civic::Target::All, civic::Options::default()).await;
     let admin = token("a", &[Role::Admin], "zhongjie");
 
     // A client that announces a body and sends only part of it holds the request past the deadline.
@@ -267,7 +267,7 @@ async fn the_http_address_passes_native_grpc_through_with_the_edge_policy() {
     let mut config = common::test_config(&store);
     config.gateway.rate_per_second = 0.5;
     config.gateway.burst = 2;
-    let app = common::spawn_with(config, common::target(), civic::Options { seed: true }).await;
+    let app = common::spawn_with(config, civic::Target::All, civic::Options { seed: true, ..Default::default() }).await;
     let channel =
         tonic::transport::Channel::from_shared(format!("http://{}", app.http_addr)).expect("uri").connect_lazy();
 

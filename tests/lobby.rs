@@ -16,7 +16,7 @@ const WAIT: Duration = Duration::from_secs(20);
 #[tokio::test]
 async fn the_lobby_shows_the_catalogue_and_follows_changes_live() {
     let store = common::Store::fresh().await;
-    let app = common::spawn_on(&store, common::target(), civic::Options { seed: true }).await;
+    let app = common::spawn_on(&store, civic::Target::All, civic::Options { seed: true, ..Default::default() }).await;
     let browser = Browser::launch().await.expect("headless Chromium starts");
     let page = browser
         .open(&format!("http://{}/lobby?street=zhongjie&page_seconds=3", app.http_addr))

@@ -376,7 +376,7 @@ async fn every_catalogue_rpc_answers_the_same_over_grpc_grpc_web_and_http() {
 async fn the_watch_stream_is_the_same_over_grpc_grpc_web_and_http() {
     use tokio_stream::StreamExt;
     let store = common::Store::fresh().await;
-    let app = common::spawn_on(&store, common::target(), civic::Options { seed: true }).await;
+    let app = common::spawn_on(&store, civic::Target::All, civic::Options { seed: true, ..Default::default() }).await;
     let ways = Ways::new(&app);
     let request = || WatchServiceItemsRequest { parent: STREET.into() };
     let path = http::uri::PathAndQuery::from_static("/civic.catalogue.v1.CatalogueService/WatchServiceItems");

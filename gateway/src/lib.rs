@@ -10,7 +10,6 @@ pub mod edge;
 mod lobby;
 mod openapi;
 mod template;
-pub mod upstream;
 
 use std::convert::Infallible;
 use std::sync::Arc;

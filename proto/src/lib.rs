@@ -1,6 +1,8 @@
 //! The civic API contract: the messages and services of every `civic.<domain>.v1` package,
-//! compiled from `proto/` at build time, with canonical proto3 JSON (serde) for every message and
-//! the encoded descriptor set for server reflection and HTTP transcoding.
+//! compiled from `proto/` at build time, with canonical proto3 JSON (serde) for every message,
+//! the encoded descriptor set for server reflection and HTTP transcoding, and the topic of every
+//! event message. The module tree follows the packages and is generated too: a new `.proto`
+//! package needs no edit here.
 #![forbid(unsafe_code)]
 #![allow(clippy::all, missing_docs, rustdoc::all)] // generated code: lints apply to the .proto sources
 
@@ -8,29 +10,13 @@
 /// with source comments and extension options (such as `google.api.http`) kept.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/civic_descriptor.bin"));
 
-/// The civic packages.
-pub mod civic {
-    /// Service items and the reception desk.
-    pub mod catalogue {
-        /// Version 1 of the catalogue API.
-        pub mod v1 {
-            include!(concat!(env!("OUT_DIR"), "/civic.catalogue.v1.rs"));
-            include!(concat!(env!("OUT_DIR"), "/civic.catalogue.v1.serde.rs"));
-        }
-    }
+/// A message that is published as an event, and the topic it is published under, both declared
+/// in the protos with `option (civic.api.v1.event_topic)`. Producers and consumers in any service
+/// agree on both through this crate alone.
+pub trait Event: prost::Message + Default + 'static {
+    /// The topic, such as `catalogue.item.published`.
+    const TOPIC: &'static str;
 }
 
-/// Vendored Google API packages.
-pub mod google {
-    /// `google.rpc`: status and error details.
-    pub mod rpc {
-        include!(concat!(env!("OUT_DIR"), "/google.rpc.rs"));
-        include!(concat!(env!("OUT_DIR"), "/google.rpc.serde.rs"));
-    }
-    /// `google.api`: HTTP rules, field behaviour and resource annotations.
-    pub mod api {
-        include!(concat!(env!("OUT_DIR"), "/google.api.rs"));
-    }
-}
-
-pub use civic::catalogue::v1 as catalogue;
+include!(concat!(env!("OUT_DIR"), "/packages.rs"));
+include!(concat!(env!("OUT_DIR"), "/events.rs"));

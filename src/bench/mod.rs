@@ -107,7 +107,7 @@ struct Target {
     // Dropped in this order: the processes, then their data.
     _processes: Vec<server::Process>,
     _dir: Option<tempfile::TempDir>,
-    _scratch: Option<civic_kit::testing::TestDatabase>,
+    _scratch: Option<civic_kit::db::ScratchDatabase>,
 }
 
 async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -297,7 +297,7 @@ async fn start(args: &BenchArgs) -> anyhow::Result<Target> {
     let dev_key = format!("bench-{}", uuid::Uuid::new_v4().simple());
     // On PostgreSQL, a fresh database of its own, dropped at the end.
     let scratch = match &args.database_url {
-        Some(url) if !url.is_empty() => Some(civic_kit::testing::TestDatabase::on(url).await),
+        Some(url) if !url.is_empty() => Some(civic_kit::db::ScratchDatabase::create(url).await?),
         _ => None,
     };
     let database_url = scratch.as_ref().map(|d| d.url().to_owned()).unwrap_or_default();
@@ -320,7 +320,7 @@ async fn start(args: &BenchArgs) -> anyhow::Result<Target> {
             data_dir: &dir.path().join("gateway"),
             dev_key: &dev_key,
             database_url: "",
-            env: vec![("CIVIC_GATEWAY__UPSTREAMS__CATALOGUE".into(), upstream)],
+            env: vec![("CIVIC_DIRECTORY__ADDRESSES__CATALOGUE".into(), upstream)],
             seed: false,
             cpu,
         })?;
@@ -553,11 +553,9 @@ fn desk_create(target: &Target, fixtures: &Fixtures) -> Call {
 async fn raw_inserts(target: &Target, shape: Shape, fixtures: &Fixtures) -> anyhow::Result<Stats> {
     use prost::Message;
     let dir = tempfile::tempdir()?;
-    let config = civic_kit::config::Config {
-        data_dir: dir.path().to_path_buf(),
-        database_url: target.database_url.clone(),
-        ..Default::default()
-    };
+    let mut config = civic_kit::config::Config::default();
+    config.data_dir = dir.path().to_path_buf();
+    config.database_url = target.database_url.clone();
     // Tables of its own (a file of its own, or a schema of its own beside the server's).
     let db = civic_kit::db::Db::connect(
         &config.database_url_for("bench_raw"),
@@ -598,7 +596,7 @@ async fn raw_inserts(target: &Target, shape: Shape, fixtures: &Fixtures) -> anyh
                      values ($1, $2, $3, $4, $5, $6, $6, null)",
                 )
                 .bind(&id)
-                .bind("catalogue.application.receive")
+                .bind(<civic_proto::catalogue::ApplicationChanged as civic_proto::Event>::TOPIC)
                 .bind(format!("streets/zhongjie/applications/a{n}"))
                 .bind(body.clone())
                 .bind("")

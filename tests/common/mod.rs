@@ -1,6 +1,10 @@
 //! Boots civic for end-to-end tests: a target on port 0 with a fresh store (a temporary SQLite
 //! directory, or a fresh PostgreSQL database when `CIVIC_TEST_POSTGRES_URL` is set), events over
 //! NATS when `CIVIC_TEST_NATS_URL` is set, awaiting readiness through grpc.health.v1 (no sleeps).
+//!
+//! `Target::All` is the whole of civic in the layout under test: one process, or — with
+//! `CIVIC_TEST_MODE=split` — one process per registered service and a gateway in front of them,
+//! as Kubernetes runs them, each finding the others through its directory.
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
 pub mod browser;
@@ -8,7 +12,7 @@ pub mod browser;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use civic::{Application, Options, Stopper, Target};
+use civic::{Application, Listeners, Options, Stopper, Target};
 use civic_kit::auth::{Principal, Role};
 use civic_kit::config::Config;
 use tokio::task::JoinHandle;
@@ -27,14 +31,14 @@ pub struct Store {
     /// This test's own NATS stream and subjects, so parallel tests don't hear each other.
     nats_namespace: String,
     /// The PostgreSQL database, when testing against PostgreSQL.
-    postgres: Option<civic_kit::testing::TestDatabase>,
+    postgres: Option<civic_kit::db::ScratchDatabase>,
 }
 
 impl Store {
     /// A fresh store.
     pub async fn fresh() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let postgres = civic_kit::testing::TestDatabase::from_env().await;
+        let postgres = civic_kit::testing::postgres_from_env().await;
         let nats_namespace = format!("test{}", uuid::Uuid::new_v4().simple());
         Self { dir, nats_namespace, postgres }
     }
@@ -66,19 +70,32 @@ impl Drop for Store {
     }
 }
 
-/// One running civic process (in this test process) — in split mode, a service with a gateway
-/// of its own in front.
+/// A running civic (in this test process): one process, or in split mode the services'
+/// processes with a gateway in front, reached through the gateway's addresses.
 pub struct TestApp {
-    /// The gRPC address.
+    /// The gRPC address: the gateway's in split mode.
     pub grpc_addr: SocketAddr,
     /// The HTTP address: the gateway's in split mode.
     pub http_addr: SocketAddr,
     /// A channel to the gRPC address.
     pub channel: Channel,
+    /// Each service's own process, by name, in split mode: its gRPC address.
+    pub services: std::collections::BTreeMap<&'static str, SocketAddr>,
+    /// The directory of the first process started (a service, or the all-in-one process).
+    pub directory: civic_kit::directory::Directory,
+    /// The processes, stopped in this order (the gateway first).
+    processes: Vec<Process>,
+}
+
+/// One civic process of a test.
+struct Process {
     stopper: Stopper,
     task: JoinHandle<anyhow::Result<()>>,
-    /// The gateway process in front of a service target, in split mode.
-    gateway: Option<Box<TestApp>>,
+}
+
+/// A service of the registry as a target.
+pub fn service(name: &str) -> Target {
+    Target::parse(name, civic::MODULES).expect("a registered service")
 }
 
 /// The configuration of a test server over `store`.
@@ -102,7 +119,9 @@ pub async fn spawn_on(store: &Store, target: Target, options: Options) -> TestAp
     spawn_with(test_config(store), target, options).await
 }
 
-/// Starts `target` with `config` and waits until it reports SERVING.
+/// Starts `target` with `config` and waits until it reports SERVING. In split mode `Target::All`
+/// is every service in a process of its own behind a gateway, and a single service has a
+/// gateway of its own in front (a replica, as deployed).
 pub async fn spawn_with(config: Config, target: Target, options: Options) -> TestApp {
     // Telemetry lives as long as the test process: dropping the guard would shut tracing down.
     static TELEMETRY: std::sync::OnceLock<civic_kit::telemetry::TelemetryGuard> = std::sync::OnceLock::new();
@@ -112,47 +131,84 @@ pub async fn spawn_with(config: Config, target: Target, options: Options) -> Tes
             "test",
         )
     });
-    let mut app = start(config.clone(), target, options).await;
-    if split() && !target.serves_api() {
-        // As deployed: the gateway alone in front of the service, reaching it over the network.
-        let mut config = config;
-        for service in civic::Service::ALL {
-            config.gateway.upstreams.insert(service.name().to_owned(), vec![format!("http://{}", app.grpc_addr)]);
-        }
-        let gateway = start(config, Target::Gateway, Options::default()).await;
-        app.http_addr = gateway.http_addr;
-        app.gateway = Some(Box::new(gateway));
+    if !split() || target == Target::Gateway {
+        return TestApp::of(vec![start(config, target, options, None).await]);
     }
+    let services: Vec<&'static str> = target.services(options.modules).iter().map(|m| m.name()).collect();
+    // Every address is known before any process starts, so each service's directory can name
+    // the others (as a Kubernetes Service name does).
+    let mut config = config;
+    let mut bound = Vec::new();
+    for name in &services {
+        let listeners = Listeners::bind([127, 0, 0, 1].into()).expect("bind");
+        let (grpc, _) = listeners.addrs().expect("addresses");
+        config.directory.addresses.insert((*name).to_owned(), vec![format!("http://{grpc}")]);
+        bound.push((*name, grpc, listeners));
+    }
+    if target != Target::All {
+        // A single service's peers are reached through its gateway's directory only.
+        for module in options.modules {
+            config
+                .directory
+                .addresses
+                .entry(module.name().to_owned())
+                .or_insert_with(|| vec!["http://127.0.0.1:9".into()]);
+        }
+    }
+    let mut started = Vec::new();
+    let mut addresses = std::collections::BTreeMap::new();
+    for (name, grpc, listeners) in bound {
+        started.push(start(config.clone(), service(name), options, Some(listeners)).await);
+        addresses.insert(name, grpc);
+    }
+    let gateway = start(config, Target::Gateway, Options { seed: false, ..options }, None).await;
+    started.insert(0, gateway);
+    let mut app = TestApp::of(started);
+    app.services = addresses;
     app
 }
 
-async fn start(config: Config, target: Target, options: Options) -> TestApp {
-    let app = Application::build(config, target, options).await.expect("application builds");
-    let grpc_addr = app.grpc_addr();
-    let http_addr = app.http_addr();
+/// A started process, its addresses and its directory.
+struct Started {
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    directory: civic_kit::directory::Directory,
+    process: Process,
+}
+
+async fn start(config: Config, target: Target, options: Options, listeners: Option<Listeners>) -> Started {
+    let app = Application::build_on(config, target, options, listeners).await.expect("application builds");
+    let (grpc_addr, http_addr) = (app.grpc_addr(), app.http_addr());
+    let directory = app.directory();
     let stopper = app.stopper();
     let task = tokio::spawn(app.run_until_stopped());
     let channel = Channel::from_shared(format!("http://{grpc_addr}")).expect("uri").connect_lazy();
-    await_serving(channel.clone(), "").await;
-    TestApp { grpc_addr, http_addr, channel, stopper, task, gateway: None }
+    await_serving(channel, "").await;
+    Started { grpc_addr, http_addr, directory, process: Process { stopper, task } }
 }
 
-/// Whether tests run each service as its own target (`CIVIC_TEST_MODE=split`).
+impl TestApp {
+    /// The app of started processes, reached through the first (the gateway, when there is one).
+    fn of(started: Vec<Started>) -> Self {
+        let front = started.first().expect("a process");
+        let (grpc_addr, http_addr) = (front.grpc_addr, front.http_addr);
+        let directory = started.get(1).unwrap_or(front).directory.clone();
+        let channel = Channel::from_shared(format!("http://{grpc_addr}")).expect("uri").connect_lazy();
+        let processes = started.into_iter().map(|s| s.process).collect();
+        TestApp { grpc_addr, http_addr, channel, services: Default::default(), directory, processes }
+    }
+}
+
+/// Whether tests run each service as its own process (`CIVIC_TEST_MODE=split`).
 pub fn split() -> bool {
     std::env::var("CIVIC_TEST_MODE").as_deref() == Ok("split")
 }
 
-/// The target tests run: every service in one process, or — with `CIVIC_TEST_MODE=split` —
-/// each service as its own target (as one Deployment per service runs on Kubernetes).
-pub fn target() -> Target {
-    if split() { Target::Catalogue } else { Target::All }
-}
-
-/// Starts the tested target (see [`target`]) on a fresh store. The store is returned to keep
-/// it alive.
+/// Starts the whole of civic in the layout under test on a fresh store. The store is returned
+/// to keep it alive.
 pub async fn spawn_app() -> (TestApp, Store) {
     let store = Store::fresh().await;
-    let app = spawn_on(&store, target(), Options::default()).await;
+    let app = spawn_on(&store, Target::All, Options::default()).await;
     (app, store)
 }
 
@@ -178,14 +234,14 @@ pub async fn await_serving(channel: Channel, service: &str) {
 }
 
 impl TestApp {
-    /// Stops the server (NOT_SERVING, then drain) and waits for it to end.
+    /// Stops every process (NOT_SERVING, then drain) and waits for each to end.
     pub async fn stop(self) {
-        if let Some(gateway) = self.gateway {
-            Box::pin(gateway.stop()).await;
+        for process in self.processes {
+            process.stopper.stop().await;
+            let result =
+                tokio::time::timeout(Duration::from_secs(15), process.task).await.expect("server stops within 15 s");
+            result.expect("server task").expect("server ran cleanly");
         }
-        self.stopper.stop().await;
-        let result = tokio::time::timeout(Duration::from_secs(15), self.task).await.expect("server stops within 15 s");
-        result.expect("server task").expect("server ran cleanly");
     }
 }
 

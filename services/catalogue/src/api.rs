@@ -1,32 +1,74 @@
-//! The gRPC face of the catalogue: authorise → validate → call the domain and store → map errors.
-
-use std::pin::Pin;
+//! The gRPC face of the catalogue: authorise → validate → call the domain and store → map to the
+//! wire. The mapping between domain items and `ServiceItem` messages lives here.
 
 use civic_kit::auth::{Caller, Role};
-use civic_kit::error::{Error, Result};
-use civic_kit::idempotency::{self, Begun, RequestKey, check_etag};
-use civic_kit::{events, filter, names, page, time};
+use civic_kit::error::{Error, Result, Violations};
+use civic_kit::events::Event;
+use civic_kit::idempotency::{RequestKey, check_etag, etag, version_of};
+use civic_kit::names::{Id, StreetId};
+use civic_kit::watch::{self, Update, WatchStream};
+use civic_kit::write::Change;
+use civic_kit::{filter, page, time};
 use civic_proto::catalogue::catalogue_service_server::CatalogueService;
 use civic_proto::catalogue::service_item::{Category, HandlingMode, State};
 use civic_proto::catalogue::watch_service_items_response::ChangeType;
 use civic_proto::catalogue::*;
-use futures::Stream;
-use prost::Message;
 use tonic::{Request, Response, Status};
 
-use crate::domain::{self, ItemName};
-use crate::store::{self, ListFilter, StoredItem};
+use crate::domain::{Content, Happened, Item, ItemName, ItemState};
+use crate::store::{self, ListFilter, Revision};
 use crate::{Catalogue, search};
 
 /// Who may draft, change, publish and retire items, and see drafts.
 const EDITORS: &[Role] = &[Role::Admin, Role::Cadre];
 
-/// Event topics, one per change the lobby screen shows.
-pub const TOPIC_PUBLISHED: &str = "catalogue.item.published";
-/// A published item changed: a new revision.
-pub const TOPIC_CHANGED: &str = "catalogue.item.changed";
-/// A published item was retired.
-pub const TOPIC_RETIRED: &str = "catalogue.item.retired";
+/// An item as the API shows it: its content and the output-only fields.
+pub(crate) fn to_wire(item: &Item) -> ServiceItem {
+    ServiceItem {
+        name: item.name.to_string(),
+        state: wire_state(item.state) as i32,
+        revision: item.revision,
+        etag: etag(item.version),
+        create_time: time::text_to_timestamp(&item.created_at),
+        update_time: time::text_to_timestamp(&item.updated_at),
+        publish_time: item.publish_time.as_deref().and_then(time::text_to_timestamp),
+        ..item.content.message().clone()
+    }
+}
+
+fn wire_state(state: ItemState) -> State {
+    match state {
+        ItemState::Draft => State::Draft,
+        ItemState::Published => State::Published,
+        ItemState::Retired => State::Retired,
+    }
+}
+
+/// A published revision as the API shows it.
+fn revision_to_wire(name: &ItemName, revision: &Revision) -> ServiceItemRevision {
+    let published = time::text_to_timestamp(&revision.publish_time);
+    ServiceItemRevision {
+        name: format!("{}", crate::domain::RevisionName { item: name.clone(), revision: revision.revision }),
+        service_item: Some(ServiceItem {
+            name: name.to_string(),
+            state: State::Published as i32,
+            revision: revision.revision,
+            publish_time: published,
+            ..revision.content.message().clone()
+        }),
+        publish_time: published,
+    }
+}
+
+/// Writes the event of what a change did, carrying the item as it is now.
+pub(crate) async fn emit(change: &mut Change, happened: Happened, item: &ServiceItem) -> Result<()> {
+    let service_item = Some(item.clone());
+    match happened {
+        Happened::Published => change.emit(&item.name, &ServiceItemPublished { service_item }).await,
+        Happened::Changed => change.emit(&item.name, &ServiceItemChanged { service_item }).await,
+        Happened::Retired => change.emit(&item.name, &ServiceItemRetired { service_item }).await,
+    }
+}
 
 impl Catalogue {
     pub(crate) fn caller<T>(&self, request: &Request<T>) -> Result<Caller> {
@@ -34,17 +76,17 @@ impl Catalogue {
     }
 
     /// Whether `caller` may see every item of `street`, drafts included.
-    fn is_editor(caller: &Caller, street: &str) -> bool {
-        caller.principal().is_some_and(|p| p.in_street(street) && EDITORS.iter().any(|r| p.has_role(*r)))
+    fn is_editor(caller: &Caller, street: &StreetId) -> bool {
+        caller.principal().is_some_and(|p| p.in_street(street.as_str()) && EDITORS.iter().any(|r| p.has_role(*r)))
     }
 
     /// Reads an item the caller may see; an unseen item is NOT_FOUND, as if it did not exist.
-    async fn visible_item(&self, caller: &Caller, name: &ItemName) -> Result<StoredItem> {
+    async fn visible_item(&self, caller: &Caller, name: &ItemName) -> Result<Item> {
         let key = name.to_string();
         let item = match self.items.get(&key) {
             Some(item) => Some(item),
             None => {
-                let item = store::get(self.db.reader(), name).await?;
+                let item = store::get(self.writer.db().reader(), name).await?;
                 if let Some(item) = &item {
                     self.items.put(item);
                 }
@@ -52,47 +94,65 @@ impl Catalogue {
             }
         };
         match item {
-            Some(item) if item.state == State::Published || Self::is_editor(caller, &name.street) => Ok(item),
+            Some(item) if item.state == ItemState::Published || Self::is_editor(caller, name.street()) => Ok(item),
             _ => Err(Error::not_found(name.to_string())),
         }
     }
 
-    /// Runs a lifecycle or content change of one item under the request's idempotency key,
-    /// writing the event for `topic` when the change is public.
+    /// Runs a change of one item under the request's key: reads it, checks the etag, lets
+    /// `change` apply the domain's rule, writes it (and a revision, and the event, when the
+    /// change made them), and keeps the new version in the cache.
     async fn change_item(
         &self,
         key: &RequestKey,
         name: &ItemName,
-        etag: &str,
-        change: impl FnOnce(&mut StoredItem) -> Result<Option<&'static str>>,
+        sent_etag: &str,
+        change: impl FnOnce(&mut Item, &str) -> Result<Option<Happened>>,
     ) -> Result<ServiceItem> {
-        let mut m = match idempotency::begin::<ServiceItem>(&self.db, key).await? {
-            Begun::Replayed(saved) => return Ok(saved),
-            Begun::Fresh(m) => m,
-        };
-        let tx = m.tx();
-        {
-            let mut item = store::get_in(tx, name).await?.ok_or_else(|| Error::not_found(name.to_string()))?;
-            check_etag(etag, item.version, &name.to_string())?;
-            let topic = change(&mut item)?;
-            item.version += 1;
-            item.updated_at = time::now_text();
-            // Publishing and changing a published item make a revision; retiring does not.
-            if topic.is_some_and(|t| t != TOPIC_RETIRED) {
-                item.revision += 1;
-                item.publish_time = Some(item.updated_at.clone());
-                store::insert_revision(tx, &item).await?;
-            }
-            store::save(tx, &item).await?;
-            let out = item.to_proto();
-            if let Some(topic) = topic {
-                events::enqueue(tx, topic, &out.name, &out).await?;
-            }
-            m.commit(&out).await?;
+        let mut written = None;
+        let out = self
+            .writer
+            .write(key, async |c: &mut Change| {
+                let mut item = store::get_in(c.tx(), name).await?.ok_or_else(|| Error::not_found(name.to_string()))?;
+                check_etag(sent_etag, item.version, &name.to_string())?;
+                let happened = change(&mut item, &time::now_text())?;
+                if happened.is_some_and(Happened::makes_revision) {
+                    store::insert_revision(c.tx(), &item).await?;
+                }
+                store::save(c.tx(), &item).await?;
+                let out = to_wire(&item);
+                if let Some(happened) = happened {
+                    emit(c, happened, &out).await?;
+                }
+                written = Some(item);
+                Ok(out)
+            })
+            .await?;
+        if let Some(item) = written {
             self.items.put(&item);
-            self.relay.notify();
-            Ok(out)
         }
+        Ok(out)
+    }
+
+    /// Parses the `category = …`, `handling_mode = …` and `state = …` terms of a list filter.
+    fn list_filter(text: &str) -> Result<ListFilter<'static>> {
+        let mut list_filter = ListFilter::default();
+        for term in filter::parse(text, &["category", "handling_mode", "state"])? {
+            let known = match term.field.as_str() {
+                "category" => Category::from_str_name(&term.value).map(|c| c.as_str_name()),
+                "handling_mode" => HandlingMode::from_str_name(&term.value).map(|m| m.as_str_name()),
+                _ => State::from_str_name(&term.value).map(|s| s.as_str_name()),
+            };
+            let value = known.ok_or_else(|| {
+                Error::invalid("filter", format!("`{}` is not a value of {}", term.value, term.field))
+            })?;
+            match term.field.as_str() {
+                "category" => list_filter.category = value,
+                "handling_mode" => list_filter.handling_mode = value,
+                _ => list_filter.state = value,
+            }
+        }
+        Ok(list_filter)
     }
 }
 
@@ -108,7 +168,44 @@ fn enum_name<E>(
     }
 }
 
-type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchServiceItemsResponse, Status>> + Send>>;
+/// The lobby screen's feed of one street's published items.
+struct ItemWatch {
+    /// `streets/{street}/items/`: the names of the street's items begin with it.
+    prefix: String,
+}
+
+impl watch::Watch for ItemWatch {
+    type Resource = ServiceItem;
+    type Kind = ChangeType;
+    type Response = WatchServiceItemsResponse;
+
+    fn identity(item: &ServiceItem) -> (String, i64) {
+        (item.name.clone(), version_of(&item.etag).unwrap_or(0))
+    }
+
+    fn change(&self, event: &Event) -> Option<(ChangeType, ServiceItem)> {
+        if !event.key.starts_with(&self.prefix) {
+            return None;
+        }
+        let (kind, item) = if let Some(e) = event.decode::<ServiceItemPublished>() {
+            (ChangeType::Published, e.service_item)
+        } else if let Some(e) = event.decode::<ServiceItemChanged>() {
+            (ChangeType::Changed, e.service_item)
+        } else {
+            (ChangeType::Retired, event.decode::<ServiceItemRetired>()?.service_item)
+        };
+        Some((kind, item?))
+    }
+
+    fn respond(update: Update<ServiceItem, ChangeType>) -> WatchServiceItemsResponse {
+        let (change_type, service_item) = match update {
+            Update::Existing(item) => (ChangeType::Existing, Some(item)),
+            Update::Current => (ChangeType::Current, None),
+            Update::Changed(kind, item) => (kind, Some(item)),
+        };
+        WatchServiceItemsResponse { change_type: change_type as i32, service_item }
+    }
+}
 
 #[tonic::async_trait]
 impl CatalogueService for Catalogue {
@@ -116,7 +213,7 @@ impl CatalogueService for Catalogue {
     async fn get_service_item(&self, request: Request<GetServiceItemRequest>) -> Result<Response<ServiceItem>, Status> {
         let caller = self.caller(&request)?;
         let name = ItemName::parse("name", &request.get_ref().name)?;
-        Ok(Response::new(self.visible_item(&caller, &name).await?.to_proto()))
+        Ok(Response::new(to_wire(&self.visible_item(&caller, &name).await?)))
     }
 
     #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
@@ -126,26 +223,10 @@ impl CatalogueService for Catalogue {
     ) -> Result<Response<ListServiceItemsResponse>, Status> {
         let caller = self.caller(&request)?;
         let req = request.into_inner();
-        let street = names::parse_street("parent", &req.parent)?;
+        let street = StreetId::parse_parent("parent", &req.parent)?;
         let size = page::page_size(req.page_size, 50, 1000)?;
-        let terms = filter::parse(&req.filter, &["category", "handling_mode", "state"])?;
-        let mut list_filter = ListFilter::default();
-        for term in &terms {
-            let known = match term.field.as_str() {
-                "category" => Category::from_str_name(&term.value).map(|c| c.as_str_name()),
-                "handling_mode" => HandlingMode::from_str_name(&term.value).map(|m| m.as_str_name()),
-                _ => State::from_str_name(&term.value).map(|s| s.as_str_name()),
-            };
-            let value = known.ok_or_else(|| {
-                Error::invalid("filter", format!("`{}` is not a value of {}", term.value, term.field))
-            })?;
-            match term.field.as_str() {
-                "category" => list_filter.category = value,
-                "handling_mode" => list_filter.handling_mode = value,
-                _ => list_filter.state = value,
-            }
-        }
-        if !Self::is_editor(&caller, street) {
+        let mut list_filter = Self::list_filter(&req.filter)?;
+        if !Self::is_editor(&caller, &street) {
             match list_filter.state {
                 "" => list_filter.state = State::Published.as_str_name(),
                 "PUBLISHED" => {}
@@ -162,10 +243,10 @@ impl CatalogueService for Catalogue {
             street, list_filter.state, list_filter.category, list_filter.handling_mode
         );
         let after = self.pages.decode_position(&req.page_token, &query, 1)?.map(|p| p[0].clone()).unwrap_or_default();
-        let mut items = store::list(self.db.reader(), street, &list_filter, &after, size + 1).await?;
-        let next_page_token = self.pages.next_page(&query, &mut items, size, |i| vec![i.name.item.clone()]);
+        let mut items = store::list(self.writer.db().reader(), &street, &list_filter, &after, size + 1).await?;
+        let next_page_token = self.pages.next_page(&query, &mut items, size, |i| vec![i.name.id().as_str().to_owned()]);
         Ok(Response::new(ListServiceItemsResponse {
-            service_items: items.iter().map(StoredItem::to_proto).collect(),
+            service_items: items.iter().map(to_wire).collect(),
             next_page_token,
         }))
     }
@@ -177,37 +258,42 @@ impl CatalogueService for Catalogue {
     ) -> Result<Response<ServiceItem>, Status> {
         let caller = self.caller(&request)?;
         let req = request.into_inner();
-        let street = names::parse_street("parent", &req.parent)?;
-        caller.require_role_in(street, EDITORS)?;
+        let street = StreetId::parse_parent("parent", &req.parent)?;
+        caller.require_role_in(street.as_str(), EDITORS)?;
         let key = RequestKey::new(caller.key(), "CreateServiceItem", &req.request_id, &req)?;
-        let mut item = req.service_item.clone().ok_or_else(|| Error::invalid("service_item", "is required"))?;
-        let mut violations = civic_kit::error::Violations::new();
-        let id = if req.service_item_id.is_empty() {
-            format!("i{}", uuid::Uuid::new_v4().simple())[..17].to_owned()
-        } else {
-            if !names::is_valid_id(&req.service_item_id) {
-                violations.add(
-                    "service_item_id",
-                    "must be 1 to 63 lowercase letters, digits or hyphens, starting with a letter",
-                );
+        let mut v = Violations::new();
+        let id = match req.service_item_id.as_str() {
+            "" => Some(Id::generate('i')),
+            id => v.check(Id::parse("service_item_id", id)),
+        };
+        let content = match &req.service_item {
+            Some(item) => v.check(Content::parse("service_item", item)),
+            None => {
+                v.add("service_item", "is required");
+                None
             }
-            req.service_item_id.clone()
         };
-        violations.check(domain::validate("service_item", &mut item));
-        violations.finish()?;
-        let name = ItemName { street: street.to_owned(), item: id };
-        let mut m = match idempotency::begin::<ServiceItem>(&self.db, &key).await? {
-            Begun::Replayed(saved) => return Ok(Response::new(saved)),
-            Begun::Fresh(m) => m,
+        v.finish()?;
+        let (Some(id), Some(content)) = (id, content) else {
+            return Err(Error::invalid("service_item", "is invalid").into());
         };
-        let stored = store::insert(m.tx(), &name, &item).await?;
-        let out = stored.to_proto();
-        m.commit(&out).await?;
-        self.items.put(&stored);
+        let item = Item::draft(ItemName::new(street, id), content, &time::now_text());
+        let mut created = false;
+        let out = self
+            .writer
+            .write(&key, async |c: &mut Change| {
+                store::insert(c.tx(), &item).await?;
+                created = true;
+                Ok(to_wire(&item))
+            })
+            .await?;
+        if created {
+            self.items.put(&item);
+        }
         Ok(Response::new(out))
     }
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().service_item.as_ref().map(|i| i.name.as_str()).unwrap_or_default()))]
     async fn update_service_item(
         &self,
         request: Request<UpdateServiceItemRequest>,
@@ -216,16 +302,15 @@ impl CatalogueService for Catalogue {
         let req = request.into_inner();
         let patch = req.service_item.clone().ok_or_else(|| Error::invalid("service_item", "is required"))?;
         let name = ItemName::parse("service_item.name", &patch.name)?;
-        caller.require_role_in(&name.street, EDITORS)?;
+        caller.require_role_in(name.street().as_str(), EDITORS)?;
         let key = RequestKey::new(caller.key(), "UpdateServiceItem", &req.request_id, &req)?;
         let paths = req.update_mask.map(|m| m.paths).unwrap_or_default();
-        // Check the mask and the patch before touching the store, so bad input writes nothing.
-        domain::apply_mask(&mut ServiceItem::default(), &patch, &paths)?;
+        // Check the mask before touching the store, so bad input writes nothing.
+        crate::domain::apply_mask(&mut ServiceItem::default(), &patch, &paths)?;
         let out = self
-            .change_item(&key, &name, &patch.etag, |item| {
-                domain::apply_mask(&mut item.content, &patch, &paths)?;
-                domain::validate("service_item", &mut item.content)?;
-                Ok((item.state == State::Published).then_some(TOPIC_CHANGED))
+            .change_item(&key, &name, &patch.etag, |item, now| {
+                let content = item.content.patched(&patch, &paths, "service_item")?;
+                Ok(item.change(content, now))
             })
             .await?;
         Ok(Response::new(out))
@@ -239,25 +324,24 @@ impl CatalogueService for Catalogue {
         let caller = self.caller(&request)?;
         let req = request.into_inner();
         let name = ItemName::parse("name", &req.name)?;
-        caller.require_role_in(&name.street, EDITORS)?;
+        caller.require_role_in(name.street().as_str(), EDITORS)?;
         let key = RequestKey::new(caller.key(), "DeleteServiceItem", &req.request_id, &req)?;
-        let mut m = match idempotency::begin::<pbjson_types::Empty>(&self.db, &key).await? {
-            Begun::Replayed(saved) => return Ok(Response::new(saved)),
-            Begun::Fresh(m) => m,
-        };
-        let item = store::get_in(m.tx(), &name).await?.ok_or_else(|| Error::not_found(name.to_string()))?;
-        check_etag(&req.etag, item.version, &name.to_string())?;
-        if item.state != State::Draft {
-            return Err(Error::failed_precondition(
-                "NOT_A_DRAFT",
-                "only drafts can be deleted; retire a published item instead",
-            )
-            .into());
+        let mut deleted = None;
+        let out = self
+            .writer
+            .write(&key, async |c: &mut Change| {
+                let item = store::get_in(c.tx(), &name).await?.ok_or_else(|| Error::not_found(name.to_string()))?;
+                check_etag(&req.etag, item.version, &name.to_string())?;
+                item.check_deletable()?;
+                store::delete(c.tx(), &name).await?;
+                deleted = Some(item.version + 1);
+                Ok(pbjson_types::Empty {})
+            })
+            .await?;
+        if let Some(version) = deleted {
+            self.items.invalidate(&name.to_string(), version);
         }
-        store::delete(m.tx(), &name).await?;
-        m.commit(&pbjson_types::Empty {}).await?;
-        self.items.invalidate(&name.to_string(), item.version + 1);
-        Ok(Response::new(pbjson_types::Empty {}))
+        Ok(Response::new(out))
     }
 
     #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
@@ -268,14 +352,9 @@ impl CatalogueService for Catalogue {
         let caller = self.caller(&request)?;
         let req = request.into_inner();
         let name = ItemName::parse("name", &req.name)?;
-        caller.require_role_in(&name.street, EDITORS)?;
+        caller.require_role_in(name.street().as_str(), EDITORS)?;
         let key = RequestKey::new(caller.key(), "PublishServiceItem", &req.request_id, &req)?;
-        let out = self
-            .change_item(&key, &name, &req.etag, |item| {
-                item.state = domain::transition(item.state, State::Published)?;
-                Ok(Some(TOPIC_PUBLISHED))
-            })
-            .await?;
+        let out = self.change_item(&key, &name, &req.etag, |item, now| item.publish(now).map(Some)).await?;
         Ok(Response::new(out))
     }
 
@@ -287,25 +366,21 @@ impl CatalogueService for Catalogue {
         let caller = self.caller(&request)?;
         let req = request.into_inner();
         let name = ItemName::parse("name", &req.name)?;
-        caller.require_role_in(&name.street, EDITORS)?;
+        caller.require_role_in(name.street().as_str(), EDITORS)?;
         let key = RequestKey::new(caller.key(), "RetireServiceItem", &req.request_id, &req)?;
-        let out = self
-            .change_item(&key, &name, &req.etag, |item| {
-                item.state = domain::transition(item.state, State::Retired)?;
-                Ok(Some(TOPIC_RETIRED))
-            })
-            .await?;
+        let out = self.change_item(&key, &name, &req.etag, |item, now| item.retire(now).map(Some)).await?;
         Ok(Response::new(out))
     }
 
+    // The query is what a resident typed: it stays out of the span.
     #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
     async fn search_service_items(
         &self,
         request: Request<SearchServiceItemsRequest>,
     ) -> Result<Response<SearchServiceItemsResponse>, Status> {
         let req = request.into_inner();
-        let mut v = civic_kit::error::Violations::new();
-        let street = v.check(names::parse_street("parent", &req.parent));
+        let mut v = Violations::new();
+        let street = v.check(StreetId::parse_parent("parent", &req.parent));
         let size = v.check(page::page_size(req.page_size, 20, 100));
         let category =
             v.check(enum_name("category", req.category, |v| Category::try_from(v).ok(), Category::as_str_name));
@@ -327,22 +402,13 @@ impl CatalogueService for Catalogue {
         let position = self.pages.decode_position(&req.page_token, &query, 2)?;
         let longest = terms.iter().max_by_key(|t| t.len()).cloned().unwrap_or_default();
         let filter = ListFilter { state: "PUBLISHED", category, handling_mode: mode };
-        let candidates = store::search_candidates(self.db.reader(), street, &longest, &filter).await?;
-        let mut scored: Vec<(u32, StoredItem)> = candidates
+        let candidates = store::search_candidates(self.writer.db().reader(), &street, &longest, &filter).await?;
+        let mut scored: Vec<(u32, Item)> = candidates
             .into_iter()
-            .filter_map(|item| {
-                let c = &item.content;
-                let fields = search::Fields {
-                    title: &c.title,
-                    title_en: &c.title_en,
-                    keywords: &c.keywords,
-                    summary: &c.summary,
-                };
-                search::score(&terms, &fields).map(|s| (s, item))
-            })
+            .filter_map(|item| search::score(&terms, &item.content.search_fields()).map(|s| (s, item)))
             .collect();
         // Best first; equal scores in name order, so pages are stable.
-        scored.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.name.item.cmp(&b.1.name.item)));
+        scored.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.name.id().cmp(b.1.name.id())));
         let start = match position {
             None => 0,
             Some(p) => {
@@ -350,17 +416,17 @@ impl CatalogueService for Catalogue {
                 // The first item after the position in (score desc, id asc) order.
                 scored
                     .iter()
-                    .position(|(s, i)| *s < score || (*s == score && i.name.item.as_str() > id))
+                    .position(|(s, i)| *s < score || (*s == score && i.name.id().as_str() > id))
                     .unwrap_or(scored.len())
             }
         };
-        let page: Vec<&(u32, StoredItem)> = scored.iter().skip(start).take(size).collect();
+        let page: Vec<&(u32, Item)> = scored.iter().skip(start).take(size).collect();
         let next_page_token = match (scored.len() > start + size, page.last()) {
-            (true, Some((s, i))) => self.pages.encode(&query, &[s.to_string(), i.name.item.clone()]),
+            (true, Some((s, i))) => self.pages.encode(&query, &[s.to_string(), i.name.id().as_str().to_owned()]),
             _ => String::new(),
         };
         Ok(Response::new(SearchServiceItemsResponse {
-            service_items: page.iter().map(|(_, i)| i.to_proto()).collect(),
+            service_items: page.iter().map(|(_, i)| to_wire(i)).collect(),
             next_page_token,
         }))
     }
@@ -382,91 +448,34 @@ impl CatalogueService for Catalogue {
             }
             None => 0,
         };
-        let mut revisions = store::list_revisions(self.db.reader(), &name, before, size + 1).await?;
-        let next_page_token = self.pages.next_page(&query, &mut revisions, size, |r| {
-            vec![r.service_item.as_ref().map(|i| i.revision).unwrap_or(0).to_string()]
-        });
-        Ok(Response::new(ListServiceItemRevisionsResponse { revisions, next_page_token }))
+        let mut revisions = store::list_revisions(self.writer.db().reader(), &name, before, size + 1).await?;
+        let next_page_token = self.pages.next_page(&query, &mut revisions, size, |r| vec![r.revision.to_string()]);
+        Ok(Response::new(ListServiceItemRevisionsResponse {
+            revisions: revisions.iter().map(|r| revision_to_wire(&name, r)).collect(),
+            next_page_token,
+        }))
     }
 
-    type WatchServiceItemsStream = WatchStream;
+    type WatchServiceItemsStream = WatchStream<WatchServiceItemsResponse>;
 
     #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
     async fn watch_service_items(
         &self,
         request: Request<WatchServiceItemsRequest>,
     ) -> Result<Response<Self::WatchServiceItemsStream>, Status> {
-        let street = names::parse_street("parent", &request.get_ref().parent)?.to_owned();
+        let street = StreetId::parse_parent("parent", &request.get_ref().parent)?;
         // Listen before reading the snapshot, so no change falls between the two.
-        let mut listener = self.bus.listen("catalogue.item.").await?;
+        let listener = self.bus.listen("catalogue.item.").await?;
         let published = ListFilter { state: "PUBLISHED", ..Default::default() };
         let mut snapshot = Vec::new();
         let mut after = String::new();
         loop {
-            let page = store::list(self.db.reader(), &street, &published, &after, 500).await?;
+            let page = store::list(self.writer.db().reader(), &street, &published, &after, 500).await?;
             let Some(last) = page.last() else { break };
-            after = last.name.item.clone();
-            snapshot.extend(page.iter().map(StoredItem::to_proto));
+            after = last.name.id().as_str().to_owned();
+            snapshot.extend(page.iter().map(to_wire));
         }
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let shutdown = self.shutdown.clone();
-        let prefix = format!("streets/{street}/items/");
-        tokio::spawn(async move {
-            let message = |change_type: ChangeType, item: Option<ServiceItem>| {
-                Ok(WatchServiceItemsResponse { change_type: change_type as i32, service_item: item })
-            };
-            // Events come at least once, from every replica's relay, and may repeat what the
-            // snapshot holds: send each item's versions in order, each once.
-            let version = |item: &ServiceItem| item.etag.trim_matches('"').parse::<i64>().unwrap_or(0);
-            let mut sent: std::collections::HashMap<String, i64> =
-                snapshot.iter().map(|i| (i.name.clone(), version(i))).collect();
-            for item in snapshot {
-                if tx.send(message(ChangeType::Existing, Some(item))).await.is_err() {
-                    return;
-                }
-            }
-            if tx.send(message(ChangeType::Current, None)).await.is_err() {
-                return;
-            }
-            loop {
-                let stop = shutdown.clone();
-                let event = tokio::select! {
-                    event = listener.recv() => event,
-                    _ = tx.closed() => return,
-                    _ = stop.wait() => return,
-                };
-                let event = match event {
-                    Some(event) => event,
-                    None => {
-                        let _ = tx
-                            .send(Err(Status::unavailable("the change feed fell behind or closed; watch again")))
-                            .await;
-                        return;
-                    }
-                };
-                if !event.key.starts_with(&prefix) {
-                    continue;
-                }
-                let change = match event.topic.as_str() {
-                    TOPIC_PUBLISHED => ChangeType::Published,
-                    TOPIC_CHANGED => ChangeType::Changed,
-                    TOPIC_RETIRED => ChangeType::Retired,
-                    _ => continue,
-                };
-                let Ok(item) = ServiceItem::decode(event.payload.as_slice()) else {
-                    tracing::warn!(event_id = %event.id, "undecodable catalogue event skipped");
-                    continue;
-                };
-                let v = version(&item);
-                if sent.get(&item.name).is_some_and(|last| *last >= v) {
-                    continue;
-                }
-                sent.insert(item.name.clone(), v);
-                if tx.send(message(change, Some(item))).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        let watch = ItemWatch { prefix: format!("{}/items/", street.parent()) };
+        Ok(Response::new(watch::stream(watch, snapshot, listener, self.shutdown.clone())))
     }
 }

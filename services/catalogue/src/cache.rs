@@ -11,15 +11,12 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::store::StoredItem;
-
-/// At most this many entries; past it the cache starts again empty (the catalogue is small).
-const MAX_ENTRIES: usize = 10_000;
+use crate::domain::Item;
 
 #[derive(Debug, Clone)]
 enum Entry {
     /// The item at `version`.
-    Item(Box<StoredItem>),
+    Item(Box<Item>),
     /// Nothing to serve: the item was deleted at this version, or a change to this version
     /// was heard of; only a read of at least `version` may fill the entry.
     Below(i64),
@@ -38,19 +35,22 @@ impl Entry {
 #[derive(Debug)]
 pub(crate) struct ItemCache {
     ttl: Duration,
+    /// At most this many entries; past it the cache starts again empty (a street's catalogue is
+    /// small).
+    max_entries: usize,
     #[expect(clippy::disallowed_types, reason = "short critical sections without .await")]
     entries: std::sync::RwLock<HashMap<String, (Entry, Instant)>>,
 }
 
 impl ItemCache {
-    pub(crate) fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration, max_entries: usize) -> Self {
         #[expect(clippy::disallowed_types, reason = "short critical sections without .await")]
         let entries = std::sync::RwLock::new(HashMap::new());
-        Self { ttl, entries }
+        Self { ttl, max_entries, entries }
     }
 
     /// The item under `name`, if a fresh entry holds it.
-    pub(crate) fn get(&self, name: &str) -> Option<StoredItem> {
+    pub(crate) fn get(&self, name: &str) -> Option<Item> {
         let entries = self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         match entries.get(name) {
             Some((Entry::Item(item), at)) if at.elapsed() < self.ttl => Some((**item).clone()),
@@ -59,7 +59,7 @@ impl ItemCache {
     }
 
     /// Keeps `item` unless a newer version is known.
-    pub(crate) fn put(&self, item: &StoredItem) {
+    pub(crate) fn put(&self, item: &Item) {
         self.offer(item.name.to_string(), Entry::Item(Box::new(item.clone())));
     }
 
@@ -71,7 +71,7 @@ impl ItemCache {
     fn offer(&self, name: String, entry: Entry) {
         let now = Instant::now();
         let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if entries.len() >= MAX_ENTRIES && !entries.contains_key(&name) {
+        if entries.len() >= self.max_entries && !entries.contains_key(&name) {
             entries.clear();
         }
         let keep = entries.get(&name).is_some_and(|(current, at)| {
@@ -90,15 +90,15 @@ impl ItemCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ItemName;
+    use crate::domain::{Content, ItemName, ItemState};
 
-    fn item(version: i64) -> StoredItem {
-        StoredItem {
-            name: ItemName { street: "s".into(), item: "i".into() },
-            state: civic_proto::catalogue::service_item::State::Published,
+    fn item(version: i64) -> Item {
+        Item {
+            name: ItemName::parse("name", "streets/s/items/i").expect("name"),
+            state: ItemState::Published,
             revision: 1,
             version,
-            content: Default::default(),
+            content: Content::from_stored(Default::default()),
             created_at: String::new(),
             updated_at: String::new(),
             publish_time: None,
@@ -107,7 +107,7 @@ mod tests {
 
     #[test]
     fn a_newer_version_always_wins() {
-        let cache = ItemCache::new(Duration::from_secs(60));
+        let cache = ItemCache::new(Duration::from_secs(60), 100);
         cache.put(&item(2));
         cache.put(&item(1));
         assert_eq!(cache.get("streets/s/items/i").map(|i| i.version), Some(2), "a late read of v1 is refused");
@@ -121,7 +121,7 @@ mod tests {
 
     #[test]
     fn entries_expire() {
-        let cache = ItemCache::new(Duration::ZERO);
+        let cache = ItemCache::new(Duration::ZERO, 100);
         cache.put(&item(1));
         assert!(cache.get("streets/s/items/i").is_none());
     }

@@ -1,5 +1,6 @@
 //! The catalogue service: the street's service items (six categories, three handling modes),
-//! their published revisions, search, and the live feed behind the service hall's screen.
+//! their published revisions, search, the live feed behind the service hall's screen, and the
+//! one-window reception desk. [`MODULE`] is its entry in the binary's registry.
 #![forbid(unsafe_code)]
 
 mod api;
@@ -10,24 +11,31 @@ pub mod search;
 mod seed;
 mod store;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use civic_kit::auth::Verifier;
 use civic_kit::calendar::WorkCalendar;
-use civic_kit::db::{Db, Migration};
-use civic_kit::events::{Bus, Relay};
+use civic_kit::config::{ConfigError, Section, Value};
+use civic_kit::db::Migration;
+use civic_kit::error::Result;
+use civic_kit::events::Bus;
+use civic_kit::module::{Instance, Module, Parts};
+use civic_kit::names::StreetId;
 use civic_kit::page::PageTokens;
 use civic_kit::server::Shutdown;
+use civic_kit::write::Writer;
 use civic_proto::catalogue::catalogue_service_server::CatalogueServiceServer;
 use civic_proto::catalogue::desk_service_server::DeskServiceServer;
+use civic_proto::catalogue::{ServiceItemChanged, ServiceItemPublished, ServiceItemRetired};
+use serde::{Deserialize, Serialize};
+use tonic::server::NamedService;
 use tonic::service::Routes;
 
-pub use api::{TOPIC_CHANGED, TOPIC_PUBLISHED, TOPIC_RETIRED};
 pub use seed::{ZHONGJIE, ZHONGJIE_STREET};
 
-/// The name of this service's schema (PostgreSQL) or file (SQLite).
-pub const SERVICE: &str = "catalogue";
-
-/// The gRPC services this crate serves, by their full names (for health).
-pub const GRPC_SERVICES: &[&str] = &["civic.catalogue.v1.CatalogueService", "civic.catalogue.v1.DeskService"];
+/// The catalogue in the binary's registry of services.
+pub static MODULE: CatalogueModule = CatalogueModule;
 
 /// The catalogue's schema, in order.
 pub const MIGRATIONS: &[Migration] = &[
@@ -35,70 +43,112 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "the reception desk", sql: include_str!("../migrations/0002_desk.sql") },
 ];
 
-/// What the catalogue is built from.
+/// The catalogue's own settings, `[catalogue]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// How long a replica may serve an item from memory without hearing of a change to it, in
+    /// milliseconds: the longest another replica's change takes to show on this one.
+    pub item_cache_ttl_ms: u64,
+    /// How many items a replica keeps in memory at most.
+    pub item_cache_entries: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { item_cache_ttl_ms: 1000, item_cache_entries: 10_000 }
+    }
+}
+
+impl Settings {
+    fn check(self) -> Result<Self, ConfigError> {
+        if self.item_cache_entries == 0 {
+            return Err(ConfigError {
+                key: "catalogue.item_cache_entries".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(self)
+    }
+}
+
+/// The catalogue as a module of the binary.
 #[derive(Debug)]
-pub struct Parts {
-    /// Its database, migrated with [`MIGRATIONS`].
-    pub db: Db,
-    /// Verifies bearer tokens.
-    pub auth: Verifier,
-    /// Makes and reads page tokens.
-    pub pages: PageTokens,
-    /// Where live changes are heard (the watch stream).
-    pub bus: Bus,
-    /// Delivers the outbox; notified after each commit.
-    pub relay: Relay,
-    /// Working days, for due times.
-    pub calendar: WorkCalendar,
-    /// Ends watch streams at shutdown.
-    pub shutdown: Shutdown,
+pub struct CatalogueModule;
+
+#[tonic::async_trait]
+impl Module for CatalogueModule {
+    fn name(&self) -> &'static str {
+        "catalogue"
+    }
+
+    fn grpc_services(&self) -> &'static [&'static str] {
+        &[
+            <CatalogueServiceServer<Catalogue> as NamedService>::NAME,
+            <DeskServiceServer<Catalogue> as NamedService>::NAME,
+        ]
+    }
+
+    fn migrations(&self) -> &'static [Migration] {
+        MIGRATIONS
+    }
+
+    fn settings(&self, section: &Section) -> Result<Value, ConfigError> {
+        section.extract::<Settings>()?.check()?;
+        section.effective::<Settings>()
+    }
+
+    async fn build(&self, parts: Parts) -> Result<Box<dyn Instance>> {
+        let settings = parts.section.extract::<Settings>().map_err(civic_kit::Error::internal)?;
+        Ok(Box::new(Catalogue::new(parts, &settings)))
+    }
 }
 
 /// The catalogue's state, shared by every request.
 #[derive(Clone)]
 pub struct Catalogue {
-    db: Db,
+    writer: Writer,
     auth: Verifier,
     pages: PageTokens,
     bus: Bus,
-    relay: Relay,
     calendar: WorkCalendar,
     shutdown: Shutdown,
-    items: std::sync::Arc<cache::ItemCache>,
+    items: Arc<cache::ItemCache>,
 }
 
-/// How long a replica may serve an item from memory without hearing of a change to it.
-const ITEM_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
-
 impl Catalogue {
-    /// The service over its database (migrated), token verifier, page-token keys, event bus,
-    /// the relay that delivers its outbox, and the working-day calendar of due times.
-    pub fn new(parts: Parts) -> Self {
-        let Parts { db, auth, pages, bus, relay, calendar, shutdown } = parts;
-        let items = std::sync::Arc::new(cache::ItemCache::new(ITEM_CACHE_TTL));
-        tokio::spawn(forget_changed_items(bus.clone(), items.clone(), shutdown.clone()));
-        Self { db, auth, pages, bus, relay, calendar, shutdown, items }
+    /// The service over the process's parts. It keeps its cache fresh from change events in a
+    /// task of `parts.tasks`.
+    pub fn new(parts: Parts, settings: &Settings) -> Self {
+        let Parts { db, relay, auth, pages, bus, calendar, shutdown, tasks, .. } = parts;
+        let ttl = Duration::from_millis(settings.item_cache_ttl_ms);
+        let items = Arc::new(cache::ItemCache::new(ttl, settings.item_cache_entries));
+        tasks.spawn("catalogue.item-cache", forget_changed_items(bus.clone(), items.clone(), shutdown.clone()));
+        Self { writer: Writer::new(db, relay), auth, pages, bus, calendar, shutdown, items }
+    }
+}
+
+#[tonic::async_trait]
+impl Instance for Catalogue {
+    fn add_routes(&self, routes: Routes) -> Routes {
+        routes.add_service(CatalogueServiceServer::new(self.clone())).add_service(DeskServiceServer::new(self.clone()))
     }
 
-    /// The database, for health checks.
-    pub fn db(&self) -> &Db {
-        &self.db
+    async fn seed(&self) -> Result<String> {
+        let street = StreetId::parse("street", ZHONGJIE_STREET)?;
+        let added = self.seed(&street, ZHONGJIE).await?;
+        Ok(format!("{added} service items in {}", street.parent()))
     }
 }
 
 /// Drops cached items that changed, as each change's event arrives (from this replica or
 /// another), until shutdown. A feed that falls behind is opened again.
-async fn forget_changed_items(
-    bus: civic_kit::events::Bus,
-    items: std::sync::Arc<cache::ItemCache>,
-    shutdown: Shutdown,
-) {
-    use prost::Message;
+async fn forget_changed_items(bus: Bus, items: Arc<cache::ItemCache>, shutdown: Shutdown) {
     loop {
         let Ok(mut listener) = bus.listen("catalogue.item.").await else {
             let stop = shutdown.clone();
             tokio::select! {
-                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                 _ = stop.wait() => return,
             }
         };
@@ -109,15 +159,15 @@ async fn forget_changed_items(
                 _ = stop.wait() => return,
             };
             let Some(event) = event else { break };
-            if let Ok(item) = civic_proto::catalogue::ServiceItem::decode(event.payload.as_slice()) {
-                let version = item.etag.trim_matches('"').parse::<i64>().unwrap_or(i64::MAX);
+            let item = event
+                .decode::<ServiceItemPublished>()
+                .and_then(|e| e.service_item)
+                .or_else(|| event.decode::<ServiceItemChanged>().and_then(|e| e.service_item))
+                .or_else(|| event.decode::<ServiceItemRetired>().and_then(|e| e.service_item));
+            if let Some(item) = item {
+                let version = civic_kit::idempotency::version_of(&item.etag).unwrap_or(i64::MAX);
                 items.invalidate(&item.name, version);
             }
         }
     }
-}
-
-/// Adds the catalogue's gRPC services to a server's routes.
-pub fn add_routes(routes: Routes, state: Catalogue) -> Routes {
-    routes.add_service(CatalogueServiceServer::new(state.clone())).add_service(DeskServiceServer::new(state))
 }

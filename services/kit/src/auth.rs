@@ -141,29 +141,77 @@ impl Principal {
     pub fn resource_name(&self) -> String {
         format!("users/{}", self.subject)
     }
+
+    /// The user's name, `users/{subject}`, typed.
+    pub fn user_name(&self) -> crate::names::UserName {
+        crate::names::UserName::of_subject(&self.subject)
+    }
 }
 
-/// The caller of one request: anonymous (no token) or an authenticated principal.
+/// Another civic service calling on its own behalf (a background job), not for a user: its
+/// token carries a `service` claim naming it, and no user's roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePrincipal {
+    /// The calling service's name, such as `issues`.
+    pub service: String,
+    /// The token's subject (the client id at the identity provider).
+    pub subject: String,
+}
+
+impl ServicePrincipal {
+    /// How the service is referred to: `services/{service}`.
+    pub fn resource_name(&self) -> String {
+        format!("services/{}", self.service)
+    }
+}
+
+/// The caller of one request: anonymous (no token), a user, or a service acting on its own
+/// behalf.
 #[derive(Debug, Clone)]
 pub enum Caller {
     /// The request carried no `authorization` header.
     Anonymous,
-    /// The request carried a valid bearer token.
+    /// The request carried a valid bearer token of a user.
     Principal(Principal),
+    /// The request carried a valid bearer token of a civic service.
+    Service(ServicePrincipal),
 }
 
 impl Caller {
-    /// The authenticated principal, if any.
+    /// The authenticated user, if any.
     pub fn principal(&self) -> Option<&Principal> {
         match self {
-            Caller::Anonymous => None,
             Caller::Principal(principal) => Some(principal),
+            Caller::Anonymous | Caller::Service(_) => None,
         }
     }
 
-    /// The authenticated principal; UNAUTHENTICATED when the caller is anonymous.
+    /// The calling service, when a service calls on its own behalf.
+    pub fn service(&self) -> Option<&ServicePrincipal> {
+        match self {
+            Caller::Service(service) => Some(service),
+            Caller::Anonymous | Caller::Principal(_) => None,
+        }
+    }
+
+    /// The authenticated user: UNAUTHENTICATED when the caller is anonymous, PERMISSION_DENIED
+    /// when it is a service (calls made for people are not open to services acting alone).
     pub fn require(&self) -> Result<&Principal> {
-        self.principal().ok_or_else(|| Error::unauthenticated("this call needs a bearer token"))
+        match self {
+            Caller::Principal(principal) => Ok(principal),
+            Caller::Anonymous => Err(Error::unauthenticated("this call needs a bearer token")),
+            Caller::Service(_) => Err(Error::permission_denied("this call is made for a user, not by a service")),
+        }
+    }
+
+    /// The calling service, if it is one of `services`: UNAUTHENTICATED when the caller is
+    /// anonymous, PERMISSION_DENIED for a user or another service.
+    pub fn require_service(&self, services: &[&str]) -> Result<&ServicePrincipal> {
+        match self {
+            Caller::Service(service) if services.contains(&service.service.as_str()) => Ok(service),
+            Caller::Anonymous => Err(Error::unauthenticated("this call needs a bearer token")),
+            _ => Err(Error::permission_denied(format!("only the services {} make this call", services.join(", ")))),
+        }
     }
 
     /// The principal, if it holds one of `roles` scoped to `street`: PERMISSION_DENIED when it
@@ -180,11 +228,13 @@ impl Caller {
         }
     }
 
-    /// The stable id of the caller for idempotency keys: `anonymous` or `users/{subject}`.
+    /// The stable id of the caller for idempotency keys: `anonymous`, `users/{subject}` or
+    /// `services/{service}`.
     pub fn key(&self) -> String {
         match self {
             Caller::Anonymous => "anonymous".to_owned(),
             Caller::Principal(principal) => principal.resource_name(),
+            Caller::Service(service) => service.resource_name(),
         }
     }
 }
@@ -277,6 +327,12 @@ impl AuthSettings {
     }
 }
 
+/// Token settings or keys that cannot be used, or a token that cannot be minted: what and why,
+/// naming the setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SetupError(String);
+
 /// Verifies bearer tokens. Cheap to clone: the keys are shared.
 #[derive(Clone)]
 pub struct Verifier {
@@ -316,7 +372,11 @@ impl fmt::Debug for Verifier {
 impl Verifier {
     /// A verifier for `settings`, reading the JWKS file if one is set. The error names the
     /// setting and the problem.
-    pub fn new(settings: &AuthSettings) -> Result<Self, String> {
+    pub fn new(settings: &AuthSettings) -> Result<Self, SetupError> {
+        Self::from_settings(settings).map_err(SetupError)
+    }
+
+    fn from_settings(settings: &AuthSettings) -> Result<Self, String> {
         settings.validate().map_err(|(key, problem)| format!("{key}: {problem}"))?;
         let algorithms = settings
             .algorithms
@@ -354,12 +414,12 @@ impl Verifier {
     /// A verifier for `settings` that also fetches the JWKS URL, when one is set: once now
     /// (failing if the keys cannot be had, so a misconfiguration shows at start) and then every
     /// `jwks_refresh_seconds` in the background for as long as the verifier lives.
-    pub async fn start(settings: &AuthSettings) -> Result<Self, String> {
+    pub async fn start(settings: &AuthSettings) -> Result<Self, SetupError> {
         let verifier = Self::new(settings)?;
         let Some(url) = settings.jwks_url.clone() else {
             return Ok(verifier);
         };
-        verifier.inner.public_keys.send_replace(Arc::new(fetch_jwks(&url).await?));
+        verifier.inner.public_keys.send_replace(Arc::new(fetch_jwks(&url).await.map_err(SetupError)?));
         let every = Duration::from_secs(settings.jwks_refresh_seconds);
         let weak = Arc::downgrade(&verifier.inner);
         tokio::spawn(async move {
@@ -382,7 +442,7 @@ impl Verifier {
     /// `kid`), the signature must hold, `exp` must be present and not past (with leeway), `nbf`
     /// not ahead, `iss` the issuer and `aud` contain the audience. Any failure is
     /// UNAUTHENTICATED with a short reason.
-    pub fn verify(&self, token: &str) -> Result<Principal> {
+    pub fn verify(&self, token: &str) -> Result<Caller> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(reject("token is too large"));
         }
@@ -403,7 +463,7 @@ impl Verifier {
         validation.set_audience(&[&self.inner.audience]);
 
         let data = jsonwebtoken::decode::<TokenClaims>(token, &key, &validation).map_err(|e| reject(reason(&e)))?;
-        data.claims.into_principal()
+        data.claims.into_caller()
     }
 
     /// The key that may verify a token with this header, or why there is none.
@@ -453,7 +513,7 @@ impl Verifier {
     fn caller_from_value(&self, value: Option<&str>) -> Result<Caller> {
         let value = value.ok_or_else(|| reject("the authorization header is not ASCII text"))?;
         let token = bearer_token(value).ok_or_else(|| reject("authorization must be \"Bearer <token>\""))?;
-        self.verify(token).map(Caller::Principal)
+        self.verify(token)
     }
 }
 
@@ -504,12 +564,21 @@ struct TokenClaims {
     community: Option<String>,
     #[serde(default)]
     grids: Vec<String>,
+    /// Set only in the tokens of civic's services acting on their own behalf.
+    #[serde(default)]
+    service: Option<String>,
 }
 
 impl TokenClaims {
-    fn into_principal(self) -> Result<Principal> {
+    fn into_caller(self) -> Result<Caller> {
         if !is_valid_subject(&self.sub) {
             return Err(reject("token subject is not a valid user id"));
+        }
+        if let Some(service) = self.service {
+            if !is_valid_service(&service) {
+                return Err(reject("token names no valid service"));
+            }
+            return Ok(Caller::Service(ServicePrincipal { service, subject: self.sub }));
         }
         let mut roles = Vec::with_capacity(self.roles.len());
         // Unknown roles (from a newer issuer, say) are dropped, not fatal.
@@ -519,23 +588,28 @@ impl TokenClaims {
             }
         }
         let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
-        Ok(Principal {
+        Ok(Caller::Principal(Principal {
             subject: self.sub,
             roles,
             street: non_empty(self.street),
             community: non_empty(self.community),
             grids: self.grids.into_iter().filter(|g| !g.is_empty()).collect(),
-        })
+        }))
     }
 }
 
-/// A subject must make a well-formed `users/{subject}` name: 1–256 bytes, no `/`, no whitespace
-/// or control characters.
-fn is_valid_subject(subject: &str) -> bool {
-    !subject.is_empty()
-        && subject.len() <= 256
-        && !subject.chars().any(|c| c == '/' || c.is_whitespace() || c.is_control())
+/// A service's name in a token: a lowercase letter, then lowercase letters, digits, `-` or `_`
+/// (at most 63).
+fn is_valid_service(service: &str) -> bool {
+    let b = service.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_lowercase()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'_')
 }
+
+/// A subject must make a well-formed `users/{subject}` name.
+use crate::names::is_valid_subject;
 
 /// The claims of a token minted by [`mint_dev_token`].
 #[derive(Serialize)]
@@ -551,12 +625,18 @@ struct MintClaims<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     community: Option<&'a str>,
     grids: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<&'a str>,
 }
 
 /// Mints an HS256 token for `principal`, valid for `ttl`, signed with `auth.dev_key` (used by
 /// `civic token` and by tests). Fails when the settings are invalid, the dev key is unset, HS256
 /// is not allowed or the subject cannot name a user.
-pub fn mint_dev_token(settings: &AuthSettings, principal: &Principal, ttl: Duration) -> Result<String, String> {
+pub fn mint_dev_token(settings: &AuthSettings, principal: &Principal, ttl: Duration) -> Result<String, SetupError> {
+    mint_user(settings, principal, ttl).map_err(SetupError)
+}
+
+fn mint_user(settings: &AuthSettings, principal: &Principal, ttl: Duration) -> Result<String, String> {
     settings.validate().map_err(|(key, problem)| format!("{key}: {problem}"))?;
     let secret = settings.dev_key.as_deref().ok_or("auth.dev_key is not set; dev tokens are signed with it")?;
     if !settings.algorithms.iter().any(|alg| alg == "HS256") {
@@ -576,10 +656,44 @@ pub fn mint_dev_token(settings: &AuthSettings, principal: &Principal, ttl: Durat
         street: principal.street.as_deref(),
         community: principal.community.as_deref(),
         grids: &principal.grids,
+        service: None,
     };
+    sign_dev(secret, &claims)
+}
+
+/// Mints an HS256 token for the civic service `service` acting on its own behalf, valid for
+/// `ttl`, signed with `auth.dev_key`: the service credential of a development process.
+pub fn mint_service_token(settings: &AuthSettings, service: &str, ttl: Duration) -> Result<String, SetupError> {
+    mint_service(settings, service, ttl).map_err(SetupError)
+}
+
+fn mint_service(settings: &AuthSettings, service: &str, ttl: Duration) -> Result<String, String> {
+    settings.validate().map_err(|(key, problem)| format!("{key}: {problem}"))?;
+    let secret = settings.dev_key.as_deref().ok_or("auth.dev_key is not set; dev tokens are signed with it")?;
+    if !is_valid_service(service) {
+        return Err(format!("{service:?} is not a service name"));
+    }
+    let now = unix_now();
+    let subject = format!("service-{service}");
+    let claims = MintClaims {
+        sub: &subject,
+        iss: &settings.issuer,
+        aud: &settings.audience,
+        iat: now,
+        exp: now.saturating_add(ttl.as_secs()),
+        roles: Vec::new(),
+        street: None,
+        community: None,
+        grids: &[],
+        service: Some(service),
+    };
+    sign_dev(secret, &claims)
+}
+
+fn sign_dev(secret: &str, claims: &MintClaims<'_>) -> Result<String, String> {
     let key = EncodingKey::from_secret(secret.as_bytes())
         .map_err(|_| "auth.dev_key: cannot be used as an HS256 key".to_owned())?;
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &key)
         .map_err(|e| format!("cannot sign the dev token: {e}"))
 }
 
@@ -730,6 +844,31 @@ mod tests {
         EncodingKey::from_ec_der(&pem_der("ec_private.pem"))
     }
 
+    /// The user a verified token speaks for.
+    fn user(caller: Caller) -> Principal {
+        caller.principal().cloned().expect("a user's token")
+    }
+
+    #[test]
+    fn a_service_token_is_a_service_not_a_user() {
+        let settings = dev_settings();
+        let token = mint_service_token(&settings, "issues", Duration::from_secs(60)).expect("minted");
+        let caller = verifier(&settings).verify(&token).expect("verifies");
+        assert_eq!(caller.service().map(|s| s.service.as_str()), Some("issues"));
+        assert!(caller.principal().is_none(), "no user's roles");
+        assert_eq!(caller.key(), "services/issues");
+        assert_eq!(caller.require().expect_err("not for a user's calls").code(), Code::PermissionDenied);
+        assert!(caller.require_service(&["issues"]).is_ok());
+        assert_eq!(caller.require_service(&["grid"]).expect_err("another service").code(), Code::PermissionDenied);
+        let user_token =
+            mint_dev_token(&settings, &principal(&[Role::Admin], "zhongjie"), Duration::from_secs(60)).expect("minted");
+        let user_caller = verifier(&settings).verify(&user_token).expect("verifies");
+        assert_eq!(user_caller.require_service(&["issues"]).expect_err("a user").code(), Code::PermissionDenied);
+        let mut claims = claims();
+        claims["service"] = serde_json::json!("Not A Service");
+        assert_eq!(rejected(&verifier(&settings), &dev_token(&claims)).code(), Code::Unauthenticated);
+    }
+
     /// The error of a verification expected to fail.
     fn rejected(verifier: &Verifier, token: &str) -> Error {
         verifier.verify(token).expect_err("token must be rejected")
@@ -740,7 +879,7 @@ mod tests {
         let settings = dev_settings();
         let original = principal(&[Role::GridWorker, Role::Cadre], "zhongjie");
         let token = mint_dev_token(&settings, &original, Duration::from_secs(600)).expect("token is minted");
-        let verified = verifier(&settings).verify(&token).expect("token verifies");
+        let verified = user(verifier(&settings).verify(&token).expect("token verifies"));
         assert_eq!(verified, original);
         assert_eq!(verified.resource_name(), "users/u-1001");
         assert!(verified.is_staff_of("zhongjie"));
@@ -751,7 +890,7 @@ mod tests {
     fn unknown_roles_are_dropped_not_fatal() {
         let mut claims = claims();
         claims["roles"] = serde_json::json!(["mayor", "resident", "resident"]);
-        let verified = verifier(&dev_settings()).verify(&dev_token(&claims)).expect("token verifies");
+        let verified = user(verifier(&dev_settings()).verify(&dev_token(&claims)).expect("token verifies"));
         assert_eq!(verified.roles, vec![Role::Resident]);
     }
 
@@ -865,7 +1004,7 @@ mod tests {
             sign(Header::new(Algorithm::RS256), &claims(), &rsa_key()),
             sign(Header::new(Algorithm::ES256), &claims(), &ec_key()),
         ] {
-            let verified = verifier.verify(&token).expect("token verifies");
+            let verified = user(verifier.verify(&token).expect("token verifies"));
             assert_eq!(verified.subject, "u-1001");
             assert_eq!(verified.roles, vec![Role::GridWorker]);
             assert_eq!(verified.street.as_deref(), Some("zhongjie"));
@@ -897,15 +1036,15 @@ mod tests {
     fn jwks_file_problems_are_reported() {
         let missing = AuthSettings { jwks_file: Some(fixture("no-such-jwks.json")), ..AuthSettings::default() };
         let problem = Verifier::new(&missing).expect_err("a missing file is an error");
-        assert!(problem.starts_with("auth.jwks_file"), "{problem}");
-        assert!(problem.contains("no-such-jwks.json"), "{problem}");
+        assert!(problem.to_string().starts_with("auth.jwks_file"), "{problem}");
+        assert!(problem.to_string().contains("no-such-jwks.json"), "{problem}");
 
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("jwks.json");
         std::fs::write(&path, r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#).expect("write jwks");
         let only_symmetric = AuthSettings { jwks_file: Some(path), ..AuthSettings::default() };
         let problem = Verifier::new(&only_symmetric).expect_err("no usable key is an error");
-        assert!(problem.contains("no RS256 or ES256"), "{problem}");
+        assert!(problem.to_string().contains("no RS256 or ES256"), "{problem}");
     }
 
     #[test]
@@ -980,7 +1119,7 @@ mod tests {
         let none = AuthSettings { algorithms: vec!["HS256".to_owned(), "none".to_owned()], ..AuthSettings::default() };
         let (key, problem) = none.validate().expect_err("none algorithm");
         assert_eq!(key, "auth.algorithms");
-        assert!(problem.contains("none"), "{problem}");
+        assert!(problem.to_string().contains("none"), "{problem}");
 
         let unsupported = AuthSettings { algorithms: vec!["PS256".to_owned()], ..AuthSettings::default() };
         assert_eq!(unsupported.validate().expect_err("unsupported").0, "auth.algorithms");
@@ -994,7 +1133,7 @@ mod tests {
             Duration::from_secs(60),
         )
         .expect_err("no dev key");
-        assert!(problem.contains("auth.dev_key"), "{problem}");
+        assert!(problem.to_string().contains("auth.dev_key"), "{problem}");
     }
 
     #[test]
@@ -1006,7 +1145,7 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", role.as_str()));
         }
         let problem = "GridWorker".parse::<Role>().expect_err("not snake case");
-        assert!(problem.contains("grid_worker"), "{problem}");
+        assert!(problem.to_string().contains("grid_worker"), "{problem}");
     }
 
     /// Serves `body` at `/jwks.json` on a loopback port for as long as the test runs.
@@ -1025,7 +1164,7 @@ mod tests {
         let verifier = Verifier::start(&settings).await.expect("keys fetched");
         let key = EncodingKey::from_rsa_der(&pem_der("rsa_private.pem"));
         let token = sign(with_kid(Algorithm::RS256, RSA_KID), &claims(), &key);
-        assert_eq!(verifier.verify(&token).expect("verified").subject, "u-1001");
+        assert_eq!(user(verifier.verify(&token).expect("verified")).subject, "u-1001");
         let forged = sign(with_kid(Algorithm::RS256, "someone-else"), &claims(), &key);
         assert_eq!(rejected(&verifier, &forged).code(), Code::Unauthenticated);
     }
@@ -1035,12 +1174,12 @@ mod tests {
         let url = serve_jwks(b"not json".to_vec()).await;
         let settings = AuthSettings { jwks_url: Some(url), ..AuthSettings::default() };
         let problem = Verifier::start(&settings).await.expect_err("no keys");
-        assert!(problem.starts_with("auth.jwks_url"), "{problem}");
+        assert!(problem.to_string().starts_with("auth.jwks_url"), "{problem}");
         let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}/jwks.json", closed.local_addr().expect("addr"));
         drop(closed);
         let settings = AuthSettings { jwks_url: Some(url), ..AuthSettings::default() };
-        assert!(Verifier::start(&settings).await.expect_err("refused").starts_with("auth.jwks_url"));
+        assert!(Verifier::start(&settings).await.expect_err("refused").to_string().starts_with("auth.jwks_url"));
         let both = AuthSettings { jwks_url: Some("https://idp/jwks".into()), ..jwks_settings() };
         assert_eq!(both.validate().expect_err("both").0, "auth.jwks_url");
     }

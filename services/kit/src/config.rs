@@ -1,12 +1,18 @@
 //! Configuration: defaults → a TOML file → `CIVIC_…` environment variables (nested keys with a
 //! double underscore: `CIVIC_AUTH__DEV_KEY` sets `auth.dev_key`) → command-line flags. Validated
 //! once at start; a bad value is reported with the key that holds it and where it came from.
+//!
+//! [`Config`] holds what the whole process shares. Each service owns a section of its own,
+//! `[<service>]`, which only the service reads (through [`Section`]) and validates: the config
+//! knows the sections' names, so that an unknown top-level key is still an error naming it.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+pub use figment::value::Value;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthSettings;
@@ -14,8 +20,11 @@ use crate::calendar::CalendarSettings;
 
 /// The whole configuration of a civic process. Every field has a default that runs a laptop
 /// demo; `civic config` prints the effective values.
+///
+/// Unknown keys are errors: inside a section serde refuses them, and at the top level
+/// [`Config::load`] does, since the services' sections sit beside these keys.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Config {
     /// Where the embedded SQLite files and local secrets live.
     pub data_dir: PathBuf,
@@ -47,6 +56,11 @@ pub struct Config {
     pub calendar: CalendarSettings,
     /// The HTTP API's edge policy.
     pub gateway: GatewaySettings,
+    /// Where the services of a split deployment are, and how this process calls them.
+    pub directory: DirectorySettings,
+    /// Every source as loaded, for the services' own sections.
+    #[serde(skip)]
+    sources: Figment,
 }
 
 /// The edge policy of the HTTP API (`[gateway]`).
@@ -66,12 +80,6 @@ pub struct GatewaySettings {
     pub request_timeout_ms: u64,
     /// Origins allowed to call the API from a browser; `*` allows any.
     pub cors_origins: Vec<String>,
-    /// Where a gateway of its own (`--target=gateway`) finds each service: the service's name
-    /// (`catalogue`) to the gRPC URLs of its replicas (`http://catalogue:50051`). Host names
-    /// are resolved again every `resolve_every_ms`, and calls are balanced over every address.
-    pub upstreams: std::collections::BTreeMap<String, Vec<String>>,
-    /// How often upstream host names are resolved again, in milliseconds.
-    pub resolve_every_ms: u64,
 }
 
 impl Default for GatewaySettings {
@@ -83,8 +91,65 @@ impl Default for GatewaySettings {
             address_burst: 100,
             request_timeout_ms: 15_000,
             cors_origins: Vec::new(),
-            upstreams: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+/// Where the services of a split deployment are, and how a process calls them on its own behalf
+/// (`[directory]`). The gateway and every service that calls another share it. In the
+/// all-in-one process every service is in-process and none of it is used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DirectorySettings {
+    /// Each service's gRPC URLs, by the service's name: `catalogue = ["http://civic-catalogue:50051"]`.
+    /// Host names are resolved again every `resolve_every_ms` and calls are balanced over every
+    /// address (a Kubernetes headless Service lists every replica).
+    pub addresses: BTreeMap<String, Vec<String>>,
+    /// The URL of a service that `addresses` does not list, `{service}` standing for its name:
+    /// `http://civic-{service}:50051` matches the Kubernetes manifests. Empty: such a service
+    /// cannot be called.
+    pub address_template: String,
+    /// How often host names are resolved again, in milliseconds.
+    pub resolve_every_ms: u64,
+    /// How this process proves who it is when it calls another service on its own behalf (a
+    /// background job, not a user's request): a file holding a bearer token, read again when
+    /// it changes (a token a sidecar or the platform keeps fresh).
+    pub token_file: Option<PathBuf>,
+    /// Or: the identity provider's token endpoint (`https://…/token`), asked for a token with
+    /// the OAuth 2.0 client-credentials grant, again before each one expires.
+    pub token_url: Option<String>,
+    /// The client id for `token_url`.
+    pub client_id: String,
+    /// The client secret for `token_url`. Never printed.
+    pub client_secret: String,
+    /// The scope asked for at `token_url`; empty asks for none.
+    pub scope: String,
+}
+
+impl Default for DirectorySettings {
+    fn default() -> Self {
+        Self {
+            addresses: BTreeMap::new(),
+            address_template: String::new(),
             resolve_every_ms: 10_000,
+            token_file: None,
+            token_url: None,
+            client_id: String::new(),
+            client_secret: String::new(),
+            scope: String::new(),
+        }
+    }
+}
+
+impl DirectorySettings {
+    /// The URLs of `service`'s replicas: its entry in `addresses`, else the template filled in.
+    pub fn urls(&self, service: &str) -> Option<Vec<String>> {
+        match self.addresses.get(service) {
+            Some(urls) => Some(urls.clone()),
+            None if !self.address_template.is_empty() => {
+                Some(vec![self.address_template.replace("{service}", service)])
+            }
+            None => None,
         }
     }
 }
@@ -144,6 +209,8 @@ impl Default for Config {
             server: ServerSettings::default(),
             calendar: CalendarSettings::default(),
             gateway: GatewaySettings::default(),
+            directory: DirectorySettings::default(),
+            sources: Figment::new(),
         }
     }
 }
@@ -192,17 +259,25 @@ const KEYS: &[&str] = &[
     "server",
     "calendar",
     "gateway",
+    "directory",
 ];
 
 impl Config {
     /// Loads the configuration: defaults, then `file` when given (it must exist), then the
     /// environment, then `overrides` (command-line flags; only the keys they hold), validated.
-    pub fn load(file: Option<&Path>, overrides: &figment::value::Dict) -> Result<Self, ConfigError> {
-        Self::load_from(file, overrides, Env::prefixed("CIVIC_"))
+    /// `sections` names the services' own sections, which may stand beside the process-wide keys
+    /// (each service validates its own, see [`Config::section`]).
+    pub fn load(file: Option<&Path>, overrides: &figment::value::Dict, sections: &[&str]) -> Result<Self, ConfigError> {
+        Self::load_from(file, overrides, sections, Env::prefixed("CIVIC_"))
     }
 
     /// [`Config::load`] with the environment provider given, for tests.
-    pub fn load_from(file: Option<&Path>, overrides: &figment::value::Dict, env: Env) -> Result<Self, ConfigError> {
+    pub fn load_from(
+        file: Option<&Path>,
+        overrides: &figment::value::Dict,
+        sections: &[&str],
+        env: Env,
+    ) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             if !file.is_file() {
@@ -213,18 +288,49 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(file));
         }
-        let env = env.split("__").filter(|k| {
+        let known: Vec<String> = KEYS.iter().chain(sections).map(|k| (*k).to_owned()).collect();
+        let env = env.split("__").filter(move |k| {
             let key = k.as_str().to_ascii_lowercase();
-            KEYS.iter().any(|top| key == *top || key.starts_with(&format!("{top}.")))
+            known.iter().any(|top| key == *top || key.starts_with(&format!("{top}.")))
         });
         figment = figment.merge(env).merge(Serialized::globals(overrides.clone()));
-        let config: Config = figment.extract().map_err(|e| {
-            let key = if e.path.is_empty() { "(file)".to_owned() } else { e.path.join(".") };
-            let from = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
-            ConfigError { key, message: format!("{}{from}", e.kind) }
-        })?;
+        let top: BTreeMap<String, figment::value::Value> = figment.extract().map_err(config_error)?;
+        if let Some((key, value)) =
+            top.iter().find(|(k, _)| !KEYS.contains(&k.as_str()) && !sections.contains(&k.as_str()))
+        {
+            let from = figment.find_metadata(key).map(|m| format!(" (from {})", m.name)).unwrap_or_default();
+            let message = if value.as_dict().is_some() {
+                format!("is not a section civic knows (the services are {}){from}", sections.join(", "))
+            } else {
+                format!("is not a setting civic knows{from}")
+            };
+            return Err(ConfigError { key: key.clone(), message });
+        }
+        let mut config: Config = figment.extract().map_err(config_error)?;
+        config.sources = figment;
         config.validate()?;
+        for service in config.directory.addresses.keys() {
+            if !sections.is_empty() && !sections.contains(&service.as_str()) {
+                return Err(ConfigError {
+                    key: format!("directory.addresses.{service}"),
+                    message: format!("is not a service (the services are {})", sections.join(", ")),
+                });
+            }
+        }
         Ok(config)
+    }
+
+    /// The section `[name]` of a service, as loaded (empty for a configuration made in code;
+    /// see [`Config::set`]).
+    pub fn section(&self, name: &str) -> Section {
+        Section { name: name.to_owned(), figment: self.sources.focus(name) }
+    }
+
+    /// Sets `key` (dotted, such as `catalogue.item_cache_ttl_ms`) to `value` over every source:
+    /// for a configuration made in code, as tests make theirs.
+    pub fn set(&mut self, key: &str, value: impl Serialize) {
+        let sources = std::mem::take(&mut self.sources);
+        self.sources = sources.merge(Serialized::global(key, value));
     }
 
     /// Checks the values that parse but cannot work.
@@ -269,17 +375,33 @@ impl Config {
         if !(self.gateway.address_rate_per_second >= 0.0 && self.gateway.address_rate_per_second.is_finite()) {
             return bad("gateway.address_rate_per_second", "must be 0 (no limit) or more");
         }
-        for (service, urls) in &self.gateway.upstreams {
+        for (service, urls) in &self.directory.addresses {
             if urls.is_empty() || urls.iter().any(|u| !u.starts_with("http://")) {
                 return Err(ConfigError {
-                    key: format!("gateway.upstreams.{service}"),
+                    key: format!("directory.addresses.{service}"),
                     message: "must list one or more URLs starting with http:// (plaintext gRPC inside the cluster)"
                         .into(),
                 });
             }
         }
-        if self.gateway.resolve_every_ms == 0 {
-            return bad("gateway.resolve_every_ms", "must be greater than 0");
+        let template = &self.directory.address_template;
+        let template_ok = template.starts_with("http://") && template.contains("{service}");
+        if !template.is_empty() && !template_ok {
+            return bad("directory.address_template", "must start with http:// and hold {service}");
+        }
+        if self.directory.resolve_every_ms == 0 {
+            return bad("directory.resolve_every_ms", "must be greater than 0");
+        }
+        if let Some(url) = &self.directory.token_url {
+            if !url.starts_with("https://") && !is_loopback_http(url) {
+                return bad("directory.token_url", "must be an https:// URL (plain http only to this machine)");
+            }
+            if self.directory.client_id.is_empty() || self.directory.client_secret.is_empty() {
+                return bad("directory.token_url", "needs directory.client_id and directory.client_secret");
+            }
+            if self.directory.token_file.is_some() {
+                return bad("directory.token_url", "set either directory.token_file or directory.token_url, not both");
+            }
         }
         if self.gateway.request_timeout_ms == 0 {
             return bad("gateway.request_timeout_ms", "must be greater than 0");
@@ -319,6 +441,55 @@ impl Config {
     }
 }
 
+/// A figment error as the key it concerns and what is wrong, with the value's source.
+fn config_error(e: figment::Error) -> ConfigError {
+    let key = if e.path.is_empty() { "(file)".to_owned() } else { e.path.join(".") };
+    let from = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
+    ConfigError { key, message: format!("{}{from}", e.kind) }
+}
+
+/// Whether `url` is plain http to this machine (127.0.0.0/8, ::1 or localhost), where no one
+/// else can listen in.
+pub fn is_loopback_http(url: &str) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else { return false };
+    let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    uri.scheme_str() == Some("http")
+        && (host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()))
+}
+
+/// One service's own section of the configuration, `[<service>]`: defaults, the file, the
+/// environment (`CIVIC_<SERVICE>__…`) and flags, as for the rest.
+#[derive(Debug, Clone)]
+pub struct Section {
+    name: String,
+    figment: Figment,
+}
+
+impl Section {
+    /// The section's settings: `T`'s defaults where the sources are silent. `T` should be
+    /// `#[serde(default, deny_unknown_fields)]`, so that an unknown key is an error naming it; an
+    /// error names the key in full (`catalogue.item_cache_ttl_ms`).
+    pub fn extract<T: serde::de::DeserializeOwned + Serialize + Default>(&self) -> Result<T, ConfigError> {
+        Figment::from(Serialized::defaults(T::default())).merge(self.figment.clone()).extract().map_err(|e| {
+            let mut error = config_error(e);
+            error.key = if error.key == "(file)" { self.name.clone() } else { format!("{}.{}", self.name, error.key) };
+            error
+        })
+    }
+
+    /// The section's settings as `T` reads them, as a value: for `civic config`, and to check
+    /// them at start.
+    pub fn effective<T: serde::de::DeserializeOwned + Serialize + Default>(&self) -> Result<Value, ConfigError> {
+        let settings: T = self.extract()?;
+        Value::serialize(&settings).map_err(|e| ConfigError { key: self.name.clone(), message: e.to_string() })
+    }
+
+    /// The section's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,6 +497,9 @@ mod tests {
 
     /// The environment as these tests see it: a prefix nothing sets, since the one test that
     /// sets variables (inside figment's Jail) runs beside them in the same process.
+    /// The services' sections these tests know.
+    const SERVICES: &[&str] = &["catalogue"];
+
     fn env() -> Env {
         Env::prefixed("CIVIC_UNSET_IN_TESTS_")
     }
@@ -334,12 +508,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("civic.toml");
         std::fs::write(&path, toml).expect("write config");
-        Config::load_from(Some(&path), &Dict::new(), env())
+        Config::load_from(Some(&path), &Dict::new(), SERVICES, env())
     }
 
     #[test]
     fn defaults_are_valid() {
-        let config = Config::load_from(None, &Dict::new(), env()).expect("defaults load");
+        let config = Config::load_from(None, &Dict::new(), SERVICES, env()).expect("defaults load");
         assert_eq!(config.grpc_addr.port(), 50051);
         assert_eq!(config.log.format, LogFormat::Pretty);
     }
@@ -379,7 +553,7 @@ mod tests {
         std::fs::write(&path, "grpc_addr = \"127.0.0.1:6000\"\n").expect("write config");
         let mut flags = Dict::new();
         flags.insert("grpc_addr".into(), "127.0.0.1:7000".into());
-        let config = Config::load_from(Some(&path), &flags, env()).expect("load");
+        let config = Config::load_from(Some(&path), &flags, SERVICES, env()).expect("load");
         assert_eq!(config.grpc_addr.port(), 7000);
     }
 
@@ -389,7 +563,7 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("CIVIC_SERVER__OUTBOX_POLL_MS", "often");
             jail.set_env("CIVIC_TEST_SOMETHING_ELSE", "ignored");
-            let err = Config::load_from(None, &Dict::new(), Env::prefixed("CIVIC_")).expect_err("must fail");
+            let err = Config::load_from(None, &Dict::new(), SERVICES, Env::prefixed("CIVIC_")).expect_err("must fail");
             assert_eq!(err.key, "server.outbox_poll_ms");
             assert!(err.message.contains("CIVIC_"), "{err}");
             Ok(())
@@ -398,24 +572,68 @@ mod tests {
 
     #[test]
     #[allow(clippy::result_large_err)] // figment::Jail's closure type, not ours
-    fn gateway_upstreams_come_from_the_environment_as_in_the_kubernetes_manifests() {
+    fn service_addresses_come_from_the_environment_as_in_the_kubernetes_manifests() {
         figment::Jail::expect_with(|jail| {
-            jail.set_env("CIVIC_GATEWAY__UPSTREAMS__CATALOGUE", r#"["http://civic-catalogue-replicas:50051"]"#);
+            jail.set_env("CIVIC_DIRECTORY__ADDRESS_TEMPLATE", "http://civic-{service}:50051");
             jail.set_env("CIVIC_GATEWAY__ADDRESS_RATE_PER_SECOND", "7");
-            let config = Config::load_from(None, &Dict::new(), Env::prefixed("CIVIC_")).expect("loads");
-            assert_eq!(config.gateway.upstreams["catalogue"], vec!["http://civic-catalogue-replicas:50051".to_owned()]);
+            let config = Config::load_from(None, &Dict::new(), SERVICES, Env::prefixed("CIVIC_")).expect("loads");
+            assert_eq!(config.directory.urls("catalogue"), Some(vec!["http://civic-catalogue:50051".to_owned()]));
             assert_eq!(config.gateway.address_rate_per_second, 7.0);
-            jail.set_env("CIVIC_GATEWAY__UPSTREAMS__CATALOGUE", r#"["grpc://x"]"#);
-            let err = Config::load_from(None, &Dict::new(), Env::prefixed("CIVIC_")).expect_err("must fail");
-            assert_eq!(err.key, "gateway.upstreams.catalogue");
+            jail.set_env("CIVIC_DIRECTORY__ADDRESSES__CATALOGUE", r#"["http://10.0.0.7:50051"]"#);
+            let config = Config::load_from(None, &Dict::new(), SERVICES, Env::prefixed("CIVIC_")).expect("loads");
+            assert_eq!(config.directory.urls("catalogue"), Some(vec!["http://10.0.0.7:50051".to_owned()]));
+            jail.set_env("CIVIC_DIRECTORY__ADDRESSES__CATALOGUE", r#"["grpc://x"]"#);
+            let err = Config::load_from(None, &Dict::new(), SERVICES, Env::prefixed("CIVIC_")).expect_err("must fail");
+            assert_eq!(err.key, "directory.addresses.catalogue");
+            jail.set_env("CIVIC_DIRECTORY__ADDRESSES__CATALOGUE", r#"["http://x:1"]"#);
+            jail.set_env("CIVIC_DIRECTORY__ADDRESSES__CATALOG", r#"["http://x:1"]"#);
+            let err = Config::load_from(None, &Dict::new(), SERVICES, Env::prefixed("CIVIC_")).expect_err("must fail");
+            assert_eq!(err.key, "directory.addresses.catalog", "a misspelt service is named");
             Ok(())
         });
     }
 
+    #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct CatalogueSettings {
+        cache_ms: u64,
+    }
+
+    #[test]
+    fn a_service_section_is_its_own_and_its_keys_are_named_in_full() {
+        let config = load_toml("[catalogue]\ncache_ms = 250\n").expect("a known section loads");
+        assert_eq!(
+            config.section("catalogue").extract::<CatalogueSettings>().expect("valid"),
+            CatalogueSettings { cache_ms: 250 }
+        );
+        let empty = load_toml("").expect("loads");
+        assert_eq!(
+            empty.section("catalogue").extract::<CatalogueSettings>().expect("defaults"),
+            CatalogueSettings::default()
+        );
+
+        let config = load_toml("[catalogue]\ncache = 250\n").expect("the service checks its own keys");
+        let err = config.section("catalogue").extract::<CatalogueSettings>().expect_err("unknown key");
+        assert_eq!(err.key, "catalogue.cache");
+        let config = load_toml("[catalogue]\ncache_ms = \"soon\"\n").expect("loads");
+        let err = config.section("catalogue").extract::<CatalogueSettings>().expect_err("wrong type");
+        assert_eq!(err.key, "catalogue.cache_ms");
+
+        let err = load_toml("[catalog]\ncache_ms = 1\n").expect_err("an unknown section");
+        assert_eq!(err.key, "catalog");
+        assert!(err.message.contains("catalogue"), "{err}");
+        let err = load_toml("verbose = true\n").expect_err("an unknown top-level key");
+        assert_eq!(err.key, "verbose");
+
+        let mut config = Config::default();
+        config.set("catalogue.cache_ms", 9);
+        assert_eq!(config.section("catalogue").extract::<CatalogueSettings>().expect("set in code").cache_ms, 9);
+    }
+
     #[test]
     fn a_missing_file_is_reported() {
-        let err =
-            Config::load_from(Some(Path::new("/nonexistent/civic.toml")), &Dict::new(), env()).expect_err("must fail");
+        let err = Config::load_from(Some(Path::new("/nonexistent/civic.toml")), &Dict::new(), SERVICES, env())
+            .expect_err("must fail");
         assert_eq!(err.key, "--config");
     }
 }

@@ -2,14 +2,14 @@
 //! timeout and a single writer) or PostgreSQL (a schema per service), chosen by URL, and the
 //! migrations each service owns.
 //!
-//! One query set serves both backends. The rules that keep it portable (see `STACK.md`):
+//! One query set serves both backends. The rules that keep it portable:
 //! `$1` placeholders; ids, timestamps (RFC 3339, UTC, microseconds, so text order is time
 //! order) and UUIDs as TEXT; booleans and counters as BIGINT bound as `i64`; binary data as `blob`
 //! in migrations (written `bytea` for PostgreSQL by the migrator); lowercase SQL.
 
 use std::time::Duration;
 
-use sqlx::any::{AnyPoolOptions, AnyQueryResult};
+use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Transaction};
 
 use crate::error::{Error, Result};
@@ -222,7 +222,96 @@ pub fn on_constraint(err: sqlx::Error, known: &[OnConstraint<'_>], make: impl Fn
     err.into()
 }
 
-/// Whether a statement changed exactly one row.
-pub fn one_row(result: &AnyQueryResult) -> bool {
-    result.rows_affected() == 1
+/// A PostgreSQL database made for a one-off run — a test, a benchmark — on the server of an
+/// admin URL, and dropped with its connections when the value is (or at once by
+/// [`ScratchDatabase::drop_now`]).
+#[derive(Debug)]
+pub struct ScratchDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+    dropped: bool,
+}
+
+impl ScratchDatabase {
+    /// Creates `civic_scratch_<uuid>` on the server of `admin_url` (a `postgres://` URL whose user
+    /// may create databases).
+    pub async fn create(admin_url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let name = format!("civic_scratch_{}", uuid::Uuid::new_v4().simple());
+        let admin = AnyPoolOptions::new().max_connections(1).connect(admin_url).await.map_err(Error::unavailable)?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("create database {name}"))).execute(&admin).await?;
+        admin.close().await;
+        let url = replace_database(admin_url, &name);
+        Ok(Self { admin_url: admin_url.to_owned(), name, url, dropped: false })
+    }
+
+    /// The URL of the new database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Drops the database now, with any connection still open to it.
+    pub async fn drop_now(mut self) {
+        self.dropped = true;
+        drop_database(&self.admin_url, &self.name).await;
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        if self.dropped {
+            return;
+        }
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // A thread of its own: the caller's runtime may be shutting down around us, and a
+        // destructor must not block a runtime worker on a round trip.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(drop_database(&admin_url, &name));
+            Some(())
+        });
+        if dropped.join().ok().flatten().is_none() {
+            eprintln!("scratch database {} was not dropped", self.name);
+        }
+    }
+}
+
+async fn drop_database(admin_url: &str, name: &str) {
+    let dropped = async {
+        let admin = AnyPoolOptions::new().max_connections(1).connect(admin_url).await?;
+        let drop = format!("drop database if exists {name} with (force)");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&admin).await?;
+        admin.close().await;
+        Ok::<_, sqlx::Error>(())
+    };
+    if let Err(e) = dropped.await {
+        eprintln!("scratch database {name} left behind: {e}");
+    }
+}
+
+/// `url` with its database path replaced by `name`.
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[scheme_end..].find('/').map(|i| scheme_end + i).unwrap_or(base.len());
+    format!("{}/{name}{query}", &base[..host_end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_database;
+
+    #[test]
+    fn the_database_is_replaced_in_the_url() {
+        assert_eq!(
+            replace_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
+            "postgres://postgres@127.0.0.1:5432/t1"
+        );
+        assert_eq!(replace_database("postgres://u@h/db?sslmode=disable", "t2"), "postgres://u@h/t2?sslmode=disable");
+        assert_eq!(replace_database("postgres://u@h", "t3"), "postgres://u@h/t3");
+    }
 }

@@ -5,7 +5,7 @@
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use crate::db::{Db, OnConstraint, Tx, on_constraint};
+use crate::db::{OnConstraint, Tx, on_constraint};
 use crate::error::{Error, Result};
 
 /// Who asked what, under which request id. Without a request id nothing is saved.
@@ -27,6 +27,11 @@ impl RequestKey {
         let hash = Sha256::digest(request.encode_to_vec());
         let request_hash = hash.iter().map(|b| format!("{b:02x}")).collect();
         Ok(Self { caller, method, request_id: request_id.to_owned(), request_hash })
+    }
+
+    /// The key of a change made by civic itself (the demo seed), which is never replayed.
+    pub fn unkeyed(method: &'static str) -> Self {
+        Self { caller: String::new(), method, request_id: String::new(), request_hash: String::new() }
     }
 
     fn is_set(&self) -> bool {
@@ -89,49 +94,14 @@ pub async fn save(tx: &mut Tx, key: &RequestKey, response: &impl Message) -> Res
     Ok(())
 }
 
-/// A write transaction under a request key, begun by [`begin`].
-#[derive(Debug)]
-pub struct Mutation {
-    tx: Tx,
-    key: RequestKey,
-}
-
-/// What [`begin`] found.
-#[derive(Debug)]
-pub enum Begun<M> {
-    /// The request was made before: here is its first answer; change nothing.
-    Replayed(M),
-    /// A new request: make the change in the transaction, then [`Mutation::commit`] it.
-    Fresh(Mutation),
-}
-
-/// Begins the write transaction of a mutating request: a replay of `key` gets the saved
-/// answer, anything else a transaction in which to make the change.
-pub async fn begin<M: Message + Default>(db: &Db, key: &RequestKey) -> Result<Begun<M>> {
-    let mut tx = db.begin().await?;
-    Ok(match replay(&mut tx, key).await? {
-        Some(saved) => Begun::Replayed(saved),
-        None => Begun::Fresh(Mutation { tx, key: key.clone() }),
-    })
-}
-
-impl Mutation {
-    /// The transaction, for the change.
-    pub fn tx(&mut self) -> &mut Tx {
-        &mut self.tx
-    }
-
-    /// Saves `response` as the answer to the request and commits it with the change.
-    pub async fn commit(mut self, response: &impl Message) -> Result<()> {
-        save(&mut self.tx, &self.key, response).await?;
-        self.tx.commit().await?;
-        Ok(())
-    }
-}
-
 /// The etag of a resource at `version` (a counter bumped by every change).
 pub fn etag(version: i64) -> String {
     format!("\"{version}\"")
+}
+
+/// The version an etag stands for, or `None` when it is not one [`etag`] made.
+pub fn version_of(etag: &str) -> Option<i64> {
+    etag.strip_prefix('"')?.strip_suffix('"')?.parse().ok()
 }
 
 /// Checks an etag sent with an update or delete: empty means "any version"; otherwise it must
@@ -149,6 +119,8 @@ mod tests {
         assert!(check_etag("", 3, "x").is_ok());
         assert!(check_etag(&etag(3), 3, "x").is_ok());
         assert_eq!(check_etag(&etag(2), 3, "x").expect_err("stale").code(), tonic::Code::Aborted);
+        assert_eq!(version_of(&etag(42)), Some(42));
+        assert_eq!(version_of("42"), None);
     }
 
     #[test]

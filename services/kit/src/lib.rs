@@ -7,16 +7,22 @@ pub mod auth;
 pub mod calendar;
 pub mod config;
 pub mod db;
+pub mod directory;
 pub mod error;
 pub mod events;
 pub mod fetch;
 pub mod filter;
 pub mod idempotency;
+pub mod module;
 pub mod names;
 pub mod page;
 pub mod server;
+pub mod tasks;
 pub mod telemetry;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;
+pub mod watch;
+pub mod write;
 
 pub use error::{Error, Result};

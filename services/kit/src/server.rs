@@ -171,7 +171,7 @@ fn status(up: bool) -> ServingStatus {
 
 /// The routes every server carries besides the services: health and reflection (both
 /// versions), knowing every civic descriptor and the health service's own.
-pub fn standard_routes() -> Result<(Routes, Health), BoxError> {
+pub fn standard_routes() -> Result<(Routes, Health), tonic_reflection::server::Error> {
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(civic_proto::FILE_DESCRIPTOR_SET)
@@ -189,7 +189,7 @@ pub fn standard_routes() -> Result<(Routes, Health), BoxError> {
 pub type GrpcService =
     tower::util::BoxCloneSyncService<Request<tonic::body::Body>, Response<tonic::body::Body>, Infallible>;
 
-/// `routes` inside the request stack every gRPC call goes through, whether it arrives on the
+/// `service` inside the request stack every gRPC call goes through, whether it arrives on the
 /// gRPC address, on the HTTP address (gRPC-Web, native gRPC) or from the gateway in-process.
 ///
 /// The stack, outermost first, and why each layer sits where it does:
@@ -203,9 +203,16 @@ pub type GrpcService =
 /// 5. load shed — refuses at once when the concurrency limit is reached, rather than queueing;
 /// 6. concurrency limit — bounds work in progress across all connections and callers (clones
 ///    share it);
-/// 7. timeout — bounds each request (tonic also honours a shorter `grpc-timeout` from the caller);
-/// 8. gRPC-Web — translates browser requests, so everything above sees one protocol.
-pub fn stacked(routes: Routes, settings: &ServerSettings) -> GrpcService {
+/// 7. deadline — records when the request must be answered by ([`Deadline`]: the caller's
+///    `grpc-timeout` or the server's limit, whichever is sooner), so calls it makes to other
+///    services carry what is left of it;
+/// 8. timeout — bounds each request (tonic also honours a shorter `grpc-timeout` from the caller);
+/// 9. gRPC-Web — translates browser requests, so everything above sees one protocol.
+///
+/// `service` is a process's own routes (`GrpcService::new(routes.prepare())`) or, in a gateway of
+/// its own, the router to the services' replicas: their calls pass the same layers here first.
+pub fn stack(service: GrpcService, settings: &ServerSettings) -> GrpcService {
+    let limit = Duration::from_millis(settings.request_timeout_ms);
     let service = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(http::HeaderName::from_static(REQUEST_ID), MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(http::HeaderName::from_static(REQUEST_ID)))
@@ -218,11 +225,53 @@ pub fn stacked(routes: Routes, settings: &ServerSettings) -> GrpcService {
         .layer(ErrorsLayer)
         .load_shed()
         .concurrency_limit(settings.concurrency_limit)
-        .timeout(Duration::from_millis(settings.request_timeout_ms))
+        .map_request(move |mut request: Request<tonic::body::Body>| {
+            let deadline = Deadline::of(request.headers(), limit);
+            request.extensions_mut().insert(deadline);
+            request
+        })
+        .timeout(limit)
         .layer(tonic_web::GrpcWebLayer::new())
-        .service(routes.prepare())
+        .service(service)
         .map_response(|response: Response<_>| response.map(tonic::body::Body::new));
     tower::util::BoxCloneSyncService::new(service)
+}
+
+/// When a request must be answered by: set by the server stack on every request's extensions
+/// (tonic hands them to handlers as `Request::extensions`), from the caller's `grpc-timeout`
+/// and the server's own limit, whichever is sooner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline(pub Instant);
+
+impl Deadline {
+    /// The deadline of a request arriving now with `headers`, under the server's `limit`.
+    pub fn of(headers: &http::HeaderMap, limit: Duration) -> Self {
+        let asked = headers.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
+        Deadline(Instant::now() + asked.map_or(limit, |asked| asked.min(limit)))
+    }
+
+    /// What is left of it now (zero once it has passed).
+    pub fn remaining(&self) -> Duration {
+        self.0.saturating_duration_since(Instant::now())
+    }
+}
+
+/// A `grpc-timeout` value: up to eight digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 /// Serves `service` on `listener` (HTTP/2 for gRPC, HTTP/1.1 for gRPC-Web) until `shutdown`,
@@ -296,6 +345,14 @@ fn make_span<B>(request: &Request<B>) -> tracing::Span {
     span
 }
 
+/// Takes over a listener bound beforehand, returning it with its address.
+pub fn adopt(listener: std::net::TcpListener) -> std::io::Result<(TcpListener, SocketAddr)> {
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
 /// Binds a TCP listener, returning it with the address it got (port 0 picks a free port).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind(addr).await?;
@@ -360,35 +417,50 @@ struct ErrorsLayer;
 impl<S> Layer<S> for ErrorsLayer {
     type Service = ErrorsService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        ErrorsService(inner)
+        ErrorsService { inner, failed: None }
     }
 }
 
+/// The service below, and the status it failed with when it could not take a request.
 #[derive(Debug, Clone)]
-struct ErrorsService<S>(S);
+struct ErrorsService<S> {
+    inner: S,
+    failed: Option<tonic::Status>,
+}
 
 impl<S, B, RB> Service<Request<B>> for ErrorsService<S>
 where
     S: Service<Request<B>, Response = Response<RB>>,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
-    RB: Default,
+    RB: Default + Send + 'static,
 {
     type Response = Response<RB>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<RB>, Infallible>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        match self.0.poll_ready(cx) {
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+        // Load shed answers overload from `call`; a service below that fails `poll_ready` cannot
+        // be called (tower's contract), so the call that follows answers with its status instead.
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(Ok(())) => {
+                self.failed = None;
+                Poll::Ready(Ok(()))
+            }
             Poll::Pending => Poll::Pending,
-            // Load shed reports overload from poll_ready; the call then answers it.
-            Poll::Ready(Err(_)) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(error)) => {
+                self.failed = Some(status_of(error.into()));
+                Poll::Ready(Ok(()))
+            }
         }
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let future = self.0.call(request);
+        if let Some(status) = self.failed.take() {
+            let response: Response<RB> = status.into_http();
+            return Box::pin(std::future::ready(Ok(response)));
+        }
+        let future = self.inner.call(request);
         Box::pin(async move {
             match future.await {
                 Ok(response) => Ok(response),
@@ -411,5 +483,27 @@ fn status_of(error: BoxError) -> tonic::Status {
                 tonic::Status::internal("internal error")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_in_every_unit_and_bad_ones_are_ignored() {
+        assert_eq!(parse_grpc_timeout("1500m"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("7u"), Some(Duration::from_micros(7)));
+        for bad in ["", "m", "123456789m", "12x", "-1S", "1.5S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+        let mut headers = http::HeaderMap::new();
+        headers.insert("grpc-timeout", "100m".parse().expect("header"));
+        let deadline = Deadline::of(&headers, Duration::from_secs(30));
+        assert!(deadline.remaining() <= Duration::from_millis(100), "the caller's shorter deadline wins");
+        let deadline = Deadline::of(&http::HeaderMap::new(), Duration::from_secs(30));
+        assert!(deadline.remaining() > Duration::from_secs(29), "else the server's limit");
     }
 }

@@ -1,136 +1,146 @@
-//! The gRPC face of the reception desk.
+//! The gRPC face of the reception desk: authorise → validate → the case's rules → store, and the
+//! events every change of a case writes.
 
+use chrono::Utc;
 use civic_kit::auth::{Caller, Principal};
 use civic_kit::error::{Error, Result, Violations};
-use civic_kit::idempotency::{self, Begun, RequestKey, check_etag};
-use civic_kit::{events, filter, names, page, time};
+use civic_kit::idempotency::{RequestKey, check_etag, etag};
+use civic_kit::names::{Id, StreetId, UserName};
+use civic_kit::write::Change;
+use civic_kit::{filter, page, time};
 use civic_proto::catalogue::application::State;
+use civic_proto::catalogue::application_changed::Action as EventAction;
 use civic_proto::catalogue::desk_service_server::DeskService;
-use civic_proto::catalogue::service_item::{HandlingMode, State as ItemState};
+use civic_proto::catalogue::service_item::HandlingMode;
 use civic_proto::catalogue::*;
+use prost::Message;
 use tonic::{Request, Response, Status};
 
-use super::domain::{self, Action, ApplicationName};
-use super::store::{self, ApplicationFilter, StoredApplication};
+use super::domain::{self, Action, ApplicationName, Case, Filing, InquiryName, Step};
+use super::record;
+use super::store::{self, ApplicationFilter};
 use crate::Catalogue;
-use crate::domain::ItemName;
+use crate::domain::{ItemName, ItemState, RevisionName};
 
-/// The prefix of the desk's event topics: `catalogue.application.<action>`.
-pub const TOPIC_PREFIX: &str = "catalogue.application.";
-
-fn staff_of<'a>(caller: &'a Caller, street: &str) -> Result<&'a Principal> {
+fn staff_of<'a>(caller: &'a Caller, street: &StreetId) -> Result<&'a Principal> {
     let principal = caller.require()?;
-    if principal.is_staff_of(street) {
+    if principal.is_staff_of(street.as_str()) {
         Ok(principal)
     } else {
         Err(Error::permission_denied("only the street's staff may do this"))
     }
 }
 
-/// A new resource id: the prefix and a whole UUIDv7 (time-ordered). The whole of it: within one
-/// millisecond v7 ids differ only in their last bits, so a shortened one repeats under load.
-fn new_id(prefix: char) -> String {
-    format!("{prefix}{}", uuid::Uuid::now_v7().simple())
+/// A case as the API shows it.
+fn to_wire(case: &Case) -> Application {
+    Application { etag: etag(case.version), ..record::to_message(case) }
 }
 
-fn entry(actor: &str, action: &str, state: State, note: &str) -> TimelineEntry {
-    TimelineEntry {
-        time: Some(time::to_timestamp(chrono::Utc::now())),
-        actor: actor.to_owned(),
-        action: action.to_owned(),
-        state: state as i32,
-        note: note.to_owned(),
+/// The event of `action` on `case`, done by `actor`: names, the state and times only.
+fn changed(case: &Case, action: Action, actor: &UserName) -> ApplicationChanged {
+    let action = match action {
+        Action::Receive => EventAction::Receive,
+        Action::Accept => EventAction::Accept,
+        Action::Start => EventAction::Start,
+        Action::Forward => EventAction::Forward,
+        Action::HandOver => EventAction::HandOver,
+        Action::Complete => EventAction::Complete,
+        Action::Reject => EventAction::Reject,
+        Action::Withdraw => EventAction::Withdraw,
+    };
+    let name_of = |user: &Option<UserName>| user.as_ref().map(ToString::to_string).unwrap_or_default();
+    ApplicationChanged {
+        application: case.name.to_string(),
+        action: action as i32,
+        state: case.state as i32,
+        actor: actor.to_string(),
+        applicant: case.applicant.to_string(),
+        first_owner: name_of(&case.first_owner),
+        handler: name_of(&case.handler),
+        service_item: case.revision.item.to_string(),
+        service_item_revision: case.revision.to_string(),
+        due_time: Some(time::to_timestamp(case.due_time)),
+        event_time: Some(time::to_timestamp(case.updated)),
     }
 }
 
-/// Who does what to a case, and the note for its timeline.
-struct Step<'a> {
-    actor: &'a str,
+/// A staff member's action on a case, as its request names it.
+struct StaffAction<'a, R> {
+    method: &'static str,
+    request: &'a R,
+    name: &'a str,
+    etag: &'a str,
+    request_id: &'a str,
     action: Action,
     note: &'a str,
 }
 
 impl Catalogue {
-    /// Applies `action` to a case under the request's key: checks the etag and the transition,
-    /// lets `change` fill in what the action sets, appends the timeline entry, and writes the
-    /// event, all in one transaction.
+    /// Applies a step to a case under the request's key: checks the etag and the case's rules,
+    /// lets `set` fill in what the action sets, and writes the case and its event in one
+    /// transaction.
     async fn act(
         &self,
         key: &RequestKey,
         name: &ApplicationName,
-        etag: &str,
+        sent_etag: &str,
         step: Step<'_>,
-        change: impl FnOnce(&mut Application) -> Result<()>,
+        set: impl FnOnce(&mut Case),
     ) -> Result<Application> {
-        let Step { actor, action, note } = step;
-        let mut m = match idempotency::begin::<Application>(&self.db, key).await? {
-            Begun::Replayed(saved) => return Ok(saved),
-            Begun::Fresh(m) => m,
-        };
-        let tx = m.tx();
-        {
-            let mut stored = store::get_in(tx, name).await?.ok_or_else(|| Error::not_found(name.to_string()))?;
-            check_etag(etag, stored.version, &name.to_string())?;
-            let item = ItemName::parse("service_item", &stored.application.service_item)?;
-            let on_behalf = crate::store::get_in(tx, &item)
-                .await?
-                .is_some_and(|i| i.content.handling_mode == HandlingMode::OnBehalf as i32);
-            let next = domain::transition(stored.state(), action, on_behalf)?;
-            let a = &mut stored.application;
-            change(a)?;
-            // The first staff member to act on a case filed from the app becomes its owner.
-            if a.first_owner.is_empty() && action != Action::Withdraw {
-                a.first_owner = actor.to_owned();
-                if a.handler.is_empty() {
-                    a.handler = actor.to_owned();
-                }
-            }
-            a.state = next as i32;
-            a.timeline.push(entry(actor, action.as_str(), next, note));
-            let now = time::now_text();
-            a.update_time = time::text_to_timestamp(&now);
-            stored.version += 1;
-            store::save(tx, name, &stored, &now).await?;
-            let out = stored.to_proto();
-            events::enqueue(tx, &format!("{TOPIC_PREFIX}{}", action.as_str()), &out.name, &out).await?;
-            m.commit(&out).await?;
-            self.relay.notify();
-            Ok(out)
-        }
+        self.writer
+            .write(key, async |c: &mut Change| {
+                let mut case = store::get_in(c.tx(), name).await?.ok_or_else(|| Error::not_found(name.to_string()))?;
+                check_etag(sent_etag, case.version, &name.to_string())?;
+                let on_behalf = crate::store::get_in(c.tx(), &case.revision.item)
+                    .await?
+                    .is_some_and(|i| i.content.handling_mode() == HandlingMode::OnBehalf);
+                case.act(step, on_behalf, set)?;
+                store::save(c.tx(), &case).await?;
+                c.emit(&case.name.to_string(), &changed(&case, step.action, step.actor)).await?;
+                Ok(to_wire(&case))
+            })
+            .await
+    }
+
+    /// A staff member's action: the caller must be staff of the case's street.
+    async fn staff_action<R: Message>(
+        &self,
+        caller: &Caller,
+        action: StaffAction<'_, R>,
+        set: impl FnOnce(&mut Case),
+    ) -> Result<Application> {
+        let name = ApplicationName::parse("name", action.name)?;
+        let actor = staff_of(caller, name.street())?.user_name();
+        let key = RequestKey::new(caller.key(), action.method, action.request_id, action.request)?;
+        let step = Step { actor: &actor, action: action.action, note: action.note, at: Utc::now() };
+        self.act(&key, &name, action.etag, step, set).await
     }
 
     /// Reads a case the caller may see: its applicant, or the street's staff. Anyone else is
     /// PERMISSION_DENIED whether or not the case exists (AIP-211).
-    async fn visible_application(&self, caller: &Caller, name: &ApplicationName) -> Result<StoredApplication> {
+    async fn visible_application(&self, caller: &Caller, name: &ApplicationName) -> Result<Case> {
         let principal = caller.require()?;
-        let stored = store::get(self.db.reader(), name).await?;
-        let staff = principal.is_staff_of(&name.street);
-        match stored {
-            Some(s) if staff || s.application.applicant == principal.resource_name() => Ok(s),
+        let case = store::get(self.writer.db().reader(), name).await?;
+        let staff = principal.is_staff_of(name.street().as_str());
+        match case {
+            Some(c) if staff || c.applicant == principal.user_name() => Ok(c),
             None if staff => Err(Error::not_found(name.to_string())),
             _ => Err(Error::permission_denied("you may see only your own applications")),
         }
     }
+
+    /// The materials list of a published revision.
+    async fn materials_of(&self, revision: &RevisionName) -> Result<Vec<Material>> {
+        let found = crate::store::get_revision(self.writer.db().reader(), revision).await?;
+        Ok(found.map(|r| r.content.message().materials.clone()).unwrap_or_default())
+    }
 }
 
-macro_rules! staff_action {
-    ($self:ident, $request:ident, $method:literal, $action:expr, $note:expr, $change:expr) => {{
-        let caller = $self.caller(&$request)?;
-        let req = $request.into_inner();
-        let name = ApplicationName::parse("name", &req.name)?;
-        let actor = staff_of(&caller, &name.street)?.resource_name();
-        let key = RequestKey::new(caller.key(), $method, &req.request_id, &req)?;
-        let change = $change(&req)?;
-        let step = Step { actor: &actor, action: $action, note: &$note(&req) };
-        let out = $self.act(&key, &name, &req.etag, step, change).await?;
-        Ok(Response::new(out))
-    }};
-}
-
-type Change = Box<dyn FnOnce(&mut Application) -> Result<()> + Send>;
-
-fn no_change<T>(_: &T) -> Result<Change> {
-    Ok(Box::new(|_| Ok(())))
+/// Checks a free-text field's length.
+fn at_most(v: &mut Violations, field: &str, text: &str, max: usize) {
+    if text.chars().count() > max {
+        v.add(field, format!("must be at most {max} characters"));
+    }
 }
 
 #[tonic::async_trait]
@@ -144,73 +154,55 @@ impl DeskService for Catalogue {
         let req = request.into_inner();
         let principal = caller.require()?;
         let mut v = Violations::new();
-        let street = v.check(names::parse_street("parent", &req.parent)).map(str::to_owned);
+        let street = v.check(StreetId::parse_parent("parent", &req.parent));
         let draft = req.application.clone().unwrap_or_default();
         let item_name = v.check(ItemName::parse("application.service_item", &draft.service_item));
-        let staff = street.as_deref().is_some_and(|s| principal.is_staff_of(s));
+        let staff = street.as_ref().is_some_and(|s| principal.is_staff_of(s.as_str()));
         let applicant = if staff {
-            v.check(domain::parse_user("application.applicant", &draft.applicant))
+            v.check(UserName::parse("application.applicant", &draft.applicant))
         } else if draft.applicant.is_empty() || draft.applicant == principal.resource_name() {
-            Some(principal.resource_name())
+            Some(principal.user_name())
         } else {
             return Err(Error::permission_denied("residents file applications for themselves only").into());
         };
-        if draft.note.chars().count() > 2000 {
-            v.add("application.note", "must be at most 2000 characters");
-        }
+        at_most(&mut v, "application.note", &draft.note, 2000);
         v.finish()?;
         let (Some(street), Some(item_name), Some(applicant)) = (street, item_name, applicant) else {
             return Err(Error::invalid("application", "is incomplete").into());
         };
-        if item_name.street != street {
+        if item_name.street() != &street {
             return Err(Error::invalid("application.service_item", "must be an item of the same street").into());
         }
         if !staff && principal.street.as_deref() != Some(street.as_str()) {
             return Err(Error::permission_denied("residents file applications in their own street").into());
         }
         let key = RequestKey::new(caller.key(), "CreateApplication", &req.request_id, &req)?;
-        let actor = principal.resource_name();
-        let mut m = match idempotency::begin::<Application>(&self.db, &key).await? {
-            Begun::Replayed(saved) => return Ok(Response::new(saved)),
-            Begun::Fresh(m) => m,
-        };
-        let tx = m.tx();
-        let out = {
-            let item =
-                crate::store::get_in(tx, &item_name).await?.filter(|i| i.state == ItemState::Published).ok_or_else(
-                    || Error::failed_precondition("ITEM_NOT_PUBLISHED", format!("{item_name} is not a published item")),
-                )?;
-            let name = ApplicationName { street: street.clone(), id: new_id('a') };
-            let now = chrono::Utc::now();
-            let due = self.calendar.deadline(now, item.content.promised_days.max(0) as u32);
-            let owner = if staff { actor.clone() } else { String::new() };
-            let application = Application {
-                name: name.to_string(),
-                applicant: applicant.clone(),
-                service_item: item_name.to_string(),
-                service_item_revision: format!("{item_name}/revisions/{}", item.revision),
-                first_owner: owner.clone(),
-                handler: owner,
-                materials: Vec::new(),
-                state: State::Received as i32,
-                forwarded_to: String::new(),
-                rejection_reason: String::new(),
-                due_time: Some(time::to_timestamp(due)),
-                timeline: vec![entry(&actor, "receive", State::Received, "")],
-                note: draft.note.clone(),
-                etag: String::new(),
-                create_time: Some(time::to_timestamp(now)),
-                update_time: Some(time::to_timestamp(now)),
-            };
-            let stored = StoredApplication { application, version: 1 };
-            let now_text = time::to_text(now);
-            store::insert(tx, &name, &stored, &now_text).await?;
-            let out = stored.to_proto();
-            events::enqueue(tx, &format!("{TOPIC_PREFIX}receive"), &out.name, &out).await?;
-            out
-        };
-        m.commit(&out).await?;
-        self.relay.notify();
+        let filer = principal.user_name();
+        let out = self
+            .writer
+            .write(&key, async |c: &mut Change| {
+                let item = crate::store::get_in(c.tx(), &item_name)
+                    .await?
+                    .filter(|i| i.state == ItemState::Published)
+                    .ok_or_else(|| {
+                        Error::failed_precondition("ITEM_NOT_PUBLISHED", format!("{item_name} is not a published item"))
+                    })?;
+                let now = Utc::now();
+                let filing = Filing {
+                    name: ApplicationName::new(street.clone(), Id::generate('a')),
+                    applicant: applicant.clone(),
+                    revision: RevisionName { item: item_name.clone(), revision: item.revision },
+                    received_by: staff.then(|| filer.clone()),
+                    filed_by: filer.clone(),
+                    note: draft.note.clone(),
+                    due_time: self.calendar.deadline(now, item.content.promised_days()),
+                };
+                let case = Case::receive(filing, now);
+                store::insert(c.tx(), &case).await?;
+                c.emit(&case.name.to_string(), &changed(&case, Action::Receive, &filer)).await?;
+                Ok(to_wire(&case))
+            })
+            .await?;
         Ok(Response::new(out))
     }
 
@@ -218,7 +210,7 @@ impl DeskService for Catalogue {
     async fn get_application(&self, request: Request<GetApplicationRequest>) -> Result<Response<Application>, Status> {
         let caller = self.caller(&request)?;
         let name = ApplicationName::parse("name", &request.get_ref().name)?;
-        Ok(Response::new(self.visible_application(&caller, &name).await?.to_proto()))
+        Ok(Response::new(to_wire(&self.visible_application(&caller, &name).await?)))
     }
 
     #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
@@ -229,7 +221,7 @@ impl DeskService for Catalogue {
         let caller = self.caller(&request)?;
         let req = request.into_inner();
         let principal = caller.require()?;
-        let street = names::parse_street("parent", &req.parent)?;
+        let street = StreetId::parse_parent("parent", &req.parent)?;
         let size = page::page_size(req.page_size, 50, 1000)?;
         let mut list_filter = ApplicationFilter::default();
         for term in filter::parse(&req.filter, &["state", "applicant", "handler", "overdue"])? {
@@ -237,10 +229,10 @@ impl DeskService for Catalogue {
                 "state" => {
                     let state = State::from_str_name(&term.value)
                         .ok_or_else(|| Error::invalid("filter", format!("`{}` is not a state", term.value)))?;
-                    list_filter.state = state.as_str_name().to_owned();
+                    list_filter.state = Some(state);
                 }
-                "applicant" => list_filter.applicant = domain::parse_user("filter", &term.value)?,
-                "handler" => list_filter.handler = domain::parse_user("filter", &term.value)?,
+                "applicant" => list_filter.applicant = UserName::parse("filter", &term.value)?.to_string(),
+                "handler" => list_filter.handler = UserName::parse("filter", &term.value)?.to_string(),
                 _ => match term.value.as_str() {
                     "true" => list_filter.overdue_at = time::now_text(),
                     "false" => {}
@@ -248,7 +240,7 @@ impl DeskService for Catalogue {
                 },
             }
         }
-        if !principal.is_staff_of(street) {
+        if !principal.is_staff_of(street.as_str()) {
             let me = principal.resource_name();
             if !list_filter.applicant.is_empty() && list_filter.applicant != me {
                 return Err(Error::permission_denied("you may list only your own applications").into());
@@ -257,17 +249,17 @@ impl DeskService for Catalogue {
         }
         let query = format!(
             "ListApplications|{street}|{}|{}|{}|{}|{}",
-            list_filter.state,
+            list_filter.state.map(|s| s.as_str_name()).unwrap_or_default(),
             list_filter.applicant,
             list_filter.handler,
             !list_filter.overdue_at.is_empty(),
             caller.key()
         );
         let after = self.pages.decode_position(&req.page_token, &query, 2)?.map(|p| (p[0].clone(), p[1].clone()));
-        let mut rows = store::list(self.db.reader(), street, &list_filter, after, size + 1).await?;
+        let mut rows = store::list(self.writer.db().reader(), &street, &list_filter, after, size + 1).await?;
         let next_page_token = self.pages.next_page(&query, &mut rows, size, |(_, c, i)| vec![c.clone(), i.clone()]);
         Ok(Response::new(ListApplicationsResponse {
-            applications: rows.iter().map(|(s, _, _)| s.to_proto()).collect(),
+            applications: rows.iter().map(|(case, _, _)| to_wire(case)).collect(),
             next_page_token,
         }))
     }
@@ -280,114 +272,128 @@ impl DeskService for Catalogue {
         let caller = self.caller(&request)?;
         let req = request.into_inner();
         let name = ApplicationName::parse("name", &req.name)?;
-        let actor = staff_of(&caller, &name.street)?.resource_name();
-        let key = RequestKey::new(caller.key(), "AcceptApplication", &req.request_id, &req)?;
-        // The item's list, as of the revision the case was filed under (its current content
-        // while it stays on that revision; later revisions are kept apart).
-        let stored = store::get(self.db.reader(), &name).await?.ok_or_else(|| Error::not_found(name.to_string()))?;
-        let required = self.materials_of(&stored.application.service_item_revision).await?;
+        staff_of(&caller, name.street())?;
+        // The item's list, as of the revision the case was filed under.
+        let case =
+            store::get(self.writer.db().reader(), &name).await?.ok_or_else(|| Error::not_found(name.to_string()))?;
+        let required = self.materials_of(&case.revision).await?;
         let checked = domain::check_materials(&required, &req.materials)?;
-        let out = self
-            .act(&key, &name, &req.etag, Step { actor: &actor, action: Action::Accept, note: "" }, move |a| {
-                a.materials = checked;
-                Ok(())
-            })
-            .await?;
+        let action = StaffAction {
+            method: "AcceptApplication",
+            request: &req,
+            name: &req.name,
+            etag: &req.etag,
+            request_id: &req.request_id,
+            action: Action::Accept,
+            note: "",
+        };
+        let out = self.staff_action(&caller, action, move |c| c.materials = checked).await?;
         Ok(Response::new(out))
     }
 
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
     async fn start_application(
         &self,
         request: Request<StartApplicationRequest>,
     ) -> Result<Response<Application>, Status> {
-        staff_action!(
-            self,
-            request,
-            "StartApplication",
-            Action::Start,
-            |_: &StartApplicationRequest| String::new(),
-            no_change
-        )
+        let caller = self.caller(&request)?;
+        let req = request.into_inner();
+        let action = StaffAction {
+            method: "StartApplication",
+            request: &req,
+            name: &req.name,
+            etag: &req.etag,
+            request_id: &req.request_id,
+            action: Action::Start,
+            note: "",
+        };
+        Ok(Response::new(self.staff_action(&caller, action, |_| {}).await?))
     }
 
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
     async fn forward_application(
         &self,
         request: Request<ForwardApplicationRequest>,
     ) -> Result<Response<Application>, Status> {
-        staff_action!(
-            self,
-            request,
-            "ForwardApplication",
-            Action::Forward,
-            |r: &ForwardApplicationRequest| r.office.clone(),
-            |r: &ForwardApplicationRequest| -> Result<Change> {
-                let office = r.office.trim().to_owned();
-                if office.is_empty() {
-                    return Err(Error::invalid("office", "must name the office the case goes to"));
-                }
-                Ok(Box::new(move |a: &mut Application| {
-                    a.forwarded_to = office;
-                    Ok(())
-                }))
-            }
-        )
+        let caller = self.caller(&request)?;
+        let req = request.into_inner();
+        let office = req.office.trim().to_owned();
+        if office.is_empty() {
+            return Err(Error::invalid("office", "must name the office the case goes to").into());
+        }
+        let action = StaffAction {
+            method: "ForwardApplication",
+            request: &req,
+            name: &req.name,
+            etag: &req.etag,
+            request_id: &req.request_id,
+            action: Action::Forward,
+            note: &req.office,
+        };
+        Ok(Response::new(self.staff_action(&caller, action, move |c| c.forwarded_to = office).await?))
     }
 
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
     async fn hand_over_application(
         &self,
         request: Request<HandOverApplicationRequest>,
     ) -> Result<Response<Application>, Status> {
-        staff_action!(
-            self,
-            request,
-            "HandOverApplication",
-            Action::HandOver,
-            |r: &HandOverApplicationRequest| format!("{} {}", r.handler, r.note).trim().to_owned(),
-            |r: &HandOverApplicationRequest| -> Result<Change> {
-                let handler = domain::parse_user("handler", &r.handler)?;
-                Ok(Box::new(move |a: &mut Application| {
-                    a.handler = handler;
-                    Ok(())
-                }))
-            }
-        )
+        let caller = self.caller(&request)?;
+        let req = request.into_inner();
+        let handler = UserName::parse("handler", &req.handler)?;
+        let note = format!("{} {}", req.handler, req.note).trim().to_owned();
+        let action = StaffAction {
+            method: "HandOverApplication",
+            request: &req,
+            name: &req.name,
+            etag: &req.etag,
+            request_id: &req.request_id,
+            action: Action::HandOver,
+            note: &note,
+        };
+        Ok(Response::new(self.staff_action(&caller, action, move |c| c.handler = Some(handler)).await?))
     }
 
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
     async fn complete_application(
         &self,
         request: Request<CompleteApplicationRequest>,
     ) -> Result<Response<Application>, Status> {
-        staff_action!(
-            self,
-            request,
-            "CompleteApplication",
-            Action::Complete,
-            |r: &CompleteApplicationRequest| r.note.clone(),
-            no_change
-        )
+        let caller = self.caller(&request)?;
+        let req = request.into_inner();
+        let action = StaffAction {
+            method: "CompleteApplication",
+            request: &req,
+            name: &req.name,
+            etag: &req.etag,
+            request_id: &req.request_id,
+            action: Action::Complete,
+            note: &req.note,
+        };
+        Ok(Response::new(self.staff_action(&caller, action, |_| {}).await?))
     }
 
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
     async fn reject_application(
         &self,
         request: Request<RejectApplicationRequest>,
     ) -> Result<Response<Application>, Status> {
-        staff_action!(
-            self,
-            request,
-            "RejectApplication",
-            Action::Reject,
-            |r: &RejectApplicationRequest| r.reason.clone(),
-            |r: &RejectApplicationRequest| -> Result<Change> {
-                let reason = r.reason.trim().to_owned();
-                if reason.is_empty() {
-                    return Err(Error::invalid("reason", "the resident must be told why"));
-                }
-                Ok(Box::new(move |a: &mut Application| {
-                    a.rejection_reason = reason;
-                    Ok(())
-                }))
-            }
-        )
+        let caller = self.caller(&request)?;
+        let req = request.into_inner();
+        let reason = req.reason.trim().to_owned();
+        if reason.is_empty() {
+            return Err(Error::invalid("reason", "the resident must be told why").into());
+        }
+        let action = StaffAction {
+            method: "RejectApplication",
+            request: &req,
+            name: &req.name,
+            etag: &req.etag,
+            request_id: &req.request_id,
+            action: Action::Reject,
+            note: &req.reason,
+        };
+        Ok(Response::new(self.staff_action(&caller, action, move |c| c.rejection_reason = reason).await?))
     }
 
     #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
@@ -398,77 +404,75 @@ impl DeskService for Catalogue {
         let caller = self.caller(&request)?;
         let req = request.into_inner();
         let name = ApplicationName::parse("name", &req.name)?;
-        let principal = caller.require()?;
-        let me = principal.resource_name();
-        let stored = store::get(self.db.reader(), &name).await?;
-        if stored.as_ref().is_none_or(|s| s.application.applicant != me) {
+        let me = caller.require()?.user_name();
+        let case = store::get(self.writer.db().reader(), &name).await?;
+        if case.is_none_or(|c| c.applicant != me) {
             return Err(Error::permission_denied("only the applicant may withdraw an application").into());
         }
         let key = RequestKey::new(caller.key(), "WithdrawApplication", &req.request_id, &req)?;
-        let step = Step { actor: &me, action: Action::Withdraw, note: &req.note };
-        let out = self.act(&key, &name, &req.etag, step, |_| Ok(())).await?;
-        Ok(Response::new(out))
+        let step = Step { actor: &me, action: Action::Withdraw, note: &req.note, at: Utc::now() };
+        Ok(Response::new(self.act(&key, &name, &req.etag, step, |_| {}).await?))
     }
 
     #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
     async fn create_inquiry(&self, request: Request<CreateInquiryRequest>) -> Result<Response<Inquiry>, Status> {
         let caller = self.caller(&request)?;
         let req = request.into_inner();
-        let street = names::parse_street("parent", &req.parent)?.to_owned();
-        let actor = staff_of(&caller, &street)?.resource_name();
+        let street = StreetId::parse_parent("parent", &req.parent)?;
+        let actor = staff_of(&caller, &street)?.user_name();
         let draft = req.inquiry.clone().unwrap_or_default();
         let mut v = Violations::new();
         if draft.question.trim().is_empty() {
             v.add("inquiry.question", "must not be empty");
         }
-        if !draft.asker.is_empty() {
-            v.check(domain::parse_user("inquiry.asker", &draft.asker));
-        }
-        if !draft.service_item.is_empty() {
-            v.check(ItemName::parse("inquiry.service_item", &draft.service_item));
-        }
-        for (field, text) in [("inquiry.question", &draft.question), ("inquiry.answer", &draft.answer)] {
-            if text.chars().count() > 4000 {
-                v.add(field, "must be at most 4000 characters");
-            }
-        }
+        let asker = match draft.asker.as_str() {
+            "" => None,
+            asker => v.check(UserName::parse("inquiry.asker", asker)),
+        };
+        let service_item = match draft.service_item.as_str() {
+            "" => None,
+            item => v.check(ItemName::parse("inquiry.service_item", item)),
+        };
+        at_most(&mut v, "inquiry.question", &draft.question, 4000);
+        at_most(&mut v, "inquiry.answer", &draft.answer, 4000);
         v.finish()?;
         let key = RequestKey::new(caller.key(), "CreateInquiry", &req.request_id, &req)?;
-        let mut m = match idempotency::begin::<Inquiry>(&self.db, &key).await? {
-            Begun::Replayed(saved) => return Ok(Response::new(saved)),
-            Begun::Fresh(m) => m,
-        };
-        let tx = m.tx();
-        let out = {
-            let id = new_id('q');
-            let now = chrono::Utc::now();
-            let inquiry = Inquiry {
-                name: format!("streets/{street}/inquiries/{id}"),
-                asker: draft.asker.clone(),
-                service_item: draft.service_item.clone(),
-                question: draft.question.trim().to_owned(),
-                answer: draft.answer.trim().to_owned(),
-                answered_by: actor.clone(),
-                create_time: Some(time::to_timestamp(now)),
-            };
-            store::insert_inquiry(tx, &street, &id, &inquiry, &time::to_text(now)).await?;
-            events::enqueue(tx, "catalogue.inquiry.recorded", &inquiry.name, &inquiry).await?;
-            inquiry
-        };
-        m.commit(&out).await?;
-        self.relay.notify();
+        let out = self
+            .writer
+            .write(&key, async |c: &mut Change| {
+                let inquiry = domain::Inquiry {
+                    name: InquiryName::new(street.clone(), Id::generate('q')),
+                    asker,
+                    service_item,
+                    question: draft.question.trim().to_owned(),
+                    answer: draft.answer.trim().to_owned(),
+                    answered_by: actor.clone(),
+                    created: Utc::now(),
+                };
+                store::insert_inquiry(c.tx(), &inquiry).await?;
+                let out = record::inquiry_to_message(&inquiry);
+                let event = InquiryRecorded {
+                    inquiry: out.name.clone(),
+                    service_item: out.service_item.clone(),
+                    answered_by: out.answered_by.clone(),
+                    create_time: out.create_time,
+                };
+                c.emit(&out.name, &event).await?;
+                Ok(out)
+            })
+            .await?;
         Ok(Response::new(out))
     }
 
     #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
     async fn get_inquiry(&self, request: Request<GetInquiryRequest>) -> Result<Response<Inquiry>, Status> {
         let caller = self.caller(&request)?;
-        let ids = names::parse("name", &request.get_ref().name, &["streets", "inquiries"])?;
-        staff_of(&caller, ids[0])?;
-        let inquiry = store::get_inquiry(self.db.reader(), ids[0], ids[1])
+        let name = InquiryName::parse("name", &request.get_ref().name)?;
+        staff_of(&caller, name.street())?;
+        let inquiry = store::get_inquiry(self.writer.db().reader(), &name)
             .await?
-            .ok_or_else(|| Error::not_found(request.get_ref().name.clone()))?;
-        Ok(Response::new(inquiry))
+            .ok_or_else(|| Error::not_found(name.to_string()))?;
+        Ok(Response::new(record::inquiry_to_message(&inquiry)))
     }
 
     #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
@@ -478,43 +482,16 @@ impl DeskService for Catalogue {
     ) -> Result<Response<ListInquiriesResponse>, Status> {
         let caller = self.caller(&request)?;
         let req = request.into_inner();
-        let street = names::parse_street("parent", &req.parent)?;
-        staff_of(&caller, street)?;
+        let street = StreetId::parse_parent("parent", &req.parent)?;
+        staff_of(&caller, &street)?;
         let size = page::page_size(req.page_size, 50, 1000)?;
         let query = format!("ListInquiries|{street}");
         let after = self.pages.decode_position(&req.page_token, &query, 2)?.map(|p| (p[0].clone(), p[1].clone()));
-        let mut rows = store::list_inquiries(self.db.reader(), street, after, size + 1).await?;
+        let mut rows = store::list_inquiries(self.writer.db().reader(), &street, after, size + 1).await?;
         let next_page_token = self.pages.next_page(&query, &mut rows, size, |(_, c, i)| vec![c.clone(), i.clone()]);
         Ok(Response::new(ListInquiriesResponse {
-            inquiries: rows.into_iter().map(|(i, _, _)| i).collect(),
+            inquiries: rows.iter().map(|(i, _, _)| record::inquiry_to_message(i)).collect(),
             next_page_token,
         }))
-    }
-}
-
-impl Catalogue {
-    /// The materials list of a published revision, `streets/{s}/items/{i}/revisions/{n}`.
-    async fn materials_of(&self, revision: &str) -> Result<Vec<Material>> {
-        let (item, number) = revision
-            .rsplit_once("/revisions/")
-            .and_then(|(item, n)| n.parse::<i64>().ok().map(|n| (item, n)))
-            .ok_or_else(|| Error::internal(BadRevision))?;
-        let item = ItemName::parse("service_item", item)?;
-        let revisions = crate::store::list_revisions(self.db.reader(), &item, number + 1, 1).await?;
-        Ok(revisions.into_iter().next().and_then(|r| r.service_item).map(|i| i.materials).unwrap_or_default())
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("an application names an unreadable revision")]
-struct BadRevision;
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn ids_made_in_the_same_millisecond_differ() {
-        let ids: std::collections::HashSet<String> = (0..100_000).map(|_| super::new_id('a')).collect();
-        assert_eq!(ids.len(), 100_000);
-        assert!(ids.iter().all(|id| id.len() == 33 && id.starts_with('a')));
     }
 }

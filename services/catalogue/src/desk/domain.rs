@@ -1,13 +1,186 @@
-//! The rules of a case at the desk: its lifecycle, the materials check, and names.
+//! The rules of a case at the desk: names, the case and its lifecycle (who owns it, what each
+//! action does, the timeline), and the materials check. The case's state and its timeline
+//! entries and checked materials are the contract's own value types.
 
+use chrono::{DateTime, Utc};
 use civic_kit::error::{Error, Result};
-use civic_kit::names;
+use civic_kit::names::{Collection, Name, UserName};
+use civic_kit::time;
 use civic_proto::catalogue::application::State;
-use civic_proto::catalogue::{CheckedMaterial, Material};
+use civic_proto::catalogue::{CheckedMaterial, Material, TimelineEntry};
+
+use crate::domain::RevisionName;
+
+/// The street's cases at the desk.
+#[derive(Debug)]
+pub struct Applications;
+
+impl Collection for Applications {
+    const COLLECTION: &'static str = "applications";
+}
+
+/// The name of a case: `streets/{street}/applications/{application}`.
+pub type ApplicationName = Name<Applications>;
+
+/// The street's recorded inquiries.
+#[derive(Debug)]
+pub struct Inquiries;
+
+impl Collection for Inquiries {
+    const COLLECTION: &'static str = "inquiries";
+}
+
+/// The name of an inquiry: `streets/{street}/inquiries/{inquiry}`.
+pub type InquiryName = Name<Inquiries>;
+
+/// A question answered at the desk that led to no application (who asked, what, who answered).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inquiry {
+    /// Its name.
+    pub name: InquiryName,
+    /// The resident who asked, when known.
+    pub asker: Option<UserName>,
+    /// The item asked about, when there was one.
+    pub service_item: Option<crate::domain::ItemName>,
+    /// The question.
+    pub question: String,
+    /// The answer given.
+    pub answer: String,
+    /// The staff member who answered.
+    pub answered_by: UserName,
+    /// When it was recorded.
+    pub created: DateTime<Utc>,
+}
+
+/// A case at the desk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Case {
+    /// Its name.
+    pub name: ApplicationName,
+    /// The change counter behind the etag.
+    pub version: i64,
+    /// The resident who applies.
+    pub applicant: UserName,
+    /// The revision of the item it was filed under, kept for good.
+    pub revision: RevisionName,
+    /// The staff member who received it first (首问负责), once one has.
+    pub first_owner: Option<UserName>,
+    /// The staff member working on it now.
+    pub handler: Option<UserName>,
+    /// The item's materials and whether each was provided.
+    pub materials: Vec<CheckedMaterial>,
+    /// Where it stands.
+    pub state: State,
+    /// The office a forwarded case went to.
+    pub forwarded_to: String,
+    /// Why it was rejected.
+    pub rejection_reason: String,
+    /// When it is due.
+    pub due_time: DateTime<Utc>,
+    /// Every step, oldest first.
+    pub timeline: Vec<TimelineEntry>,
+    /// The applicant's or the desk's note.
+    pub note: String,
+    /// When it was received.
+    pub created: DateTime<Utc>,
+    /// When it last changed.
+    pub updated: DateTime<Utc>,
+}
+
+/// A new case: what [`Case::receive`] needs.
+#[derive(Debug)]
+pub struct Filing {
+    /// Its name.
+    pub name: ApplicationName,
+    /// The resident who applies.
+    pub applicant: UserName,
+    /// The item's revision in force.
+    pub revision: RevisionName,
+    /// The staff member filing it at the desk (who owns it from then on), or none when the
+    /// resident filed it from the app.
+    pub received_by: Option<UserName>,
+    /// Who filed it: the staff member, or the resident.
+    pub filed_by: UserName,
+    /// The note.
+    pub note: String,
+    /// When it is due.
+    pub due_time: DateTime<Utc>,
+}
+
+impl Case {
+    /// A case just received, at `now`.
+    pub fn receive(filing: Filing, now: DateTime<Utc>) -> Self {
+        let Filing { name, applicant, revision, received_by, filed_by, note, due_time } = filing;
+        Self {
+            name,
+            version: 1,
+            applicant,
+            revision,
+            first_owner: received_by.clone(),
+            handler: received_by,
+            materials: Vec::new(),
+            state: State::Received,
+            forwarded_to: String::new(),
+            rejection_reason: String::new(),
+            due_time,
+            timeline: vec![entry(&filed_by, "receive", State::Received, "", now)],
+            note,
+            created: now,
+            updated: now,
+        }
+    }
+
+    /// Applies `step`: the transition (FAILED_PRECONDITION when the case cannot take it;
+    /// `on_behalf` says whether its item is handled on the resident's behalf), what the action
+    /// sets (`set`: the handler handed to, the office, the reason, the materials checked), the
+    /// owner (the first staff member to act on a case filed from the app), the timeline entry,
+    /// and a new version.
+    pub fn act(&mut self, step: Step<'_>, on_behalf: bool, set: impl FnOnce(&mut Case)) -> Result<()> {
+        let Step { actor, action, note, at: now } = step;
+        let next = transition(self.state, action, on_behalf)?;
+        set(self);
+        if self.first_owner.is_none() && action != Action::Withdraw {
+            self.first_owner = Some(actor.clone());
+            if self.handler.is_none() {
+                self.handler = Some(actor.clone());
+            }
+        }
+        self.state = next;
+        self.timeline.push(entry(actor, action.as_str(), next, note, now));
+        self.updated = now;
+        self.version += 1;
+        Ok(())
+    }
+}
+
+/// Who does what to a case, when, and the note for its timeline.
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
+    /// Who acts.
+    pub actor: &'a UserName,
+    /// What they do.
+    pub action: Action,
+    /// The timeline's note: the reason, the office, the staff member handed to.
+    pub note: &'a str,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+fn entry(actor: &UserName, action: &str, state: State, note: &str, at: DateTime<Utc>) -> TimelineEntry {
+    TimelineEntry {
+        time: Some(time::to_timestamp(at)),
+        actor: actor.to_string(),
+        action: action.to_owned(),
+        state: state as i32,
+        note: note.to_owned(),
+    }
+}
 
 /// What can be done to a case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
+    /// Filed and received (only [`Case::receive`] does it).
+    Receive,
     /// Materials checked, case accepted.
     Accept,
     /// Work begins.
@@ -28,6 +201,7 @@ impl Action {
     /// The action's name in the timeline and in event topics.
     pub fn as_str(self) -> &'static str {
         match self {
+            Action::Receive => "receive",
             Action::Accept => "accept",
             Action::Start => "start",
             Action::Forward => "forward",
@@ -105,39 +279,6 @@ pub fn check_materials(required: &[Material], presented: &[CheckedMaterial]) -> 
         .collect())
 }
 
-/// The name of an application, parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApplicationName {
-    /// The street id.
-    pub street: String,
-    /// The application id.
-    pub id: String,
-}
-
-impl ApplicationName {
-    /// Parses `streets/{street}/applications/{application}`.
-    pub fn parse(field: &str, name: &str) -> Result<Self> {
-        let ids = names::parse(field, name, &["streets", "applications"])?;
-        Ok(Self { street: ids[0].to_owned(), id: ids[1].to_owned() })
-    }
-}
-
-impl std::fmt::Display for ApplicationName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "streets/{}/applications/{}", self.street, self.id)
-    }
-}
-
-/// Checks a `users/{user}` reference.
-pub fn parse_user(field: &str, user: &str) -> Result<String> {
-    match user.strip_prefix("users/") {
-        Some(id) if !id.is_empty() && id.len() <= 256 && !id.contains('/') && !id.chars().any(char::is_whitespace) => {
-            Ok(user.to_owned())
-        }
-        _ => Err(Error::invalid(field, "must be a user name of the form users/{user}")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +305,35 @@ mod tests {
             assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{state:?} {action:?}");
         }
         assert_eq!(transition(Accepted, Action::Forward, false).expect_err("not on behalf").reason(), "NOT_ON_BEHALF");
+    }
+
+    #[test]
+    fn the_first_staff_member_to_act_owns_a_case_filed_from_the_app() {
+        let user = |u: &str| UserName::parse("u", u).expect("user");
+        let name = ApplicationName::parse("n", "streets/zhongjie/applications/a1").expect("name");
+        let revision = RevisionName::parse("r", "streets/zhongjie/items/x/revisions/1").expect("revision");
+        let now = Utc::now();
+        let filing = Filing {
+            name,
+            applicant: user("users/li"),
+            revision,
+            received_by: None,
+            filed_by: user("users/li"),
+            note: String::new(),
+            due_time: now,
+        };
+        let mut case = Case::receive(filing, now);
+        assert_eq!((case.first_owner.as_ref(), case.version), (None, 1));
+        let (wang, zhao) = (user("users/wang"), user("users/zhao"));
+        let step = |actor, action| Step { actor, action, note: "", at: now };
+        case.act(step(&wang, Action::Accept), false, |_| {}).expect("accept");
+        case.act(step(&wang, Action::HandOver), false, |c| c.handler = Some(zhao.clone())).expect("hand over");
+        assert_eq!(case.first_owner, Some(wang.clone()), "the first to act owns it for good");
+        assert_eq!((case.handler.clone(), case.version), (Some(zhao.clone()), 3));
+        let actions: Vec<&str> = case.timeline.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["receive", "accept", "hand_over"]);
+        assert!(case.act(step(&wang, Action::Accept), false, |c| c.note = "x".into()).is_err());
+        assert_eq!((case.version, case.note.as_str()), (3, ""), "a refused action changes nothing");
     }
 
     #[test]

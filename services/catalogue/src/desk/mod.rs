@@ -3,6 +3,5 @@
 
 mod api;
 pub mod domain;
+mod record;
 mod store;
-
-pub use api::TOPIC_PREFIX;

@@ -55,6 +55,23 @@ pub struct Event {
     pub created_at: String,
 }
 
+impl Event {
+    /// The payload as `E`, when the event is of `E`'s topic and its payload decodes (an event
+    /// that does not is logged and skipped by the caller).
+    pub fn decode<E: civic_proto::Event>(&self) -> Option<E> {
+        if self.topic != E::TOPIC {
+            return None;
+        }
+        match E::decode(self.payload.as_slice()) {
+            Ok(payload) => Some(payload),
+            Err(_) => {
+                tracing::warn!(event_id = %self.id, topic = %self.topic, "an event's payload does not decode");
+                None
+            }
+        }
+    }
+}
+
 /// Writes an event into the outbox inside the caller's transaction and returns its id. It is
 /// delivered once the transaction commits (call [`Relay::notify`] then), and never if it rolls
 /// back. The current span's W3C trace context is stored with it, so consumers continue the
