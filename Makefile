@@ -1,7 +1,7 @@
 # The one task runner of civic. CI (.ci/run) calls these same recipes, so a green `make ci`
 # here means a green CI. `make` alone lists the targets.
 #
-# bench: comes with the benchmark (`civic bench`, criterion); no placeholder target until then.
+# bench: `civic bench` in release (docs/performance.md); CI does not run it (timings need a quiet machine).
 
 .DEFAULT_GOAL := help
 SHELL := bash

@@ -355,20 +355,8 @@ impl Application {
     /// Serves until SIGTERM/Ctrl-C or [`Stopper::stop`]: first reports NOT_SERVING, then stops
     /// accepting and drains requests in flight, then waits for the background tasks.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Application {
-            grpc,
-            http,
-            target,
-            modules,
-            routes,
-            health,
-            health_names,
-            watched,
-            databases,
-            config,
-            shared,
-            termination,
-        } = self;
+        let Application { grpc, http, target, modules, routes, health, health_names, config, shared, .. } = self;
+        let (watched, databases, termination) = (self.watched, self.databases, self.termination);
         let shutdown = shared.shutdown.clone();
         health.watch_databases(watched, Duration::from_secs(2), shutdown.clone()).await;
         // Every call, from whichever address, from the gateway or from another service in this
@@ -387,18 +375,23 @@ impl Application {
                     by_grpc_service.insert((*name).to_owned(), transport.clone());
                 }
             }
-            // Routed calls pass this process's stack too (trace, metrics, limits, gRPC-Web).
-            server::stack(directory::route(by_grpc_service, own), &config.server)
+            directory::route(by_grpc_service, own)
         } else {
             local.clone()
         };
         let api = if target.serves_api() {
             let gateway =
                 civic_gateway::Gateway::new(civic_proto::FILE_DESCRIPTOR_SET).context("building the HTTP routes")?;
+            // On the HTTP address the edge policy bounds and identifies each call; a gateway's
+            // routed calls then go straight on to the service, whose own stack serves them.
             Some(gateway.router(grpc_service.clone(), &config.gateway, Some(shared.verifier.clone())))
         } else {
             None
         };
+        // On a gateway's gRPC address, routed calls pass its stack first (request ids, trace,
+        // metrics, limits, gRPC-Web), as every gRPC address's calls do.
+        let grpc_service =
+            if target == Target::Gateway { server::stack(grpc_service, &config.server) } else { grpc_service };
         if !upstreams.is_empty() {
             shared
                 .tasks

@@ -8,6 +8,7 @@
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
 pub mod browser;
+pub mod probe;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -158,7 +159,8 @@ pub async fn spawn_with(config: Config, target: Target, options: Options) -> Tes
     let mut started = Vec::new();
     let mut addresses = std::collections::BTreeMap::new();
     for (name, grpc, listeners) in bound {
-        started.push(start(config.clone(), service(name), options, Some(listeners)).await);
+        let target = Target::parse(name, options.modules).expect("a registered service");
+        started.push(start(config.clone(), target, options, Some(listeners)).await);
         addresses.insert(name, grpc);
     }
     let gateway = start(config, Target::Gateway, Options { seed: false, ..options }, None).await;

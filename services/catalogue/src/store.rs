@@ -2,7 +2,7 @@
 //! columns for what lists and search filter on) and their published revisions. Reads return
 //! domain [`Item`]s. SQL is portable across SQLite and PostgreSQL (see `kit::db`).
 
-use civic_kit::db::{OnConstraint, Tx, on_constraint};
+use civic_kit::db::{Tx, exists_on};
 use civic_kit::error::{Error, Result};
 use civic_kit::names::{Id, StreetId};
 use civic_proto::catalogue::ServiceItem;
@@ -41,13 +41,7 @@ pub async fn insert(tx: &mut Tx, item: &Item) -> Result<()> {
         .bind(&item.publish_time)
         .execute(&mut **tx)
         .await
-        .map_err(|e| {
-            on_constraint(
-                e,
-                &[OnConstraint { name: "items_pkey", kind: sqlx::error::ErrorKind::UniqueViolation }],
-                |_| Error::already_exists(item.name.to_string()),
-            )
-        })?;
+        .map_err(|e| exists_on(e, "items_pkey", &item.name))?;
     Ok(())
 }
 

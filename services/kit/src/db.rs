@@ -222,6 +222,14 @@ pub fn on_constraint(err: sqlx::Error, known: &[OnConstraint<'_>], make: impl Fn
     err.into()
 }
 
+/// [`on_constraint`] for an insert whose primary key `constraint` (`items_pkey`) may be taken:
+/// ALREADY_EXISTS naming `resource`.
+pub fn exists_on(err: sqlx::Error, constraint: &str, resource: &impl std::fmt::Display) -> Error {
+    on_constraint(err, &[OnConstraint { name: constraint, kind: sqlx::error::ErrorKind::UniqueViolation }], |_| {
+        Error::already_exists(resource.to_string())
+    })
+}
+
 /// A PostgreSQL database made for a one-off run — a test, a benchmark — on the server of an
 /// admin URL, and dropped with its connections when the value is (or at once by
 /// [`ScratchDatabase::drop_now`]).

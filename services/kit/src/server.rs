@@ -53,11 +53,6 @@ impl Shutdown {
     pub async fn wait(mut self) {
         let _ = self.0.wait_for(|stop| *stop).await;
     }
-
-    /// Whether shutdown has been signalled.
-    pub fn is_triggered(&self) -> bool {
-        *self.0.borrow()
-    }
 }
 
 /// SIGTERM and SIGINT (Ctrl-C), listened for from the moment it is installed: install it

@@ -154,22 +154,6 @@ pub fn adopt_traceparent(span: &tracing::Span, traceparent: Option<&str>) {
     }
 }
 
-/// A tonic interceptor for clients: forwards the current trace context to the server.
-pub fn client_interceptor(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-    let cx = tracing::Span::current().context();
-    let mut carrier = HashMap::new();
-    TraceContextPropagator::new().inject_context(&cx, &mut carrier);
-    for (name, value) in carrier {
-        if let (Ok(name), Ok(value)) = (
-            tonic::metadata::MetadataKey::from_bytes(name.as_bytes()),
-            tonic::metadata::MetadataValue::try_from(value.as_str()),
-        ) {
-            request.metadata_mut().insert(name, value);
-        }
-    }
-    Ok(request)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

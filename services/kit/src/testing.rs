@@ -48,11 +48,6 @@ pub async fn test_db(service: &str) -> TestDb {
 }
 
 impl TestDb {
-    /// Whether this is a PostgreSQL database.
-    pub fn is_postgres(&self) -> bool {
-        self.postgres.is_some()
-    }
-
     /// Closes the pools and drops the PostgreSQL database (with any connection still open to
     /// it), or removes the SQLite directory.
     pub async fn cleanup(mut self) {

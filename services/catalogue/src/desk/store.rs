@@ -1,7 +1,7 @@
 //! The desk's tables: applications (the case encoded whole, see [`super::record`], with the
 //! columns lists filter on) and inquiries. Reads return the desk's domain types.
 
-use civic_kit::db::{OnConstraint, Tx, on_constraint};
+use civic_kit::db::{Tx, exists_on};
 use civic_kit::error::{Error, Result};
 use civic_kit::names::StreetId;
 use civic_kit::time;
@@ -37,13 +37,7 @@ pub async fn insert(tx: &mut Tx, case: &Case) -> Result<()> {
         .bind(time::to_text(case.created))
         .execute(&mut **tx)
         .await
-        .map_err(|e| {
-            on_constraint(
-                e,
-                &[OnConstraint { name: "applications_pkey", kind: sqlx::error::ErrorKind::UniqueViolation }],
-                |_| Error::already_exists(case.name.to_string()),
-            )
-        })?;
+        .map_err(|e| exists_on(e, "applications_pkey", &case.name))?;
     Ok(())
 }
 
