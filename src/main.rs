@@ -23,7 +23,7 @@ fn targets() -> PossibleValuesParser {
     PossibleValuesParser::new(Target::names(MODULES))
 }
 
-/// civic runs a city street office's community work: the service catalogue and reception desk,
+/// civic runs a city street office's community work: the service hall and its reception desk,
 /// grids and visits, residents' problems, volunteers and the monthly assessment.
 #[derive(Debug, Parser)]
 #[command(name = "civic", version, about)]

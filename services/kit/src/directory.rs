@@ -405,3 +405,78 @@ struct TokenAnswer {
     access_token: String,
     expires_in: Option<u64>,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn acting_as_issues(settings: &DirectorySettings) -> Directory {
+        let (_, shutdown) = crate::server::shutdown_pair();
+        Directory::new(settings, &AuthSettings::default(), &["issues"], shutdown, Tasks::new()).acting_as("issues")
+    }
+
+    fn bearer(request: &tonic::Request<()>) -> String {
+        request.metadata().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_token_file_is_read_as_it_is_now() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "first-token\n").expect("write");
+        let directory = acting_as_issues(&DirectorySettings { token_file: Some(path.clone()), ..Default::default() });
+        let request = directory.as_service((), Duration::from_secs(1)).await.expect("a token");
+        assert_eq!(bearer(&request), "Bearer first-token");
+        std::fs::write(&path, "second-token").expect("rewrite");
+        let request = directory.as_service((), Duration::from_secs(1)).await.expect("a token");
+        assert_eq!(bearer(&request), "Bearer second-token", "a refreshed file is read again");
+        std::fs::write(&path, "  \n").expect("empty");
+        let err = directory.as_service((), Duration::from_secs(1)).await.expect_err("no token in it");
+        assert_eq!(err.code(), tonic::Code::Unavailable);
+    }
+
+    #[tokio::test]
+    async fn client_credentials_are_exchanged_for_a_token_that_is_kept_until_it_expires() {
+        let asked = Arc::new(AtomicUsize::new(0));
+        let count = asked.clone();
+        let app = axum::Router::new().route(
+            "/token",
+            axum::routing::post(move |body: String| {
+                let count = count.clone();
+                async move {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let form_ok = body.contains("grant_type=client_credentials")
+                        && body.contains("client_id=civic-issues")
+                        && body.contains("client_secret=s%20cret");
+                    if form_ok {
+                        (http::StatusCode::OK, r#"{"access_token":"cc-token","token_type":"Bearer","expires_in":300}"#)
+                    } else {
+                        (http::StatusCode::UNAUTHORIZED, r#"{"error":"invalid_client"}"#)
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let settings = DirectorySettings {
+            token_url: Some(format!("http://{addr}/token")),
+            client_id: "civic-issues".into(),
+            client_secret: "s cret".into(),
+            ..Default::default()
+        };
+        let directory = acting_as_issues(&settings);
+        for _ in 0..3 {
+            let request = directory.as_service((), Duration::from_secs(1)).await.expect("a token");
+            assert_eq!(bearer(&request), "Bearer cc-token");
+        }
+        assert_eq!(asked.load(Ordering::SeqCst), 1, "the token is kept until shortly before it expires");
+
+        let wrong = DirectorySettings { client_secret: "wrong".into(), ..settings };
+        let err = acting_as_issues(&wrong).as_service((), Duration::from_secs(1)).await.expect_err("refused");
+        assert_eq!(err.code(), tonic::Code::Unavailable);
+    }
+}
