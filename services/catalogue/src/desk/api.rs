@@ -75,6 +75,14 @@ struct StaffAction<'a, R> {
     note: &'a str,
 }
 
+impl<'a, R> StaffAction<'a, R> {
+    /// `action` by the request to `method`, whose case name, etag and request id are `ids`.
+    fn new(method: &'static str, request: &'a R, ids: [&'a str; 3], action: Action, note: &'a str) -> Self {
+        let [name, etag, request_id] = ids;
+        Self { method, request, name, etag, request_id, action, note }
+    }
+}
+
 impl Catalogue {
     /// Applies a step to a case under the request's key: checks the etag and the case's rules,
     /// lets `set` fill in what the action sets, and writes the case and its event in one
@@ -278,15 +286,8 @@ impl DeskService for Catalogue {
             store::get(self.writer.db().reader(), &name).await?.ok_or_else(|| Error::not_found(name.to_string()))?;
         let required = self.materials_of(&case.revision).await?;
         let checked = domain::check_materials(&required, &req.materials)?;
-        let action = StaffAction {
-            method: "AcceptApplication",
-            request: &req,
-            name: &req.name,
-            etag: &req.etag,
-            request_id: &req.request_id,
-            action: Action::Accept,
-            note: "",
-        };
+        let ids = [req.name.as_str(), &req.etag, &req.request_id];
+        let action = StaffAction::new("AcceptApplication", &req, ids, Action::Accept, "");
         let out = self.staff_action(&caller, action, move |c| c.materials = checked).await?;
         Ok(Response::new(out))
     }
@@ -298,15 +299,8 @@ impl DeskService for Catalogue {
     ) -> Result<Response<Application>, Status> {
         let caller = self.caller(&request)?;
         let req = request.into_inner();
-        let action = StaffAction {
-            method: "StartApplication",
-            request: &req,
-            name: &req.name,
-            etag: &req.etag,
-            request_id: &req.request_id,
-            action: Action::Start,
-            note: "",
-        };
+        let ids = [req.name.as_str(), &req.etag, &req.request_id];
+        let action = StaffAction::new("StartApplication", &req, ids, Action::Start, "");
         Ok(Response::new(self.staff_action(&caller, action, |_| {}).await?))
     }
 
@@ -321,15 +315,8 @@ impl DeskService for Catalogue {
         if office.is_empty() {
             return Err(Error::invalid("office", "must name the office the case goes to").into());
         }
-        let action = StaffAction {
-            method: "ForwardApplication",
-            request: &req,
-            name: &req.name,
-            etag: &req.etag,
-            request_id: &req.request_id,
-            action: Action::Forward,
-            note: &req.office,
-        };
+        let ids = [req.name.as_str(), &req.etag, &req.request_id];
+        let action = StaffAction::new("ForwardApplication", &req, ids, Action::Forward, &req.office);
         Ok(Response::new(self.staff_action(&caller, action, move |c| c.forwarded_to = office).await?))
     }
 
@@ -342,15 +329,8 @@ impl DeskService for Catalogue {
         let req = request.into_inner();
         let handler = UserName::parse("handler", &req.handler)?;
         let note = format!("{} {}", req.handler, req.note).trim().to_owned();
-        let action = StaffAction {
-            method: "HandOverApplication",
-            request: &req,
-            name: &req.name,
-            etag: &req.etag,
-            request_id: &req.request_id,
-            action: Action::HandOver,
-            note: &note,
-        };
+        let ids = [req.name.as_str(), &req.etag, &req.request_id];
+        let action = StaffAction::new("HandOverApplication", &req, ids, Action::HandOver, &note);
         Ok(Response::new(self.staff_action(&caller, action, move |c| c.handler = Some(handler)).await?))
     }
 
@@ -361,15 +341,8 @@ impl DeskService for Catalogue {
     ) -> Result<Response<Application>, Status> {
         let caller = self.caller(&request)?;
         let req = request.into_inner();
-        let action = StaffAction {
-            method: "CompleteApplication",
-            request: &req,
-            name: &req.name,
-            etag: &req.etag,
-            request_id: &req.request_id,
-            action: Action::Complete,
-            note: &req.note,
-        };
+        let ids = [req.name.as_str(), &req.etag, &req.request_id];
+        let action = StaffAction::new("CompleteApplication", &req, ids, Action::Complete, &req.note);
         Ok(Response::new(self.staff_action(&caller, action, |_| {}).await?))
     }
 
@@ -384,15 +357,8 @@ impl DeskService for Catalogue {
         if reason.is_empty() {
             return Err(Error::invalid("reason", "the resident must be told why").into());
         }
-        let action = StaffAction {
-            method: "RejectApplication",
-            request: &req,
-            name: &req.name,
-            etag: &req.etag,
-            request_id: &req.request_id,
-            action: Action::Reject,
-            note: &req.reason,
-        };
+        let ids = [req.name.as_str(), &req.etag, &req.request_id];
+        let action = StaffAction::new("RejectApplication", &req, ids, Action::Reject, &req.reason);
         Ok(Response::new(self.staff_action(&caller, action, move |c| c.rejection_reason = reason).await?))
     }
 
