@@ -126,16 +126,41 @@ impl Listeners {
     }
 }
 
-/// The token settings in force: the configured ones, or — when neither a dev key nor a JWKS
-/// source is configured — the data directory's secret as the dev key, so a laptop demo accepts
-/// the tokens `civic token` mints.
-pub fn effective_auth(config: &Config) -> anyhow::Result<AuthSettings> {
+/// The token settings in force for `target`. Production keys (a JWKS source) when configured;
+/// otherwise development signing, which must be asked for (`auth.dev_mode = true`) except in the
+/// laptop default — `--target=all` on the embedded store without NATS — and whose key is
+/// `auth.dev_key` or the data directory's `dev.key`, never the page-token secret. Anything else
+/// is refused, naming `auth.dev_mode`: a process on PostgreSQL or NATS never signs its own
+/// tokens by default.
+pub fn effective_auth(config: &Config, target: Target) -> anyhow::Result<AuthSettings> {
     let mut auth = config.auth.clone();
-    if auth.dev_key.is_none() && auth.jwks_file.is_none() && auth.jwks_url.is_none() {
-        let secret = config.secret().context("reading the secret in the data directory")?;
-        auth.dev_key = Some(String::from_utf8_lossy(&secret).into_owned());
+    if auth.has_jwks() {
+        return Ok(auth);
     }
+    let laptop = target == Target::All && config.database_url.is_empty() && config.nats_url.is_empty();
+    if !auth.dev_mode.unwrap_or(laptop) {
+        anyhow::bail!(
+            "bad configuration: `auth.dev_mode`: no production keys are configured (auth.jwks_url or auth.jwks_file), \
+             and development signing is off for --target={} on {}; set a JWKS source, or auth.dev_mode = true \
+             for development only",
+            target.name(),
+            if config.database_url.is_empty() { "NATS" } else { "PostgreSQL" },
+        );
+    }
+    if auth.dev_key.is_none() {
+        auth.dev_key = Some(config.dev_key().context("reading the development key in the data directory")?);
+    }
+    auth.dev_mode = Some(true);
     Ok(auth)
+}
+
+/// Says loudly that a process signs its own tokens.
+fn warn_development(config: &Config) {
+    tracing::warn!(
+        key = %config.auth.dev_key.as_ref().map_or_else(|| config.data_dir.join("dev.key").display().to_string(), |_| "auth.dev_key".to_owned()),
+        "DEVELOPMENT MODE: bearer tokens are signed with a local key; whoever holds it, or can run `civic token` here, \
+         can act as any user of any street. Configure auth.jwks_url for real use"
+    );
 }
 
 /// Connects and migrates one service's database.
@@ -174,12 +199,11 @@ struct Shared {
 }
 
 impl Shared {
-    /// The shared parts of a process running `here`; `bus` is NATS when configured, else
-    /// in-process.
-    async fn build(config: &Config, here: &[&dyn Module]) -> anyhow::Result<Self> {
+    /// The shared parts of a process running `here` with the token settings `auth`; `bus` is
+    /// NATS when configured, else in-process.
+    async fn build(config: &Config, auth: &AuthSettings, here: &[&dyn Module]) -> anyhow::Result<Self> {
         let secret = config.secret().context("reading the secret in the data directory")?;
-        let auth = effective_auth(config)?;
-        let verifier = Verifier::start(&auth).await?;
+        let verifier = Verifier::start(auth).await?;
         let bus = if config.nats_url.is_empty() {
             Bus::in_process()
         } else {
@@ -190,7 +214,7 @@ impl Shared {
         let (trigger, shutdown) = server::shutdown_pair();
         let tasks = Tasks::new();
         let names: Vec<&str> = here.iter().map(|m| m.name()).collect();
-        let directory = Directory::new(&config.directory, &auth, &names, shutdown.clone(), tasks.clone());
+        let directory = Directory::new(&config.directory, auth, &names, shutdown.clone(), tasks.clone());
         let calendar = WorkCalendar::new(&config.calendar);
         let trigger = Arc::new(trigger);
         Ok(Self { verifier, pages: PageTokens::new(&secret), bus, directory, calendar, shutdown, trigger, tasks })
@@ -225,7 +249,10 @@ impl Shared {
 /// relay delivers the events on its next poll.
 pub async fn seed(config: &Config, modules: &[&dyn Module]) -> anyhow::Result<Vec<(&'static str, String)>> {
     check_sections(config, modules)?;
-    let shared = Shared::build(config, modules).await?;
+    // Seeding serves no request: no keys are needed, and none are fetched.
+    let no_keys =
+        AuthSettings { dev_mode: Some(false), dev_key: None, jwks_file: None, jwks_url: None, ..config.auth.clone() };
+    let shared = Shared::build(config, &no_keys, modules).await?;
     let mut report = Vec::new();
     for module in modules {
         let (db, instance) = shared.build_service(config, *module).await?;
@@ -285,6 +312,10 @@ impl Application {
 
         let services = target.services(options.modules);
         check_sections(&config, &services)?;
+        let auth = effective_auth(&config, target)?;
+        if auth.dev_mode == Some(true) {
+            warn_development(&config);
+        }
         if target == Target::Gateway {
             for module in options.modules {
                 if config.directory.urls(module.name()).is_none() {
@@ -296,7 +327,7 @@ impl Application {
                 }
             }
         }
-        let shared = Shared::build(&config, &services).await?;
+        let shared = Shared::build(&config, &auth, &services).await?;
         let (mut routes, health) = server::standard_routes()?;
         let mut databases = Vec::new();
         let mut health_names = vec![String::new()];

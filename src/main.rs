@@ -190,7 +190,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(_) => anyhow::bail!("civic bench runs on a runtime of its own"),
         Command::Token(args) => {
             let config = load(&args.common, Dict::new())?;
-            let auth = civic::effective_auth(&config)?;
+            let auth = civic::effective_auth(&config, Target::All)?;
+            if auth.dev_mode != Some(true) {
+                anyhow::bail!(
+                    "civic token mints development tokens only; this configuration takes tokens from the identity provider"
+                );
+            }
             let principal = Principal {
                 subject: args.subject,
                 roles: args.roles,

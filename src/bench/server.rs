@@ -70,6 +70,7 @@ pub fn start(launch: Launch<'_>) -> anyhow::Result<Process> {
         .env("CIVIC_LOG__FORMAT", "json")
         .env("CIVIC_LOG__LEVEL", "warn,civic=info")
         .env("CIVIC_AUTH__DEV_KEY", launch.dev_key)
+        .env("CIVIC_AUTH__DEV_MODE", "true")
         .env("CIVIC_GATEWAY__RATE_PER_SECOND", "0")
         .env("CIVIC_GATEWAY__ADDRESS_RATE_PER_SECOND", "0")
         .envs(launch.env)

@@ -107,6 +107,7 @@ pub fn test_config(store: &Store) -> Config {
     config.http_addr = "127.0.0.1:0".parse().expect("addr");
     config.secret_key = "test-page-token-secret-of-32-bytes-at-least".into();
     config.auth.dev_key = Some(DEV_KEY.into());
+    config.auth.dev_mode = Some(true);
     config.server.outbox_poll_ms = 100;
     config.server.shutdown_grace_ms = 2000;
     if let Ok(nats) = std::env::var("CIVIC_TEST_NATS_URL") {
@@ -128,7 +129,7 @@ pub async fn spawn_with(config: Config, target: Target, options: Options) -> Tes
     static TELEMETRY: std::sync::OnceLock<civic_kit::telemetry::TelemetryGuard> = std::sync::OnceLock::new();
     TELEMETRY.get_or_init(|| {
         civic_kit::telemetry::init(
-            &civic_kit::config::LogSettings { level: "warn".into(), ..Default::default() },
+            &civic_kit::config::LogSettings { level: "warn,civic=error".into(), ..Default::default() },
             "test",
         )
     });

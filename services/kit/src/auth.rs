@@ -247,8 +247,15 @@ pub struct AuthSettings {
     pub issuer: String,
     /// The value the token's `aud` must be or contain.
     pub audience: String,
-    /// The HS256 shared secret for local runs and `civic token`; at least 32 bytes when set.
-    /// Whoever holds it can mint any token: leave it unset in production.
+    /// Development signing: tokens minted by `civic token` (and by services for their own
+    /// calls) with an HS256 key — `dev_key`, or one kept in the data directory. Whoever holds
+    /// the key can act as anyone, so it is never on unless asked for: `true` turns it on (with a
+    /// warning at start), `false` keeps it off; unset, only the laptop default — `serve
+    /// --target=all` on the embedded store, no NATS — turns it on. It cannot stand beside a
+    /// JWKS source.
+    pub dev_mode: Option<bool>,
+    /// The HS256 key of development mode; at least 32 bytes when set. Unset in development mode,
+    /// a key of its own is made in the data directory (`dev.key`, never the page-token secret).
     pub dev_key: Option<String>,
     /// Production keys: a JWKS JSON file of RS256 / ES256 (P-256) public keys.
     pub jwks_file: Option<PathBuf>,
@@ -262,6 +269,9 @@ pub struct AuthSettings {
     pub algorithms: Vec<String>,
     /// Clock skew tolerated when checking `exp` and `nbf`, in seconds (at most 300).
     pub leeway_seconds: u64,
+    /// The longest a token may be valid, from its `iat` to its `exp`, in seconds: longer ones are
+    /// refused, and `civic token` mints none longer.
+    pub max_token_lifetime_seconds: u64,
 }
 
 impl Default for AuthSettings {
@@ -269,17 +279,24 @@ impl Default for AuthSettings {
         Self {
             issuer: "civic".to_owned(),
             audience: "civic".to_owned(),
+            dev_mode: None,
             dev_key: None,
             jwks_file: None,
             jwks_url: None,
             jwks_refresh_seconds: 600,
             algorithms: SUPPORTED_ALGORITHMS.iter().map(|alg| (*alg).to_owned()).collect(),
             leeway_seconds: 30,
+            max_token_lifetime_seconds: 24 * 3600,
         }
     }
 }
 
 impl AuthSettings {
+    /// Whether production keys are configured (a JWKS file or URL).
+    pub fn has_jwks(&self) -> bool {
+        self.jwks_file.is_some() || self.jwks_url.is_some()
+    }
+
     /// Checks the settings without touching the file system: on failure, the offending key
     /// (`auth.dev_key`) and what is wrong with it.
     pub fn validate(&self) -> Result<(), (String, String)> {
@@ -295,9 +312,21 @@ impl AuthSettings {
         if self.dev_key.as_ref().is_some_and(|key| key.len() < MIN_DEV_KEY_BYTES) {
             return problem("auth.dev_key", format!("must be at least {MIN_DEV_KEY_BYTES} bytes long"));
         }
+        if self.has_jwks() && self.dev_key.is_some() {
+            return problem(
+                "auth.dev_key",
+                "cannot stand beside a JWKS source: tokens come from the identity provider (remove auth.dev_key)",
+            );
+        }
+        if self.has_jwks() && self.dev_mode == Some(true) {
+            return problem("auth.dev_mode", "cannot be true beside a JWKS source (auth.jwks_url or auth.jwks_file)");
+        }
+        if self.max_token_lifetime_seconds == 0 {
+            return problem("auth.max_token_lifetime_seconds", "must be greater than 0");
+        }
         if let Some(url) = &self.jwks_url {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return problem("auth.jwks_url", "must be an http:// or https:// URL");
+            if !url.starts_with("https://") && !crate::config::is_loopback_http(url) {
+                return problem("auth.jwks_url", "must be an https:// URL (plain http only to this machine)");
             }
             if self.jwks_file.is_some() {
                 return problem("auth.jwks_url", "set either auth.jwks_file or auth.jwks_url, not both");
@@ -343,6 +372,7 @@ struct Inner {
     issuer: String,
     audience: String,
     leeway_seconds: u64,
+    max_lifetime: u64,
     algorithms: Vec<Algorithm>,
     dev_key: Option<DecodingKey>,
     /// The JWKS keys in use; replaced whole when a JWKS URL is fetched again.
@@ -393,17 +423,13 @@ impl Verifier {
             Some(path) => load_jwks(path)?,
             None => Vec::new(),
         };
-        if dev_key.is_none() && public_keys.is_empty() && settings.jwks_url.is_none() {
-            tracing::warn!(
-                "no auth.dev_key, auth.jwks_file or auth.jwks_url is set: every bearer token will be rejected"
-            );
-        }
         let public_keys = tokio::sync::watch::Sender::new(Arc::new(public_keys));
         Ok(Self {
             inner: Arc::new(Inner {
                 issuer: settings.issuer.clone(),
                 audience: settings.audience.clone(),
                 leeway_seconds: settings.leeway_seconds,
+                max_lifetime: settings.max_token_lifetime_seconds,
                 algorithms,
                 dev_key,
                 public_keys,
@@ -458,11 +484,18 @@ impl Verifier {
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.validate_aud = true;
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub", "iat"]);
         validation.set_issuer(&[&self.inner.issuer]);
         validation.set_audience(&[&self.inner.audience]);
 
         let data = jsonwebtoken::decode::<TokenClaims>(token, &key, &validation).map_err(|e| reject(reason(&e)))?;
+        let (iat, exp) = (data.claims.iat, data.claims.exp);
+        if iat > unix_now().saturating_add(self.inner.leeway_seconds) {
+            return Err(reject("token was issued in the future"));
+        }
+        if exp.saturating_sub(iat) > self.inner.max_lifetime {
+            return Err(reject("token is valid for longer than allowed"));
+        }
         data.claims.into_caller()
     }
 
@@ -556,6 +589,8 @@ fn reason(error: &jsonwebtoken::errors::Error) -> &'static str {
 #[derive(Deserialize)]
 struct TokenClaims {
     sub: String,
+    iat: u64,
+    exp: u64,
     #[serde(default)]
     roles: Vec<String>,
     #[serde(default)]
@@ -638,6 +673,7 @@ pub fn mint_dev_token(settings: &AuthSettings, principal: &Principal, ttl: Durat
 
 fn mint_user(settings: &AuthSettings, principal: &Principal, ttl: Duration) -> Result<String, String> {
     settings.validate().map_err(|(key, problem)| format!("{key}: {problem}"))?;
+    check_lifetime(settings, ttl)?;
     let secret = settings.dev_key.as_deref().ok_or("auth.dev_key is not set; dev tokens are signed with it")?;
     if !settings.algorithms.iter().any(|alg| alg == "HS256") {
         return Err("auth.algorithms does not allow HS256, so a dev token would be rejected".to_owned());
@@ -669,6 +705,7 @@ pub fn mint_service_token(settings: &AuthSettings, service: &str, ttl: Duration)
 
 fn mint_service(settings: &AuthSettings, service: &str, ttl: Duration) -> Result<String, String> {
     settings.validate().map_err(|(key, problem)| format!("{key}: {problem}"))?;
+    check_lifetime(settings, ttl)?;
     let secret = settings.dev_key.as_deref().ok_or("auth.dev_key is not set; dev tokens are signed with it")?;
     if !is_valid_service(service) {
         return Err(format!("{service:?} is not a service name"));
@@ -688,6 +725,16 @@ fn mint_service(settings: &AuthSettings, service: &str, ttl: Duration) -> Result
         service: Some(service),
     };
     sign_dev(secret, &claims)
+}
+
+fn check_lifetime(settings: &AuthSettings, ttl: Duration) -> Result<(), String> {
+    if ttl.is_zero() || ttl.as_secs() > settings.max_token_lifetime_seconds {
+        return Err(format!(
+            "a token may be valid for 1 to {} seconds (auth.max_token_lifetime_seconds)",
+            settings.max_token_lifetime_seconds
+        ));
+    }
+    Ok(())
 }
 
 fn sign_dev(secret: &str, claims: &MintClaims<'_>) -> Result<String, String> {
@@ -844,6 +891,43 @@ mod tests {
         EncodingKey::from_ec_der(&pem_der("ec_private.pem"))
     }
 
+    #[test]
+    fn development_signing_never_stands_beside_production_keys() {
+        let both = AuthSettings { jwks_file: Some(fixture("jwks.json")), ..dev_settings() };
+        assert_eq!(both.validate().expect_err("dev key beside JWKS").0, "auth.dev_key");
+        let dev_mode = AuthSettings { dev_mode: Some(true), ..jwks_settings() };
+        assert_eq!(dev_mode.validate().expect_err("dev mode beside JWKS").0, "auth.dev_mode");
+        let plain = AuthSettings { jwks_url: Some("http://idp.example/jwks.json".into()), ..Default::default() };
+        assert_eq!(plain.validate().expect_err("plain http to another machine").0, "auth.jwks_url");
+        let local = AuthSettings { jwks_url: Some("http://127.0.0.1:8081/jwks.json".into()), ..Default::default() };
+        assert!(local.validate().is_ok(), "plain http to this machine is allowed");
+        // With production keys only, an HS256 token has no key to be checked with.
+        let signed_with_anything = dev_token(&claims());
+        assert_eq!(
+            rejected(&verifier(&jwks_settings()), &signed_with_anything).to_string(),
+            "token algorithm is not accepted"
+        );
+    }
+
+    #[test]
+    fn token_lifetimes_are_bounded_when_minting_and_verifying() {
+        let settings = AuthSettings { max_token_lifetime_seconds: 3600, ..dev_settings() };
+        let who = principal(&[Role::Resident], "zhongjie");
+        assert!(mint_dev_token(&settings, &who, Duration::from_secs(7200)).is_err(), "longer than allowed");
+        assert!(mint_dev_token(&settings, &who, Duration::from_secs(3600)).is_ok());
+        let verifier = verifier(&settings);
+        let mut long = claims();
+        long["exp"] = serde_json::json!(unix_now() + 7200);
+        assert_eq!(rejected(&verifier, &dev_token(&long)).to_string(), "token is valid for longer than allowed");
+        let mut future = claims();
+        future["iat"] = serde_json::json!(unix_now() + 3000);
+        future["exp"] = serde_json::json!(unix_now() + 3300);
+        assert_eq!(rejected(&verifier, &dev_token(&future)).to_string(), "token was issued in the future");
+        let mut no_iat = claims();
+        no_iat.as_object_mut().expect("claims").remove("iat");
+        assert_eq!(rejected(&verifier, &dev_token(&no_iat)).code(), Code::Unauthenticated);
+    }
+
     /// The user a verified token speaks for.
     fn user(caller: Caller) -> Principal {
         caller.principal().cloned().expect("a user's token")
@@ -978,11 +1062,7 @@ mod tests {
     #[test]
     fn algorithm_outside_the_allow_list_is_unauthenticated() {
         // HS256 signed with the right dev key, but the allow-list leaves HS256 out.
-        let settings = AuthSettings {
-            algorithms: vec!["RS256".to_owned(), "ES256".to_owned()],
-            jwks_file: Some(fixture("jwks.json")),
-            ..dev_settings()
-        };
+        let settings = AuthSettings { algorithms: vec!["RS256".to_owned(), "ES256".to_owned()], ..dev_settings() };
         let error = rejected(&verifier(&settings), &dev_token(&claims()));
         assert_eq!(error.code(), Code::Unauthenticated);
         assert_eq!(error.to_string(), "token algorithm is not accepted");

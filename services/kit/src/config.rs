@@ -421,20 +421,40 @@ impl Config {
         }
     }
 
-    /// The page-token secret: the configured one, or the one kept in `data_dir` (made on first
-    /// use). Split mode must configure it, since replicas don't share a data directory.
+    /// The page-token secret: the configured one, or the one kept in `data_dir/secret.key` (made
+    /// on first use). Split mode must configure it, since replicas don't share a data directory.
     pub fn secret(&self) -> std::io::Result<Vec<u8>> {
         if !self.secret_key.is_empty() {
             return Ok(self.secret_key.as_bytes().to_vec());
         }
+        self.local_key("secret.key")
+    }
+
+    /// The key of development mode when `auth.dev_key` is unset: `data_dir/dev.key`, made on first
+    /// use — a key of its own, never the page-token secret.
+    pub fn dev_key(&self) -> std::io::Result<String> {
+        self.local_key("dev.key").map(|key| String::from_utf8_lossy(&key).into_owned())
+    }
+
+    /// A random 32-byte key kept (hex) in `data_dir/name`, readable by its owner only; made when
+    /// missing or too short.
+    fn local_key(&self, name: &str) -> std::io::Result<Vec<u8>> {
         std::fs::create_dir_all(&self.data_dir)?;
-        let path = self.data_dir.join("secret.key");
+        let path = self.data_dir.join(name);
         match std::fs::read(&path) {
             Ok(key) if key.len() >= 32 => Ok(key),
             _ => {
                 let key: [u8; 32] = rand::random();
                 let text = key.iter().map(|b| format!("{b:02x}")).collect::<String>();
-                std::fs::write(&path, &text)?;
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options.open(&path)?;
+                // An older file keeps its mode when opened: make it the owner's alone.
+                #[cfg(unix)]
+                std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+                std::io::Write::write_all(&mut file, text.as_bytes())?;
                 Ok(text.into_bytes())
             }
         }
@@ -628,6 +648,22 @@ mod tests {
         let mut config = Config::default();
         config.set("catalogue.cache_ms", 9);
         assert_eq!(config.section("catalogue").extract::<CatalogueSettings>().expect("set in code").cache_ms, 9);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn local_keys_are_the_owners_alone_and_never_one_another() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = Config { data_dir: dir.path().to_path_buf(), ..Config::default() };
+        let secret = config.secret().expect("secret");
+        let dev = config.dev_key().expect("dev key");
+        assert_ne!(secret, dev.as_bytes(), "page tokens and token signing never share a key");
+        for name in ["secret.key", "dev.key"] {
+            let mode = std::fs::metadata(dir.path().join(name)).expect("the file").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
+        assert_eq!(config.secret().expect("again"), secret, "kept");
     }
 
     #[test]
