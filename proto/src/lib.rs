@@ -20,3 +20,6 @@ pub trait Event: prost::Message + Default + 'static {
 
 include!(concat!(env!("OUT_DIR"), "/packages.rs"));
 include!(concat!(env!("OUT_DIR"), "/events.rs"));
+
+pub mod bounds;
+include!(concat!(env!("OUT_DIR"), "/bounds.rs"));

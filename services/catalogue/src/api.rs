@@ -393,6 +393,8 @@ impl CatalogueService for Catalogue {
         let terms = search::terms(&req.query);
         if terms.is_empty() {
             v.add("query", "must hold at least one word");
+        } else if terms.len() > search::MAX_TERMS {
+            v.add("query", format!("must hold at most {} different words", search::MAX_TERMS));
         }
         v.finish()?;
         let (Some(street), Some(size), Some(category), Some(mode)) = (street, size, category, mode) else {

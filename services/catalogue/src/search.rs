@@ -96,29 +96,35 @@ pub fn document(fields: &Fields<'_>) -> String {
 /// The terms of a query: lowercase words, split at whitespace and punctuation and where Chinese
 /// characters meet other letters or digits (`低保dibao` is two terms). A run of Chinese
 /// characters stays one term. Full-width letters and digits count as their ASCII forms. A term
-/// given twice counts once. A blank query has no terms.
+/// given twice counts once (found in a set: linear in the query's length). A blank query has no
+/// terms.
 pub fn terms(query: &str) -> Vec<String> {
-    fn push(term: &mut String, out: &mut Vec<String>) {
+    fn push(term: &mut String, out: &mut Vec<String>, seen: &mut std::collections::HashSet<String>) {
         let term = std::mem::take(term);
-        if !term.is_empty() && !out.contains(&term) {
+        if !term.is_empty() && seen.insert(term.clone()) {
             out.push(term);
         }
     }
     let mut out: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut current = String::new();
     for c in normalize(query).chars() {
         if !c.is_alphanumeric() {
-            push(&mut current, &mut out);
+            push(&mut current, &mut out, &mut seen);
             continue;
         }
         if current.chars().last().is_some_and(|last| is_han(last) != is_han(c)) {
-            push(&mut current, &mut out);
+            push(&mut current, &mut out, &mut seen);
         }
         current.push(c);
     }
-    push(&mut current, &mut out);
+    push(&mut current, &mut out, &mut seen);
     out
 }
+
+/// The most terms a query may hold (more is INVALID_ARGUMENT: every term is matched against every
+/// candidate).
+pub const MAX_TERMS: usize = 16;
 
 /// The relevance of an item for the query terms (as [`terms`] makes them), higher is better; or
 /// `None` when some term matches nowhere (every term must match) or there are no terms.

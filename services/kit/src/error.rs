@@ -5,10 +5,9 @@
 use std::collections::HashMap;
 
 use tonic::Code;
-use tonic_types::{ErrorDetails, StatusExt};
 
 /// The `ErrorInfo.domain` of every civic error.
-pub const ERROR_DOMAIN: &str = "civic.local";
+pub use civic_proto::bounds::ERROR_DOMAIN;
 
 /// One invalid field of a request: the field's path (`service_item.title`) and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,11 +168,8 @@ impl From<Error> for tonic::Status {
                 tracing::warn!(reason = error.reason, cause = %chain, "request failed");
             }
         }
-        let mut details = ErrorDetails::with_error_info(error.reason, ERROR_DOMAIN, error.metadata);
-        for v in error.violations {
-            details.add_bad_request_violation(v.field, v.description);
-        }
-        tonic::Status::with_error_details(error.code, error.message, details)
+        let violations = error.violations.into_iter().map(|v| (v.field, v.description)).collect();
+        civic_proto::bounds::status(error.code, error.reason, error.message, error.metadata, violations)
     }
 }
 
@@ -221,6 +217,7 @@ impl Violations {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tonic_types::StatusExt;
 
     #[test]
     fn invalid_argument_carries_error_info_and_field_violations() {

@@ -144,13 +144,6 @@ impl Catalogue {
     }
 }
 
-/// Checks a free-text field's length.
-fn at_most(v: &mut Violations, field: &str, text: &str, max: usize) {
-    if text.chars().count() > max {
-        v.add(field, format!("must be at most {max} characters"));
-    }
-}
-
 #[tonic::async_trait]
 impl DeskService for Catalogue {
     #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
@@ -173,7 +166,6 @@ impl DeskService for Catalogue {
         } else {
             return Err(Error::permission_denied("residents file applications for themselves only").into());
         };
-        at_most(&mut v, "application.note", &draft.note, 2000);
         v.finish()?;
         let (Some(street), Some(item_name), Some(applicant)) = (street, item_name, applicant) else {
             return Err(Error::invalid("application", "is incomplete").into());
@@ -399,8 +391,6 @@ impl DeskService for Catalogue {
             "" => None,
             item => v.check(ItemName::parse("inquiry.service_item", item)),
         };
-        at_most(&mut v, "inquiry.question", &draft.question, 4000);
-        at_most(&mut v, "inquiry.answer", &draft.answer, 4000);
         v.finish()?;
         let key = RequestKey::new(caller.key(), "CreateInquiry", &req.request_id, &req)?;
         let out = self

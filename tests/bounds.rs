@@ -1,0 +1,211 @@
+//! Every bound the protos declare holds on the wire: for every RPC of every civic service, a
+//! request with any one bounded field one past its bound — at the top or inside the messages it
+//! holds — is INVALID_ARGUMENT naming that field, whoever sends it and before any handler runs.
+//! And a query of megabytes is refused at once while other calls go on being answered.
+
+mod common;
+
+use bytes::{Buf, BufMut};
+use civic_proto::catalogue::catalogue_service_client::CatalogueServiceClient;
+use civic_proto::catalogue::{GetServiceItemRequest, SearchServiceItemsRequest};
+use common::spawn_app;
+use prost::Message;
+use prost_reflect::{DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Value};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic_types::StatusExt;
+
+/// Sends and receives encoded messages as they are.
+#[derive(Debug, Clone, Default)]
+struct Raw;
+
+impl Codec for Raw {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = Raw;
+    type Decoder = Raw;
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+impl Encoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let mut out = vec![0; src.remaining()];
+        src.copy_to_slice(&mut out);
+        Ok(Some(out))
+    }
+}
+
+/// One bounded field, reached from a request: its path in the request and how to set it.
+struct Bound {
+    path: String,
+    steps: Vec<FieldDescriptor>,
+    items: Option<u32>,
+    length: Option<u32>,
+}
+
+/// Every bounded field of `message` and of the civic messages it holds (the first element of
+/// a repeated one).
+fn bounds_of(
+    message: &MessageDescriptor,
+    pool: &DescriptorPool,
+    prefix: &str,
+    steps: &[FieldDescriptor],
+    out: &mut Vec<Bound>,
+) {
+    let max_length = pool.get_extension_by_name("civic.api.v1.max_length").expect("option");
+    let max_items = pool.get_extension_by_name("civic.api.v1.max_items").expect("option");
+    for field in message.fields() {
+        let options = field.options();
+        let get = |o| options.has_extension(o).then(|| options.get_extension(o).as_u32().unwrap_or(0));
+        let (items, length) = (get(&max_items), get(&max_length));
+        let mut path_steps = steps.to_vec();
+        path_steps.push(field.clone());
+        let path = format!("{prefix}{}", field.name());
+        if items.is_some() {
+            out.push(Bound { path: path.clone(), steps: path_steps.clone(), items, length: None });
+        }
+        if let Some(n) = length {
+            let element = if field.is_list() { format!("{path}[0]") } else { path.clone() };
+            out.push(Bound { path: element, steps: path_steps.clone(), items: None, length: Some(n) });
+        }
+        if let Kind::Message(inner) = field.kind()
+            && inner.full_name().starts_with("civic.")
+        {
+            let nested = if field.is_list() { format!("{path}[0].") } else { format!("{path}.") };
+            bounds_of(&inner, pool, &nested, &path_steps, out);
+        }
+    }
+}
+
+/// The request with the bound's field one past it.
+fn request_beyond(input: &MessageDescriptor, bound: &Bound) -> DynamicMessage {
+    fn set(message: &mut DynamicMessage, steps: &[FieldDescriptor], bound: &Bound) {
+        let field = &steps[0];
+        if steps.len() == 1 {
+            let value = match (bound.items, bound.length, field.kind()) {
+                (Some(n), _, Kind::Message(inner)) => {
+                    Value::List(vec![Value::Message(DynamicMessage::new(inner)); n as usize + 1])
+                }
+                (Some(n), _, _) => Value::List(vec![Value::String("x".into()); n as usize + 1]),
+                (None, Some(n), Kind::Bytes) => Value::Bytes(vec![0u8; n as usize + 1].into()),
+                (None, Some(n), _) => {
+                    let text = Value::String("长".repeat(n as usize + 1));
+                    if field.is_list() { Value::List(vec![text]) } else { text }
+                }
+                _ => unreachable!("a bound is on items or length"),
+            };
+            message.set_field(field, value);
+            return;
+        }
+        let Kind::Message(inner) = field.kind() else { unreachable!("only messages hold fields") };
+        let mut child = DynamicMessage::new(inner);
+        set(&mut child, &steps[1..], bound);
+        let value = if field.is_list() { Value::List(vec![Value::Message(child)]) } else { Value::Message(child) };
+        message.set_field(field, value);
+    }
+    let mut message = DynamicMessage::new(input.clone());
+    set(&mut message, &bound.steps, bound);
+    message
+}
+
+#[tokio::test]
+async fn one_past_any_bound_of_any_request_is_invalid_argument_naming_the_field() {
+    let (app, _store) = spawn_app().await;
+    let pool = DescriptorPool::decode(civic_proto::FILE_DESCRIPTOR_SET).expect("descriptors");
+    let mut checked = 0;
+    for service in pool.services().filter(|s| s.package_name().starts_with("civic.")) {
+        for method in service.methods() {
+            let mut bounds = Vec::new();
+            bounds_of(&method.input(), &pool, "", &[], &mut bounds);
+            assert!(
+                !bounds.is_empty() || method.input().fields().len() == 0,
+                "{}: nothing bounded",
+                method.full_name()
+            );
+            for bound in &bounds {
+                let body = request_beyond(&method.input(), bound).encode_to_vec();
+                let path: http::uri::PathAndQuery =
+                    format!("/{}/{}", service.full_name(), method.name()).parse().expect("path");
+                let mut grpc = tonic::client::Grpc::new(app.channel.clone());
+                grpc.ready().await.expect("ready");
+                let status = if method.is_server_streaming() {
+                    grpc.server_streaming(tonic::Request::new(body), path, Raw).await.err()
+                } else {
+                    grpc.unary(tonic::Request::new(body), path, Raw).await.err()
+                };
+                let status = status.unwrap_or_else(|| panic!("{} {}: accepted", method.full_name(), bound.path));
+                assert_eq!(
+                    status.code(),
+                    tonic::Code::InvalidArgument,
+                    "{} {}: {status:?}",
+                    method.full_name(),
+                    bound.path
+                );
+                let details = status.get_error_details();
+                let fields: Vec<&str> = details
+                    .bad_request()
+                    .map(|b| b.field_violations.iter().map(|v| v.field.as_str()).collect())
+                    .unwrap_or_default();
+                assert_eq!(fields, [bound.path.as_str()], "{}", method.full_name());
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 50, "every bounded field of every request: {checked}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_query_of_megabytes_is_refused_at_once_while_other_calls_are_answered() {
+    let (app, _store) = spawn_app().await;
+    // 2.6 MB of words: under gRPC's 4 MiB message limit, far over the query's 256 characters.
+    let query = "词 ".repeat(650_000);
+    let mut searches = Vec::new();
+    for _ in 0..8 {
+        let mut client = CatalogueServiceClient::new(app.channel.clone());
+        let query = query.clone();
+        searches.push(tokio::spawn(async move {
+            let request = SearchServiceItemsRequest { parent: "streets/zhongjie".into(), query, ..Default::default() };
+            client.search_service_items(request).await.expect_err("refused").code()
+        }));
+    }
+    let mut client = CatalogueServiceClient::new(app.channel.clone());
+    for _ in 0..50 {
+        let err = client
+            .get_service_item(GetServiceItemRequest { name: "streets/zhongjie/items/none".into() })
+            .await
+            .expect_err("no such item");
+        assert_eq!(err.code(), tonic::Code::NotFound, "other calls are answered meanwhile");
+    }
+    for search in searches {
+        let code =
+            tokio::time::timeout(std::time::Duration::from_secs(60), search).await.expect("answered").expect("task");
+        assert_eq!(code, tonic::Code::InvalidArgument);
+    }
+    // Within the bound, more than sixteen different words are refused too.
+    let many: Vec<String> = (0..17).map(|i| format!("w{i}")).collect();
+    let request =
+        SearchServiceItemsRequest { parent: "streets/zhongjie".into(), query: many.join(" "), ..Default::default() };
+    let err = client.search_service_items(request).await.expect_err("too many words");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        err.get_error_details().bad_request().map(|b| b.field_violations[0].field.clone()),
+        Some("query".into())
+    );
+    app.stop().await;
+}
