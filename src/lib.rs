@@ -196,6 +196,7 @@ struct Shared {
     shutdown: Shutdown,
     trigger: Arc<ShutdownTrigger>,
     tasks: Tasks,
+    streams: civic_kit::watch::Streams,
 }
 
 impl Shared {
@@ -207,7 +208,8 @@ impl Shared {
         let bus = if config.nats_url.is_empty() {
             Bus::in_process()
         } else {
-            Bus::nats(&config.nats_url, &config.nats_stream, &config.nats_subject_prefix)
+            let max_age = Duration::from_secs(config.nats_max_age_hours.saturating_mul(3600));
+            Bus::nats(&config.nats_url, &config.nats_stream, &config.nats_subject_prefix, max_age)
                 .await
                 .context("connecting to NATS")?
         };
@@ -217,15 +219,34 @@ impl Shared {
         let directory = Directory::new(&config.directory, auth, &names, shutdown.clone(), tasks.clone());
         let calendar = WorkCalendar::new(&config.calendar);
         let trigger = Arc::new(trigger);
-        Ok(Self { verifier, pages: PageTokens::new(&secret), bus, directory, calendar, shutdown, trigger, tasks })
+        let streams = civic_kit::watch::Streams::new(&config.server);
+        Ok(Self {
+            verifier,
+            pages: PageTokens::new(&secret),
+            bus,
+            directory,
+            calendar,
+            shutdown,
+            trigger,
+            tasks,
+            streams,
+        })
     }
 
     /// Opens and migrates `module`'s database, starts its relay, and builds it.
     async fn build_service(&self, config: &Config, module: &dyn Module) -> anyhow::Result<(Db, Box<dyn Instance>)> {
         let db = open_database(config, module).await?;
         let poll = Duration::from_millis(config.server.outbox_poll_ms);
-        let keep = Duration::from_secs(config.server.outbox_retention_hours.saturating_mul(3600));
-        let relay = Relay::new(db.clone(), self.bus.clone(), poll).for_service(module.name()).keep_published(keep);
+        let hours = |h: u64| Duration::from_secs(h.saturating_mul(3600));
+        let retention = civic_kit::events::Retention {
+            published: hours(config.server.outbox_retention_hours),
+            answers: hours(config.server.idempotency_retention_hours),
+            inbox: hours(config.server.inbox_retention_hours),
+        };
+        let relay = Relay::new(db.clone(), self.bus.clone(), poll)
+            .for_service(module.name())
+            .keep(retention)
+            .dead_letter_after(config.server.dead_letter_after_attempts);
         self.tasks.spawn("relay", relay.clone().run(self.shutdown.clone().wait()));
         let parts = Parts {
             db: db.clone(),
@@ -237,6 +258,7 @@ impl Shared {
             calendar: self.calendar.clone(),
             shutdown: self.shutdown.clone(),
             tasks: self.tasks.clone(),
+            streams: self.streams.clone(),
             section: config.section(module.name()),
         };
         let instance = module.build(parts).await.with_context(|| format!("building the {} service", module.name()))?;
@@ -415,7 +437,8 @@ impl Application {
                 civic_gateway::Gateway::new(civic_proto::FILE_DESCRIPTOR_SET).context("building the HTTP routes")?;
             // On the HTTP address the edge policy bounds and identifies each call; a gateway's
             // routed calls then go straight on to the service, whose own stack serves them.
-            Some(gateway.router(grpc_service.clone(), &config.gateway, Some(shared.verifier.clone())))
+            let trusted = civic_kit::client::TrustedProxies::parse(&config.server.trusted_proxies).unwrap_or_default();
+            Some(gateway.router(grpc_service.clone(), &config.gateway, Some(shared.verifier.clone()), trusted))
         } else {
             None
         };

@@ -45,6 +45,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Mints a development token signed with the dev key.
     Token(TokenArgs),
+    /// Looks into events that were set aside as dead letters, and sends them again.
+    Events(EventsArgs),
     /// Prints the effective configuration as TOML.
     Config(CommonArgs),
 }
@@ -87,6 +89,26 @@ struct MigrateArgs {
 }
 
 #[derive(Debug, Args)]
+struct EventsArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    command: EventsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Lists every service's dead letters: events the bus refused, or a consumer kept failing on.
+    DeadLetters,
+    /// Sends a dead letter again (back into its service's outbox); consumers that applied it
+    /// before skip it.
+    Replay {
+        /// The event's id, as `dead-letters` lists it.
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
 struct TokenArgs {
     #[command(flatten)]
     common: CommonArgs,
@@ -120,6 +142,46 @@ fn load(common: &CommonArgs, extra: Dict) -> anyhow::Result<Config> {
 
 fn target(name: &str) -> anyhow::Result<Target> {
     Target::parse(name, MODULES).map_err(anyhow::Error::msg)
+}
+
+/// `civic events`: dead letters across every service's database.
+async fn events(config: &Config, command: EventsCommand) -> anyhow::Result<()> {
+    let mut found = false;
+    for module in MODULES {
+        let db = civic::open_database(config, *module).await?;
+        match &command {
+            EventsCommand::DeadLetters => {
+                for letter in civic_kit::events::dead_letters(&db, 1000).await? {
+                    found = true;
+                    let consumer = if letter.consumer.is_empty() { "(the bus)" } else { letter.consumer.as_str() };
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\tattempts={}\tset aside {}\t{}",
+                        module.name(),
+                        letter.event.id,
+                        consumer,
+                        letter.event.topic,
+                        letter.event.key,
+                        letter.attempts,
+                        letter.dead_at,
+                        letter.reason
+                    );
+                }
+            }
+            EventsCommand::Replay { id } => {
+                if civic_kit::events::replay(&db, id).await? {
+                    found = true;
+                    println!("{}: {id} is pending again; the service's relay sends it on its next pass", module.name());
+                }
+            }
+        }
+        db.close().await;
+    }
+    match command {
+        EventsCommand::DeadLetters if !found => println!("no dead letters"),
+        EventsCommand::Replay { id } if !found => anyhow::bail!("no dead letter {id}"),
+        _ => {}
+    }
+    Ok(())
 }
 
 fn main() -> std::process::ExitCode {
@@ -208,6 +270,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Events(args) => {
+            let config = load(&args.common, Dict::new())?;
+            let _telemetry = civic_kit::telemetry::init(&config.log, "events");
+            events(&config, args.command).await
+        }
         Command::Config(common) => {
             let mut config = load(&common, Dict::new())?;
             // Secrets are shown as set or not, never printed.
@@ -220,6 +287,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if !config.directory.client_secret.is_empty() {
                 config.directory.client_secret = "(set)".into();
             }
+            config.database_url = civic_kit::config::redacted_url(&config.database_url);
+            config.nats_url = civic_kit::config::redacted_url(&config.nats_url);
             // The process-wide settings, then each service's own section.
             let mut document = toml::Table::try_from(&config).context("printing the configuration")?;
             for module in MODULES {

@@ -203,7 +203,20 @@ async fn the_edge_limits_rate_and_body_and_returns_the_request_id() {
     assert!(answer.starts_with("http/1.1 429"), "{answer}");
     assert!(answer.contains("retry-after: "), "{answer}");
     assert!(answer.contains("google.rpc.retryinfo"), "{answer}");
-    // A principal has a bucket of its own, whatever its address, shared by all its tokens.
+    // Every request pays its address first, so a flood of bad tokens costs its sender before
+    // any signature is checked: with the address's burst spent, a bad token is 429, not 401.
+    let (status, body) = http(app.http_addr, "GET", "/v1/streets/zhongjie/items", "not-a-token", None).await;
+    assert_eq!(status, 429, "{body}");
+    app.stop().await;
+
+    // With addresses unlimited, a principal has a bucket of its own, shared by all its tokens,
+    // and a bad token is refused at the edge, before any service.
+    let store = common::Store::fresh().await;
+    let mut config = common::test_config(&store);
+    config.gateway.rate_per_second = 0.5;
+    config.gateway.burst = 3;
+    config.gateway.address_rate_per_second = 0.0;
+    let app = common::spawn_with(config, civic::Target::All, civic::Options::default()).await;
     let admin = token("a", &[Role::Admin], "zhongjie");
     let (status, _) = http(app.http_addr, "GET", "/v1/streets/zhongjie/items", &admin, None).await;
     assert_eq!(status, 200);
@@ -214,7 +227,6 @@ async fn the_edge_limits_rate_and_body_and_returns_the_request_id() {
     }
     let (status, body) = http(app.http_addr, "GET", "/v1/streets/zhongjie/items", &admin, None).await;
     assert_eq!(status, 429, "the principal's burst of 3 is spent: {body}");
-    // A bad token is refused at the edge, before any bucket or service.
     let (status, body) = http(app.http_addr, "GET", "/v1/streets/zhongjie/items", "not-a-token", None).await;
     assert_eq!(status, 401, "{body}");
     let admin = token("b", &[Role::Admin], "zhongjie");

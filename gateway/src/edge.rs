@@ -1,8 +1,9 @@
-//! Edge policy of the HTTP address, for the HTTP API and gRPC alike: bearer tokens verified
-//! (and forwarded: the services still authorise), rate limits per principal and per address
-//! (429 / RESOURCE_EXHAUSTED with a retry hint), a total deadline per request passed downstream
-//! as the gRPC deadline, a request id accepted or made up and returned, and CORS. The body
-//! limit is the transcoder's.
+//! Edge policy of the HTTP address, for the HTTP API and gRPC alike: rate limits per client
+//! address — charged first, before a token costs a signature check — and per principal (429 /
+//! RESOURCE_EXHAUSTED with a retry hint), bearer tokens verified (and forwarded: the services
+//! still authorise), the client's address passed on in `X-Forwarded-For` (believed from trusted
+//! proxies only), a total deadline per request passed downstream as the gRPC deadline, a request
+//! id accepted when sane or made up, and returned, and CORS. The body limit is the transcoder's.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -72,57 +73,78 @@ pub(crate) struct Policy {
     pub(crate) verifier: Option<civic_kit::auth::Verifier>,
     /// Buckets per authenticated principal.
     pub(crate) principals: RateLimiter,
-    /// Buckets per client address, for anonymous callers.
+    /// Buckets per client address, charged for every request.
     pub(crate) addresses: RateLimiter,
     /// The total time a request may take.
     pub(crate) timeout: Duration,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub(crate) trusted: civic_kit::client::TrustedProxies,
 }
 
 impl Policy {
-    pub(crate) fn new(settings: &EdgeSettings, verifier: Option<civic_kit::auth::Verifier>) -> Self {
+    pub(crate) fn new(
+        settings: &EdgeSettings,
+        verifier: Option<civic_kit::auth::Verifier>,
+        trusted: civic_kit::client::TrustedProxies,
+    ) -> Self {
         Self {
             verifier,
             principals: RateLimiter::new(settings.rate_per_second, settings.burst),
             addresses: RateLimiter::new(settings.address_rate_per_second, settings.address_burst),
             timeout: Duration::from_millis(settings.request_timeout_ms.max(1)),
+            trusted,
         }
     }
 
-    /// Verifies the token (a bad one is refused here, before any service is bothered) and takes
-    /// a token from the caller's bucket: the principal's when authenticated, else the address's.
-    fn admit(&self, request: &Request) -> Result<(), tonic::Status> {
+    /// Takes a token from the client address's bucket — first, so a flood of bad tokens costs
+    /// its sender before any signature is checked — then verifies the token (a bad one is
+    /// refused here, before any service is bothered) and takes one from the principal's bucket.
+    /// The client's address goes on in `X-Forwarded-For`, replacing whatever the client said.
+    fn admit(&self, request: &mut Request) -> Result<(), tonic::Status> {
+        let peer = request.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
+        let address: Option<IpAddr> = civic_kit::client::address(request.headers(), peer, &self.trusted);
+        let shown = address.map(|a| a.to_string()).unwrap_or_default();
+        self.addresses.take(&shown).map_err(too_many)?;
+        request.headers_mut().remove(civic_kit::client::FORWARDED_FOR);
+        if let Ok(value) = HeaderValue::from_str(&shown)
+            && !shown.is_empty()
+        {
+            request.headers_mut().insert(civic_kit::client::FORWARDED_FOR, value);
+        }
         let caller = match &self.verifier {
             Some(verifier) => verifier.caller_from_headers(request.headers()).map_err(tonic::Status::from)?,
             None => civic_kit::auth::Caller::Anonymous,
         };
-        let taken = match caller.principal() {
-            Some(principal) => self.principals.take(&principal.subject),
-            None => {
-                let address: Option<IpAddr> =
-                    request.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
-                self.addresses.take(&address.map(|a| a.to_string()).unwrap_or_default())
-            }
-        };
-        taken.map_err(|wait| {
-            use tonic_types::StatusExt;
-            let seconds = wait.as_secs().max(1);
-            tonic::Status::with_error_details(
-                tonic::Code::ResourceExhausted,
-                format!("too many requests; retry in {seconds} s"),
-                tonic_types::ErrorDetails::with_retry_info(Some(Duration::from_secs(seconds))),
-            )
-        })
+        if !matches!(caller, civic_kit::auth::Caller::Anonymous) {
+            self.principals.take(&caller.key()).map_err(too_many)?;
+        }
+        Ok(())
     }
+}
+
+/// RESOURCE_EXHAUSTED with the time to wait as a retry hint.
+fn too_many(wait: Duration) -> tonic::Status {
+    use tonic_types::StatusExt;
+    let seconds = wait.as_secs().max(1);
+    tonic::Status::with_error_details(
+        tonic::Code::ResourceExhausted,
+        format!("too many requests; retry in {seconds} s"),
+        tonic_types::ErrorDetails::with_retry_info(Some(Duration::from_secs(seconds))),
+    )
 }
 
 /// The middleware: verify the token, rate limit, then the deadline (as `grpc-timeout` for the
 /// service — kept when the caller asked for less — and as a bound on the answer's start).
 pub(crate) async fn policy(gateway: crate::Gateway, policy: Arc<Policy>, mut request: Request, next: Next) -> Response {
     let grpc = is_grpc(request.headers());
-    if let Err(status) = policy.admit(&request) {
+    if let Err(status) = policy.admit(&mut request) {
         return gateway.refuse(&status, grpc, request.headers());
     }
-    let asked = request.headers().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
+    let asked = request
+        .headers()
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(civic_kit::server::parse_grpc_timeout);
     let timeout = asked.map_or(policy.timeout, |a| a.min(policy.timeout));
     let millis = timeout.as_millis().max(1);
     if let Ok(value) = HeaderValue::from_str(&format!("{millis}m")) {
@@ -137,24 +159,6 @@ pub(crate) async fn policy(gateway: crate::Gateway, policy: Arc<Policy>, mut req
             &headers,
         ),
     }
-}
-
-/// A `grpc-timeout` header value (`<digits><unit>`, unit one of H M S m u n).
-fn parse_grpc_timeout(value: &str) -> Option<Duration> {
-    if value.len() < 2 || value.len() > 9 {
-        return None;
-    }
-    let (digits, unit) = value.split_at(value.len() - 1);
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n.saturating_mul(3600)),
-        "M" => Duration::from_secs(n.saturating_mul(60)),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
 }
 
 /// The CORS layer for `origins` (none: no cross-origin access).
@@ -201,7 +205,7 @@ mod tests {
     async fn downstream_timeout(gateway_ms: u64, asked: Option<&str>) -> String {
         use tower::ServiceExt;
         let settings = EdgeSettings { request_timeout_ms: gateway_ms, ..Default::default() };
-        let state = Arc::new(Policy::new(&settings, None));
+        let state = Arc::new(Policy::new(&settings, None, Default::default()));
         let gateway = crate::Gateway::new(civic_proto::FILE_DESCRIPTOR_SET).expect("routes");
         let app = axum::Router::new()
             .route(
@@ -228,8 +232,6 @@ mod tests {
         assert_eq!(downstream_timeout(1500, Some("2S")).await, "1500m", "the gateway's bound holds");
         assert_eq!(downstream_timeout(1500, Some("200m")).await, "200m", "a caller may ask for less");
         assert_eq!(downstream_timeout(1500, Some("bogus")).await, "1500m");
-        assert_eq!(parse_grpc_timeout("3M"), Some(Duration::from_secs(180)));
-        assert_eq!(parse_grpc_timeout("10"), None);
     }
 
     #[test]

@@ -108,8 +108,14 @@ impl Gateway {
     /// other request transcoded and called on `grpc`; `/openapi.json`; and the lobby screen.
     /// `grpc` is the in-process stack of the services in the all-in-one mode, or the balanced
     /// channels to them in a gateway of its own. `verifier` checks bearer tokens at the edge.
-    pub fn router(self, grpc: GrpcService, edge: &edge::EdgeSettings, verifier: Option<Verifier>) -> axum::Router {
-        let policy = Arc::new(edge::Policy::new(edge, verifier));
+    pub fn router(
+        self,
+        grpc: GrpcService,
+        edge: &edge::EdgeSettings,
+        verifier: Option<Verifier>,
+        trusted: civic_kit::client::TrustedProxies,
+    ) -> axum::Router {
+        let policy = Arc::new(edge::Policy::new(edge, verifier, trusted));
         let request_id = http::HeaderName::from_static("x-request-id");
         let document = Bytes::from(serde_json::to_vec(&self.openapi()).unwrap_or_default());
         let gateway = self.clone();
@@ -140,6 +146,10 @@ impl Gateway {
             }))
             .layer(tower_http::request_id::PropagateRequestIdLayer::new(request_id.clone()))
             .layer(tower_http::request_id::SetRequestIdLayer::new(request_id, tower_http::request_id::MakeRequestUuid))
+            .layer(axum::middleware::map_request(|mut request: axum::extract::Request| async move {
+                civic_kit::client::drop_invalid_request_id(request.headers_mut());
+                request
+            }))
             .layer(edge::cors(&edge.cors_origins))
     }
 
@@ -250,7 +260,8 @@ impl Gateway {
                                 }
                             },
                             Some(Err(e)) => {
-                                let status = tonic::Status::unavailable(format!("the stream broke: {e}"));
+                                tracing::warn!(error = %e, "a service's stream broke off");
+                                let status = tonic::Status::unavailable("the stream broke off; watch again");
                                 return Some((Ok(error_line(&gateway, &status)), (body, buffer, true)));
                             }
                             None => return None,
@@ -502,7 +513,7 @@ fn grpc_request(
         .version(http::Version::HTTP_2)
         .header(http::header::CONTENT_TYPE, "application/grpc")
         .header("te", "trailers");
-    for name in ["authorization", "x-request-id", "traceparent", "tracestate", "grpc-timeout"] {
+    for name in ["authorization", "x-request-id", "traceparent", "tracestate", "grpc-timeout", "x-forwarded-for"] {
         if let Some(value) = headers.get(name) {
             builder = builder.header(name, value.clone());
         }
@@ -521,8 +532,10 @@ async fn call(
     request: Vec<u8>,
 ) -> Result<Bytes, tonic::Status> {
     let body = open(grpc, rpc, headers, request).await?;
-    let collected =
-        body.collect().await.map_err(|e| tonic::Status::unavailable(format!("the service stream broke: {e}")))?;
+    let collected = body.collect().await.map_err(|e| {
+        tracing::warn!(error = %e, "a service's answer broke off");
+        tonic::Status::unavailable("the service's answer broke off; retry")
+    })?;
     let trailers = collected.trailers().cloned();
     let mut data = collected.to_bytes();
     if let Some(status) = trailers.as_ref().and_then(tonic::Status::from_header_map)

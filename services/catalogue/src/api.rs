@@ -466,6 +466,8 @@ impl CatalogueService for Catalogue {
         request: Request<WatchServiceItemsRequest>,
     ) -> Result<Response<Self::WatchServiceItemsStream>, Status> {
         let street = StreetId::parse_parent("parent", &request.get_ref().parent)?;
+        let caller = self.caller(&request)?;
+        let permit = self.streams.open(&caller, &request)?;
         // Listen before reading the snapshot, so no change falls between the two.
         let listener = self.bus.listen("catalogue.item.").await?;
         let published = ListFilter { state: "PUBLISHED", ..Default::default() };
@@ -478,6 +480,6 @@ impl CatalogueService for Catalogue {
             snapshot.extend(page.iter().map(to_wire));
         }
         let watch = ItemWatch { prefix: format!("{}/items/", street.parent()) };
-        Ok(Response::new(watch::stream(watch, snapshot, listener, self.shutdown.clone())))
+        Ok(Response::new(watch::stream(watch, snapshot, listener, permit, self.shutdown.clone())))
     }
 }

@@ -113,6 +113,7 @@ pub struct Catalogue {
     bus: Bus,
     calendar: WorkCalendar,
     shutdown: Shutdown,
+    streams: civic_kit::watch::Streams,
     items: Arc<cache::ItemCache>,
 }
 
@@ -120,11 +121,11 @@ impl Catalogue {
     /// The service over the process's parts. It keeps its cache fresh from change events in a
     /// task of `parts.tasks`.
     pub fn new(parts: Parts, settings: &Settings) -> Self {
-        let Parts { db, relay, auth, pages, bus, calendar, shutdown, tasks, .. } = parts;
+        let Parts { db, relay, auth, pages, bus, calendar, shutdown, tasks, streams, .. } = parts;
         let ttl = Duration::from_millis(settings.item_cache_ttl_ms);
         let items = Arc::new(cache::ItemCache::new(ttl, settings.item_cache_entries));
         tasks.spawn("catalogue.item-cache", forget_changed_items(bus.clone(), items.clone(), shutdown.clone()));
-        Self { writer: Writer::new(db, relay), auth, pages, bus, calendar, shutdown, items }
+        Self { writer: Writer::new(db, relay), auth, pages, bus, calendar, shutdown, streams, items }
     }
 }
 

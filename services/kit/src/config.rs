@@ -43,6 +43,9 @@ pub struct Config {
     pub nats_stream: String,
     /// The prefix of civic's NATS subjects: events go to `{prefix}.{topic}`.
     pub nats_subject_prefix: String,
+    /// How long the NATS stream keeps an event, in hours (its `max_age`), set when civic makes the
+    /// stream or finds it without one.
+    pub nats_max_age_hours: u64,
     /// The secret that signs page tokens, at least 32 bytes. Replicas of a service must share
     /// it. When empty, a random one is made once and kept in `data_dir/secret.key`.
     pub secret_key: String,
@@ -191,6 +194,30 @@ pub struct ServerSettings {
     /// How long published events stay in the outbox, in hours, for looking into what was sent;
     /// older ones are deleted every five minutes. Events still to publish are never deleted.
     pub outbox_retention_hours: u64,
+    /// How long the answer to a request with a `request_id` is kept for its retries, in hours.
+    pub idempotency_retention_hours: u64,
+    /// How long the record of an applied event is kept, in hours: longer than any event can
+    /// come again (the NATS stream keeps events `nats_max_age_hours`).
+    pub inbox_retention_hours: u64,
+    /// How many times the relay offers an event before it sets it aside as a dead letter (the
+    /// bus refused it for good, or a consumer in this process kept failing on it), so that
+    /// later events flow on. `civic events dead-letters` lists them; `civic events replay` sends
+    /// one again.
+    pub dead_letter_after_attempts: u32,
+    /// Streams (watches) open at once in this process, at most.
+    pub max_streams: usize,
+    /// Streams one caller (a user, a service, or an anonymous address) may hold open at once.
+    pub max_streams_per_caller: usize,
+    /// The longest a stream stays open, in seconds; then it ends, and the client watches again.
+    pub stream_lifetime_seconds: u64,
+    /// Proxies whose `X-Forwarded-For` is believed (CIDRs, such as the cluster's pod range), so
+    /// that clients behind them are told apart; everyone else is known by the connection's own
+    /// address.
+    pub trusted_proxies: Vec<String>,
+    /// Whether a caller's W3C `traceparent` is continued (its trace id, and its choice to sample);
+    /// off, every request arriving here starts a trace of its own. Turn it off where callers
+    /// are outside the operator's control.
+    pub trust_traceparent: bool,
 }
 
 impl Default for Config {
@@ -203,6 +230,7 @@ impl Default for Config {
             nats_url: String::new(),
             nats_stream: "CIVIC".into(),
             nats_subject_prefix: "civic".into(),
+            nats_max_age_hours: 3 * 24,
             secret_key: String::new(),
             log: LogSettings::default(),
             auth: AuthSettings::default(),
@@ -230,6 +258,14 @@ impl Default for ServerSettings {
             outbox_poll_ms: 500,
             shutdown_grace_ms: 10_000,
             outbox_retention_hours: 24,
+            idempotency_retention_hours: 24,
+            inbox_retention_hours: 7 * 24,
+            dead_letter_after_attempts: 10,
+            max_streams: 1000,
+            max_streams_per_caller: 16,
+            stream_lifetime_seconds: 3600,
+            trusted_proxies: Vec::new(),
+            trust_traceparent: true,
         }
     }
 }
@@ -253,6 +289,7 @@ const KEYS: &[&str] = &[
     "nats_url",
     "nats_stream",
     "nats_subject_prefix",
+    "nats_max_age_hours",
     "secret_key",
     "log",
     "auth",
@@ -369,6 +406,27 @@ impl Config {
         if self.server.outbox_poll_ms == 0 {
             return bad("server.outbox_poll_ms", "must be greater than 0");
         }
+        if let Err(why) = crate::client::TrustedProxies::parse(&self.server.trusted_proxies) {
+            return Err(ConfigError { key: "server.trusted_proxies".into(), message: why });
+        }
+        if self.server.max_streams == 0 || self.server.max_streams_per_caller == 0 {
+            return bad("server.max_streams", "and server.max_streams_per_caller must be greater than 0");
+        }
+        if self.server.stream_lifetime_seconds == 0 {
+            return bad("server.stream_lifetime_seconds", "must be greater than 0");
+        }
+        if self.server.dead_letter_after_attempts == 0 {
+            return bad("server.dead_letter_after_attempts", "must be greater than 0");
+        }
+        if self.nats_max_age_hours == 0 {
+            return bad("nats_max_age_hours", "must be greater than 0");
+        }
+        if self.server.inbox_retention_hours <= self.nats_max_age_hours {
+            return bad(
+                "server.inbox_retention_hours",
+                "must be longer than nats_max_age_hours, or an event could come again after its record is gone",
+            );
+        }
         if !(self.gateway.rate_per_second >= 0.0 && self.gateway.rate_per_second.is_finite()) {
             return bad("gateway.rate_per_second", "must be 0 (no limit) or more");
         }
@@ -466,6 +524,46 @@ fn config_error(e: figment::Error) -> ConfigError {
     let key = if e.path.is_empty() { "(file)".to_owned() } else { e.path.join(".") };
     let from = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
     ConfigError { key, message: format!("{}{from}", e.kind) }
+}
+
+/// `url` with its credentials hidden — the password of `user:password@` (a NATS URL's token), and the values of
+/// `password`, `token` and `secret` query parameters — for printing.
+pub fn redacted_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((user, host)) if !user.contains('/') => {
+                let user = match user.split_once(':') {
+                    Some((name, _)) => format!("{name}:(hidden)"),
+                    // NATS takes a token alone where others put a user name.
+                    None if scheme == "nats" => "(hidden)".to_owned(),
+                    None => user.to_owned(),
+                };
+                format!("{scheme}://{user}@{host}")
+            }
+            _ => base.to_owned(),
+        },
+        None => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _))
+                    if ["password", "pass", "pwd", "token", "secret"].contains(&key.to_ascii_lowercase().as_str()) =>
+                {
+                    format!("{key}=(hidden)")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    out
 }
 
 /// Whether `url` is plain http to this machine (127.0.0.0/8, ::1 or localhost), where no one
@@ -648,6 +746,19 @@ mod tests {
         let mut config = Config::default();
         config.set("catalogue.cache_ms", 9);
         assert_eq!(config.section("catalogue").extract::<CatalogueSettings>().expect("set in code").cache_ms, 9);
+    }
+
+    #[test]
+    fn credentials_in_urls_are_hidden_for_printing() {
+        assert_eq!(redacted_url("postgres://civic:s3cret@db:5432/civic"), "postgres://civic:(hidden)@db:5432/civic");
+        assert_eq!(redacted_url("nats://t0ken@nats:4222"), "nats://(hidden)@nats:4222");
+        assert_eq!(redacted_url("postgres://civic@db/civic"), "postgres://civic@db/civic");
+        assert_eq!(redacted_url("nats://u:p@nats:4222"), "nats://u:(hidden)@nats:4222");
+        assert_eq!(
+            redacted_url("postgres://db/civic?sslmode=require&password=s3cret"),
+            "postgres://db/civic?sslmode=require&password=(hidden)"
+        );
+        assert_eq!(redacted_url(""), "");
     }
 
     #[cfg(unix)]

@@ -49,11 +49,10 @@ pub struct Db {
 
 /// The tables kit itself keeps in every service's database: idempotency records, the outbox and
 /// the inbox. They are migrated before the service's own.
-const KIT_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "kit: idempotency, outbox, inbox",
-    sql: include_str!("../migrations/0001_kit.sql"),
-}];
+const KIT_MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "kit: idempotency, outbox, inbox", sql: include_str!("../migrations/0001_kit.sql") },
+    Migration { version: 2, name: "kit: dead letters", sql: include_str!("../migrations/0002_dead_letters.sql") },
+];
 
 impl Db {
     /// Connects to the database at `url` for `service`: `sqlite://PATH` (created when missing) or

@@ -29,6 +29,7 @@ struct Inner {
     message: String,
     violations: Vec<FieldViolation>,
     metadata: HashMap<String, String>,
+    retry_after: Option<std::time::Duration>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -56,6 +57,7 @@ impl Error {
             message: message.into(),
             violations: Vec::new(),
             metadata: HashMap::new(),
+            retry_after: None,
             source: None,
         }))
     }
@@ -131,6 +133,12 @@ impl Error {
         self
     }
 
+    /// Tells the caller when to try again (`google.rpc.RetryInfo`).
+    pub fn with_retry_after(mut self, delay: std::time::Duration) -> Self {
+        self.0.retry_after = Some(delay);
+        self
+    }
+
     /// Keeps the cause for the log.
     pub fn with_source(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.0.source = Some(Box::new(cause));
@@ -169,7 +177,16 @@ impl From<Error> for tonic::Status {
             }
         }
         let violations = error.violations.into_iter().map(|v| (v.field, v.description)).collect();
-        civic_proto::bounds::status(error.code, error.reason, error.message, error.metadata, violations)
+        let status = civic_proto::bounds::status(error.code, error.reason, error.message, error.metadata, violations);
+        match error.retry_after {
+            None => status,
+            Some(delay) => {
+                use tonic_types::StatusExt;
+                let mut details = status.get_error_details();
+                details.set_retry_info(Some(delay));
+                tonic::Status::with_error_details(status.code(), status.message(), details)
+            }
+        }
     }
 }
 

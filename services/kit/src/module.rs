@@ -39,6 +39,8 @@ pub struct Parts {
     pub shutdown: Shutdown,
     /// Where the service starts its background tasks, so shutdown waits for them.
     pub tasks: Tasks,
+    /// The process's open streams and their bounds: every watch stream takes a place here.
+    pub streams: crate::watch::Streams,
     /// The service's own section of the configuration, `[<name>]`.
     pub section: Section,
 }

@@ -188,7 +188,8 @@ pub type GrpcService =
 /// gRPC address, on the HTTP address (gRPC-Web, native gRPC) or from the gateway in-process.
 ///
 /// The stack, outermost first, and why each layer sits where it does:
-/// 1. request id — set (or kept) before anything logs, echoed on the response;
+/// 1. request id — the client's kept when it is a sane one (see `client::is_valid_request_id`),
+///    else made up, before anything logs; echoed on the response;
 /// 2. trace — the span covers everything below, adopts the caller's W3C trace context, and
 ///    carries the request id;
 /// 3. metrics — counts every answer by method and code, including those made by the layers
@@ -208,12 +209,17 @@ pub type GrpcService =
 /// its own, the router to the services' replicas: their calls pass the same layers here first.
 pub fn stack(service: GrpcService, settings: &ServerSettings) -> GrpcService {
     let limit = Duration::from_millis(settings.request_timeout_ms);
+    let trust_traceparent = settings.trust_traceparent;
     let service = ServiceBuilder::new()
+        .map_request(|mut request: Request<tonic::body::Body>| {
+            crate::client::drop_invalid_request_id(request.headers_mut());
+            request
+        })
         .layer(SetRequestIdLayer::new(http::HeaderName::from_static(REQUEST_ID), MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(http::HeaderName::from_static(REQUEST_ID)))
         .layer(
             tower_http::trace::TraceLayer::new(SharedClassifier::new(caller_faults_are_answers()))
-                .make_span_with(make_span)
+                .make_span_with(move |request: &Request<tonic::body::Body>| make_span(request, trust_traceparent))
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
         )
         .layer(MetricsLayer)
@@ -252,7 +258,7 @@ impl Deadline {
 }
 
 /// A `grpc-timeout` value: up to eight digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
-fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
     if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -327,17 +333,44 @@ fn caller_faults_are_answers() -> GrpcErrorsAsFailures {
     .fold(GrpcErrorsAsFailures::new(), GrpcErrorsAsFailures::with_success)
 }
 
-fn make_span<B>(request: &Request<B>) -> tracing::Span {
+/// The request's span, named by its method when the method is one this process knows (else
+/// `unknown`: the label set stays bounded), continuing the caller's trace when trusted.
+fn make_span<B>(request: &Request<B>, trust_traceparent: bool) -> tracing::Span {
     let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let span = tracing::info_span!(
         "rpc",
         otel.kind = "server",
         rpc.system = "grpc",
-        rpc.method = %request.uri().path(),
+        rpc.method = known_method(request.uri().path()),
         request_id,
     );
-    crate::telemetry::adopt_parent(&span, request.headers());
+    if trust_traceparent {
+        crate::telemetry::adopt_parent(&span, request.headers());
+    }
     span
+}
+
+/// `path` when it names a method of a civic service, health or reflection; else `unknown`.
+pub fn known_method(path: &str) -> &str {
+    static KNOWN: std::sync::OnceLock<std::collections::HashSet<String>> = std::sync::OnceLock::new();
+    let known = KNOWN.get_or_init(|| {
+        let mut known = std::collections::HashSet::new();
+        for set in [civic_proto::FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET] {
+            let Ok(files) = <prost_types::FileDescriptorSet as prost::Message>::decode(set) else { continue };
+            for file in files.file {
+                for service in &file.service {
+                    for method in &service.method {
+                        known.insert(format!("/{}.{}/{}", file.package(), service.name(), method.name()));
+                    }
+                }
+            }
+        }
+        for reflection in ["grpc.reflection.v1", "grpc.reflection.v1alpha"] {
+            known.insert(format!("/{reflection}.ServerReflection/ServerReflectionInfo"));
+        }
+        known
+    });
+    if known.contains(path) { path } else { "unknown" }
 }
 
 /// Takes over a listener bound beforehand, returning it with its address.
@@ -395,8 +428,8 @@ where
                 Ok(r) => r.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("0").to_owned(),
                 Err(_) => "transport".to_owned(),
             };
-            // Unknown paths must not grow the label set without bound.
-            let method = if code == "12" { "unknown".to_owned() } else { method };
+            // Unknown paths must not grow the label set without bound, whatever the answer.
+            let method = known_method(&method).to_owned();
             metrics::histogram!("civic_rpc_duration_seconds", "method" => method.clone())
                 .record(start.elapsed().as_secs_f64());
             metrics::counter!("civic_rpc_requests_total", "method" => method, "code" => code).increment(1);

@@ -31,7 +31,7 @@ const APPLIED: Migration = Migration {
           payload blob not null, traceparent text)",
 };
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     InProcess,
     Nats,
@@ -66,7 +66,7 @@ async fn harness(kind: Kind) -> Option<Harness> {
             };
             let id = uuid::Uuid::new_v4().simple().to_string();
             let (stream, prefix) = (format!("CIVIC_TEST_{id}"), format!("t{id}"));
-            let bus = Bus::nats(&url, &stream, &prefix).await.expect("connect to nats");
+            let bus = Bus::nats(&url, &stream, &prefix, Duration::from_secs(3600)).await.expect("connect to nats");
             let js = jetstream::new(async_nats::connect(&url).await.expect("connect to nats"));
             (bus, Some(NatsNamespace { js, stream, prefix }))
         }
@@ -89,7 +89,7 @@ impl Harness {
     {
         let subscription = self.bus.subscribe(CONSUMER, &["test.thing."]).await.expect("subscribe");
         let shutdown = self.shutdown.clone().wait();
-        self.tasks.push(tokio::spawn(events::consume(self.db().clone(), subscription, CONSUMER, handler, shutdown)));
+        self.tasks.push(tokio::spawn(events::consume(self.db().clone(), subscription, CONSUMER, handler, 3, shutdown)));
     }
 
     /// A relay on the test's database and bus, as a (re)started process builds it.
@@ -499,6 +499,7 @@ on_both_buses!(
     a_rolled_back_event_is_never_delivered,
     a_failed_event_is_retried_and_applied_once,
     two_relays_on_one_database_apply_each_event_once,
+    a_refused_event_becomes_a_dead_letter_and_the_next_flows,
     listeners_hear_events_live_on_their_topics,
     an_event_with_a_bad_topic_is_refused,
 );
@@ -561,10 +562,12 @@ async fn events_carry_the_trace_context_of_the_change() {
     h.finish().await;
 }
 
-/// Published rows go once they are older than the retention; rows still to publish never do.
+/// Published rows, saved answers and inbox records go once they are older than their retention;
+/// rows still to publish never do.
 #[tokio::test]
-async fn published_rows_are_pruned_after_their_retention_and_pending_ones_never() {
-    let Some(harness) = harness(Kind::InProcess).await else { return };
+async fn kept_rows_are_pruned_after_their_retention_and_pending_events_never() {
+    let Some(mut harness) = harness(Kind::InProcess).await else { return };
+    harness.start_consumer(recorder()).await;
     let db = harness.db().clone();
     for key in ["a", "b", "c"] {
         write_event(&db, key, true).await;
@@ -572,13 +575,123 @@ async fn published_rows_are_pruned_after_their_retention_and_pending_ones_never(
     let relay = harness.relay();
     assert_eq!(relay.drain_once().await.expect("drain"), 3);
     let waiting = write_event(&db, "d", true).await;
+    let mut tx = db.begin().await.expect("begin");
+    let key = civic_kit::idempotency::RequestKey::new("users/a".into(), "Test", "r-1", &payload_of("a")).expect("key");
+    civic_kit::idempotency::save(&mut tx, &key, &payload_of("answer")).await.expect("save");
+    tx.commit().await.expect("commit");
+    let count = |table: &'static str| {
+        let db = db.clone();
+        async move {
+            let sql = format!("select count(*) from {table}");
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).fetch_one(db.reader()).await.expect("count")
+        }
+    };
+    let hour = Duration::from_secs(3600);
 
     // Within the retention nothing goes.
-    assert_eq!(relay.clone().keep_published(Duration::from_secs(3600)).prune_published().await.expect("prune"), 0);
+    let keep = events::Retention { published: hour, answers: hour, inbox: hour };
+    assert_eq!(relay.clone().keep(keep).prune().await.expect("prune"), 0);
     assert_eq!(outbox_ids(&db).await.len(), 4);
-    // Past it, the published rows go and the pending one stays, to be published.
-    assert_eq!(relay.clone().keep_published(Duration::ZERO).prune_published().await.expect("prune"), 3);
+    // Past it, published rows, answers and inbox records go; the pending event stays.
+    let gone = events::Retention { published: Duration::ZERO, answers: Duration::ZERO, inbox: Duration::ZERO };
+    assert_eq!(relay.clone().keep(gone).prune().await.expect("prune"), 3 + 1 + 3);
     assert_eq!(outbox_ids(&db).await, vec![waiting]);
     assert_eq!(pending(&db).await, 1);
+    assert_eq!((count("civic_idempotency").await, count("civic_inbox").await), (0, 0));
     harness.finish().await;
+}
+
+/// An event the bus keeps refusing — larger than NATS takes, or one the in-process consumer
+/// keeps failing on — is set aside as a dead letter after the configured attempts, the events
+/// after it flow on, and replayed it is delivered.
+async fn a_refused_event_becomes_a_dead_letter_and_the_next_flows(kind: Kind) {
+    let Some(mut h) = harness(kind).await else { return };
+    let healed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let heal = healed.clone();
+    h.start_consumer(move |tx: &mut Tx, event: &Event| {
+        let poison = event.key.ends_with("poison") && !heal.load(Ordering::SeqCst);
+        Box::pin(async move {
+            if poison {
+                return Err(civic_kit::Error::unavailable(std::io::Error::other("this consumer cannot take it")));
+            }
+            record(tx, event).await
+        })
+    })
+    .await;
+    let relay = h.relay().dead_letter_after(3);
+    h.start_relay(&relay);
+    let poison = match kind {
+        // Twice the NATS server's default maximum payload.
+        Kind::Nats => {
+            let mut tx = h.db().begin().await.expect("begin");
+            let big = pbjson_types::StringValue { value: "x".repeat(2 << 20) };
+            let id = events::enqueue(&mut tx, TOPIC, "streets/a/things/poison", &big).await.expect("enqueue");
+            tx.commit().await.expect("commit");
+            id
+        }
+        Kind::InProcess => write_event(h.db(), "streets/a/things/poison", true).await,
+    };
+    let next = write_event(h.db(), "streets/a/things/next", true).await;
+    relay.notify();
+    let db = h.db();
+    eventually("the next event applied", || async move { applied_count(db).await >= 1 }).await;
+    // The pass that published it records the dead letter as it ends.
+    eventually("the refused event set aside", || async move {
+        events::dead_letters(db, 10).await.is_ok_and(|letters| !letters.is_empty())
+    })
+    .await;
+    let letters = events::dead_letters(h.db(), 10).await.expect("dead letters");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(
+        (letters[0].event.id.as_str(), letters[0].consumer.as_str(), letters[0].attempts),
+        (poison.as_str(), "", 3)
+    );
+    assert!(!letters[0].reason.is_empty());
+    assert_eq!(applied(h.db()).await.into_iter().map(|r| r.0).collect::<Vec<_>>(), vec![next.clone()]);
+    assert_eq!(pending(h.db()).await, 0, "nothing held up");
+
+    if kind == Kind::InProcess {
+        // Once the consumer can take it, a replay delivers it.
+        healed.store(true, Ordering::SeqCst);
+        assert!(events::replay(h.db(), &poison).await.expect("replay"));
+        relay.notify();
+        eventually("the replayed event applied", || async move { applied_count(db).await >= 2 }).await;
+        assert!(events::dead_letters(h.db(), 10).await.expect("dead letters").is_empty());
+    }
+    h.finish().await;
+}
+
+/// Two relays on one PostgreSQL database claim their rows: each event is published once, not
+/// once per relay.
+#[tokio::test]
+async fn two_relays_on_postgres_publish_each_event_once() {
+    let Some(h) = harness(Kind::InProcess).await else { return };
+    if h.db().backend() != civic_kit::db::Backend::Postgres {
+        eprintln!("skipped: claims are PostgreSQL's (set CIVIC_TEST_POSTGRES_URL); SQLite has one writer");
+        h.finish().await;
+        return;
+    }
+    let mut subscription = h.bus.subscribe("counter", &["test.thing."]).await.expect("subscribe");
+    let deliveries = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let seen = deliveries.clone();
+    let counter = tokio::spawn(async move {
+        while let Some(Ok(delivery)) = subscription.next().await {
+            seen.lock().await.push(delivery.event.id.clone());
+            // A slow consumer widens the window in which the two relays overlap.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            delivery.ack().await.expect("ack");
+        }
+    });
+    let mut ids = Vec::new();
+    for n in 0..150 {
+        ids.push(write_event(h.db(), &format!("streets/a/things/{n}"), true).await);
+    }
+    let (one, two) = (h.relay(), h.relay());
+    let (a, b) = tokio::join!(one.drain_once(), two.drain_once());
+    assert_eq!(a.expect("first relay") + b.expect("second relay"), 150, "each row published by one relay");
+    let mut delivered = deliveries.lock().await.clone();
+    delivered.sort();
+    assert_eq!(delivered, ids, "each event delivered once");
+    counter.abort();
+    h.finish().await;
 }

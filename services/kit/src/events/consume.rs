@@ -24,6 +24,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// for good holds its event up rather than lose it. Deliveries are applied one at a time; a
 /// delivery being applied when `shutdown` resolves is finished first.
 ///
+/// Over JetStream, an event this consumer has failed on `dead_after` times is set aside in its
+/// database as a dead letter (`civic events dead-letters`) and acknowledged, so it is not offered
+/// for ever; in-process, the relay counts the refusals and does the same.
+///
 /// Each handler runs in a span `consume` that continues the trace of the change that caused
 /// the event.
 pub async fn consume<H>(
@@ -31,6 +35,7 @@ pub async fn consume<H>(
     mut subscription: Subscription,
     consumer: &str,
     handler: H,
+    dead_after: u32,
     shutdown: impl Future<Output = ()>,
 ) where
     H: for<'a> Fn(&'a mut Tx, &'a Event) -> BoxFuture<'a, Result<()>> + Send + Sync,
@@ -61,12 +66,12 @@ pub async fn consume<H>(
             Some(Ok(delivery)) => delivery,
         };
         backoff = BACKOFF_MIN;
-        handle(&db, consumer, &handler, delivery).await;
+        handle(&db, consumer, &handler, delivery, i64::from(dead_after.max(1))).await;
     }
 }
 
 /// Applies one delivery and acknowledges or refuses it.
-async fn handle<H>(db: &Db, consumer: &str, handler: &H, delivery: Delivery)
+async fn handle<H>(db: &Db, consumer: &str, handler: &H, delivery: Delivery, dead_after: i64)
 where
     H: for<'a> Fn(&'a mut Tx, &'a Event) -> BoxFuture<'a, Result<()>> + Send + Sync,
 {
@@ -82,14 +87,39 @@ where
                     tracing::warn!(error = %describe(&e), "acknowledging failed; the event will come again and be skipped");
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %describe(&e), "applying an event failed; it will come again");
-                delivery.nak().await;
-            }
+            Err(e) => match delivery.attempts() {
+                Some(attempts) if attempts >= dead_after => {
+                    tracing::error!(error = %describe(&e), attempts, "applying an event keeps failing; it is set aside as a dead letter");
+                    match set_aside(db, consumer, &delivery.event, &describe(&e), attempts).await {
+                        Ok(()) => {
+                            metrics::counter!("civic_events_dead_letters_total", "consumer" => consumer.to_owned()).increment(1);
+                            if let Err(e) = delivery.ack().await {
+                                tracing::warn!(error = %describe(&e), "acknowledging a dead letter failed; it will come again");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %describe(&e), "setting an event aside failed; it will come again");
+                            delivery.nak().await;
+                        }
+                    }
+                }
+                _ => {
+                    tracing::warn!(error = %describe(&e), "applying an event failed; it will come again");
+                    delivery.nak().await;
+                }
+            },
         }
     }
     .instrument(span)
     .await
+}
+
+/// Sets `event` aside as a dead letter of `consumer`.
+async fn set_aside(db: &Db, consumer: &str, event: &Event, reason: &str, attempts: i64) -> Result<()> {
+    let mut tx = db.begin().await?;
+    super::dead_letter(&mut tx, event, consumer, reason, attempts).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Records the event in the inbox and runs the handler, in one transaction. Returns whether it

@@ -74,7 +74,10 @@ impl InProcessBus {
         for (consumer, verdict) in verdicts {
             match tokio::time::timeout(ACK_TIMEOUT, verdict).await {
                 Ok(Ok(true)) => {}
-                Ok(Ok(false)) => return Err(Error::unavailable(NotApplied { consumer, why: "refused it" })),
+                Ok(Ok(false)) => {
+                    return Err(Error::new(tonic::Code::Unavailable, super::REFUSED, "a consumer refused the event")
+                        .with_source(NotApplied { consumer, why: "refused it" }));
+                }
                 Ok(Err(_)) => return Err(Error::unavailable(NotApplied { consumer, why: "has stopped" })),
                 Err(_) => return Err(Error::unavailable(NotApplied { consumer, why: "did not acknowledge in time" })),
             }

@@ -30,13 +30,13 @@ mod relay;
 use prost::Message;
 use tokio::sync::broadcast;
 
-use crate::db::Tx;
+use crate::db::{Db, Tx};
 use crate::error::{Error, Result};
 
 pub use consume::consume;
 pub use in_process::InProcessBus;
 pub use nats::{HEADER_CREATED_AT, HEADER_EVENT_ID, HEADER_KEY, HEADER_TRACEPARENT, NatsBus};
-pub use relay::Relay;
+pub use relay::{Relay, Retention};
 
 /// One event as stored and delivered.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +70,116 @@ impl Event {
             }
         }
     }
+}
+
+/// The `ErrorInfo.reason` of an event the bus refused: it cannot take the event at all (larger
+/// than the NATS server's maximum payload), or a consumer in this process failed to apply it.
+/// The relay offers it again a bounded number of times, then sets it aside as a dead letter.
+pub const REFUSED: &str = "EVENT_REFUSED";
+
+/// An event set aside, with why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The event.
+    pub event: Event,
+    /// Empty when the bus refused the event, else the consumer of this service that kept
+    /// failing on it.
+    pub consumer: String,
+    /// Why, as the last refusal said.
+    pub reason: String,
+    /// How many times it was offered.
+    pub attempts: i64,
+    /// When it was set aside (stored time text).
+    pub dead_at: String,
+}
+
+/// Sets `event` aside as a dead letter of `consumer` (empty: of the bus), in the caller's
+/// transaction.
+pub(crate) async fn dead_letter(tx: &mut Tx, event: &Event, consumer: &str, reason: &str, attempts: i64) -> Result<()> {
+    let now = crate::time::now_text();
+    sqlx::query(
+        "insert into civic_dead_letters (event_id, consumer, topic, event_key, payload, traceparent, event_created_at,
+             reason, attempts, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+         on conflict (event_id, consumer) do update set reason = $8, attempts = $9, updated_at = $10",
+    )
+    .bind(&event.id)
+    .bind(consumer)
+    .bind(&event.topic)
+    .bind(&event.key)
+    .bind(&event.payload)
+    .bind(&event.traceparent)
+    .bind(&event.created_at)
+    .bind(reason)
+    .bind(attempts)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A dead letter's row: event id, consumer, topic, key, payload, traceparent, the event's time,
+/// reason, attempts, and when it was set aside.
+type DeadLetterRow = (String, String, String, String, Vec<u8>, Option<String>, String, String, i64, String);
+
+/// A dead letter's event as it goes back to the outbox: topic, key, payload, traceparent, time.
+type EventRow = (String, String, Vec<u8>, Option<String>, String);
+
+/// The dead letters of `db`, oldest first, at most `limit`.
+pub async fn dead_letters(db: &Db, limit: i64) -> Result<Vec<DeadLetter>> {
+    let rows: Vec<DeadLetterRow> =
+        sqlx::query_as(
+            "select event_id, consumer, topic, event_key, payload, traceparent, event_created_at, reason, attempts, created_at
+             from civic_dead_letters order by created_at, event_id limit $1",
+        )
+        .bind(limit)
+        .fetch_all(db.reader())
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, consumer, topic, key, payload, traceparent, created_at, reason, attempts, dead_at)| DeadLetter {
+            event: Event { id, topic, key, payload, traceparent, created_at },
+            consumer,
+            reason,
+            attempts,
+            dead_at,
+        })
+        .collect())
+}
+
+/// Sends dead letter `event_id` again: back into the outbox as a pending event, its count of
+/// refusals reset (consumers that applied it before skip it through their inbox). Returns whether
+/// there was such a dead letter. Wake the relay afterwards, or let it find the row on its next
+/// poll.
+pub async fn replay(db: &Db, event_id: &str) -> Result<bool> {
+    let mut tx = db.begin().await?;
+    let letters: Vec<EventRow> = sqlx::query_as(
+        "select topic, event_key, payload, traceparent, event_created_at from civic_dead_letters where event_id = $1",
+    )
+    .bind(event_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let Some((topic, key, payload, traceparent, created_at)) = letters.into_iter().next() else {
+        return Ok(false);
+    };
+    let now = crate::time::now_text();
+    sqlx::query(
+        "insert into civic_outbox (id, topic, event_key, payload, traceparent, created_at, updated_at, published_at, attempts)
+         values ($1, $2, $3, $4, $5, $6, $7, null, 0)
+         on conflict (id) do update set published_at = null, attempts = 0, updated_at = $7",
+    )
+    .bind(event_id)
+    .bind(topic)
+    .bind(key)
+    .bind(payload)
+    .bind(traceparent)
+    .bind(created_at)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("delete from civic_dead_letters where event_id = $1").bind(event_id).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Writes an event into the outbox inside the caller's transaction and returns its id. It is
@@ -113,11 +223,12 @@ impl Bus {
 
     /// A bus over NATS JetStream at `url`. The stream `stream` (say `CIVIC`) holds the subjects
     /// `{subject_prefix}.>` (say `civic.>`; topic `a.b` travels as subject `civic.a.b`) on file
-    /// storage and drops a republished event (same id) within two minutes. The stream is created
-    /// when missing; an existing one gets the subject and duplicate window added, and keeps its
-    /// other settings (replicas, limits) as its operator set them.
-    pub async fn nats(url: &str, stream: &str, subject_prefix: &str) -> Result<Bus> {
-        Ok(Bus::Nats(NatsBus::connect(url, stream, subject_prefix).await?))
+    /// storage for `max_age`, and drops a republished event (same id) within two minutes. The
+    /// stream is created when missing; an existing one gets the subject and duplicate window
+    /// added (and `max_age`, when it had no limit of age), and keeps its other settings
+    /// (replicas, limits) as its operator set them.
+    pub async fn nats(url: &str, stream: &str, subject_prefix: &str, max_age: std::time::Duration) -> Result<Bus> {
+        Ok(Bus::Nats(NatsBus::connect(url, stream, subject_prefix, max_age).await?))
     }
 
     /// Publishes durably: returns only once the bus has accepted the event — JetStream's
@@ -228,6 +339,15 @@ impl Delivery {
                 Ok(())
             }
             Ack::Nats(message) => nats::ack(&message).await,
+        }
+    }
+
+    /// How many times this event was delivered to this consumer, when the bus counts (JetStream
+    /// does; in-process, the relay counts refusals instead).
+    pub fn attempts(&self) -> Option<i64> {
+        match &self.ack {
+            Ack::InProcess(_) => None,
+            Ack::Nats(message) => message.info().ok().map(|i| i.delivered),
         }
     }
 

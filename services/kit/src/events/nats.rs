@@ -58,7 +58,7 @@ impl NatsBus {
     /// Connects and makes sure the stream holds the bus's subjects (see [`super::Bus::nats`]).
     // The URL may carry credentials: it stays out of the span.
     #[tracing::instrument(skip(url))]
-    pub(super) async fn connect(url: &str, stream: &str, subject_prefix: &str) -> Result<Self> {
+    pub(super) async fn connect(url: &str, stream: &str, subject_prefix: &str, max_age: Duration) -> Result<Self> {
         check_name("stream", stream)?;
         super::check_tokens(subject_prefix).map_err(|why| Error::invalid("nats_subject_prefix", why))?;
         let client = async_nats::ConnectOptions::new().name("civic").connect(url).await.map_err(Error::unavailable)?;
@@ -77,6 +77,12 @@ impl NatsBus {
                     config.duplicate_window = DUPLICATE_WINDOW;
                     changed = true;
                 }
+                // A stream that keeps events forever gets the configured age; one its operator
+                // limited keeps its limit.
+                if config.max_age.is_zero() {
+                    config.max_age = max_age;
+                    changed = true;
+                }
                 if changed {
                     jetstream.update_stream(config).await.map_err(Error::unavailable)?;
                     tracing::info!(stream, "jetstream stream updated");
@@ -88,6 +94,7 @@ impl NatsBus {
                     subjects: vec![subjects],
                     storage: stream::StorageType::File,
                     duplicate_window: DUPLICATE_WINDOW,
+                    max_age,
                     ..Default::default()
                 };
                 // The server may fail to make a stream's store for a moment (seen as JetStream
@@ -132,14 +139,20 @@ impl NatsBus {
             headers.insert(HEADER_TRACEPARENT, tp.as_str());
         }
         let subject = format!("{}.{}", self.0.prefix, event.topic);
-        let ack = self
-            .0
-            .jetstream
-            .publish_with_headers(subject, headers, event.payload.clone().into())
-            .await
-            .map_err(Error::unavailable)?
-            .await
-            .map_err(Error::unavailable)?;
+        let sent = self.0.jetstream.publish_with_headers(subject, headers, event.payload.clone().into()).await;
+        let ack = match sent {
+            Ok(ack) => ack.await.map_err(Error::unavailable)?,
+            // Larger than the server takes: no retry will change that.
+            Err(e) if e.kind() == jetstream::context::PublishErrorKind::MaxPayloadExceeded => {
+                return Err(Error::new(
+                    tonic::Code::Unavailable,
+                    super::REFUSED,
+                    "the event is larger than NATS takes",
+                )
+                .with_source(e));
+            }
+            Err(e) => return Err(Error::unavailable(e)),
+        };
         if ack.duplicate {
             tracing::debug!(event_id = %event.id, "jetstream dropped a republished event");
         }
