@@ -137,7 +137,11 @@ fn the_rendered_split_deployment_runs_every_service_where_the_directory_looks() 
         );
         let urls = directory.urls(name).expect("an address");
         assert_eq!(urls, [format!("http://civic-{name}:50051")], "{name}: the directory looks elsewhere");
+        assert!(deployment.contains("app.kubernetes.io/part-of: civic"), "{name}: its pods may not call the others");
+        assert!(deployment.contains("CIVIC_AUTH__JWKS_URL"), "{name}: no identity provider");
     }
+    let policy = find("NetworkPolicy", "civic-services").expect("the services' network policy");
+    assert!(policy.contains("app.kubernetes.io/name: civic\n"), "it covers every service's pods");
     assert!(find("Deployment", "civic").is_none(), "the all-in-one Deployment is gone in split mode");
 }
 
