@@ -14,7 +14,7 @@ CIVIC_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 CIVIC_TEST_NATS_URL ?= nats://127.0.0.1:4222
 
 
-.PHONY: help run test test-split test-services bench fmt fmt-check lint proto-lint deny ci
+.PHONY: help run test test-split test-services bench fmt fmt-check lint proto-lint deny advisories ci
 
 help: ## List the targets (the default)
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
@@ -52,9 +52,13 @@ proto-lint: ## Lint the .proto contract with buf (rules in proto/buf.yaml, expla
 	@test -x node_modules/.bin/buf || npm ci --no-audit --no-fund
 	npx buf lint proto
 
-deny: ## Check licences, advisories, duplicate crates and sources (needs cargo-deny; rules in deny.toml)
-	@command -v cargo-deny >/dev/null || { echo "cargo-deny is not installed: cargo install --locked cargo-deny" >&2; exit 1; }
-	$(CARGO) deny check
+deny: ## Check licences, banned and duplicate crates, and sources (rules in deny.toml; installs cargo-deny when missing)
+	@command -v cargo-deny >/dev/null || $(CARGO) install --locked cargo-deny
+	$(CARGO) deny check licenses bans sources
 
-ci: ## Everything CI runs: format, clippy, buf, the tests, then the tests on PostgreSQL and NATS
+advisories: ## Check the RustSec advisory database too (needs the network to fetch it)
+	@command -v cargo-deny >/dev/null || $(CARGO) install --locked cargo-deny
+	$(CARGO) deny check advisories
+
+ci: ## Everything CI runs: format, clippy, buf, licences and sources, the tests, then PostgreSQL and NATS
 	.ci/run

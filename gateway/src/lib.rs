@@ -180,13 +180,21 @@ impl Gateway {
             .filter(|r| r.method == parts.method)
             .find_map(|r| r.template.matches(path).map(|v| (r, v)))
         else {
-            let known_path = self.routes.iter().any(|r| r.template.matches(path).is_some());
-            return if known_path {
-                problem(
+            let mut allowed: Vec<&str> =
+                self.routes.iter().filter(|r| r.template.matches(path).is_some()).map(|r| r.method.as_str()).collect();
+            allowed.sort_unstable();
+            allowed.dedup();
+            return if !allowed.is_empty() {
+                // RFC 9110 §15.5.6: a 405 names the methods the resource takes.
+                let mut answer = problem(
                     StatusCode::METHOD_NOT_ALLOWED,
                     tonic::Code::Unimplemented,
                     "this path does not take that method",
-                )
+                );
+                if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+                    answer.headers_mut().insert(http::header::ALLOW, value);
+                }
+                answer
             } else {
                 problem(StatusCode::NOT_FOUND, tonic::Code::NotFound, "no API method at this path")
             };

@@ -17,6 +17,11 @@
 //!   `required`: the path may carry the field, an update with a mask sends only what changes,
 //!   and answers leave out fields at their defaults.
 //! - **Server streams** are described by the message each line (NDJSON) or event (SSE) holds.
+//! - **Constraints** are those the server enforces: path ids match the resource id pattern,
+//!   strings and lists carry the `maxLength`/`maxItems` of their `(civic.api.v1.max_length)` /
+//!   `(max_items)` bounds, `pageSize` is never negative; page tokens (`format: page-token`) are
+//!   only ever what a previous answer returned, and filters (`format: filter`) follow AIP-160 as
+//!   the field's description says.
 //! - **Errors** are `google.rpc.Status`, for every operation.
 
 use std::collections::BTreeMap;
@@ -26,8 +31,14 @@ use serde_json::{Map, Value, json};
 
 use crate::{BodyRule, Route};
 
+/// `google.api.FieldBehavior.REQUIRED`.
+const REQUIRED: i32 = 2;
 /// `google.api.FieldBehavior.OUTPUT_ONLY`.
 const OUTPUT_ONLY: i32 = 3;
+
+/// A resource id (AIP-122): a lowercase letter, then lowercase letters, digits or hyphens, not
+/// ending in a hyphen, at most 63 in all.
+const ID_PATTERN: &str = "^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$";
 
 /// The document for `routes`.
 pub(crate) fn document(routes: &[Route], pool: &DescriptorPool) -> Value {
@@ -53,7 +64,7 @@ pub(crate) fn document(routes: &[Route], pool: &DescriptorPool) -> Value {
                     "name": p,
                     "in": "path",
                     "required": true,
-                    "schema": {"type": "string", "pattern": "^[^/]+$"},
+                    "schema": {"type": "string", "pattern": ID_PATTERN, "maxLength": 63},
                 })
             })
             .collect();
@@ -182,6 +193,17 @@ fn query_parameters(schemas: &mut Schemas, field: &FieldDescriptor, prefix: &str
     if let Some(text) = comments(&field.parent_file(), field.path()) {
         parameter["description"] = Value::String(text);
     }
+    // A parameter the method cannot do without (REQUIRED, and at top level) is required.
+    if depth == 0 && schemas.behaviors(field).contains(&REQUIRED) {
+        parameter["required"] = Value::Bool(true);
+        if field.kind() == Kind::String && !field.is_list() {
+            parameter["schema"]["minLength"] = Value::from(1);
+        }
+    }
+    if field.name() == "query" && field.kind() == Kind::String {
+        // A search needs a word: a letter, a digit or a Chinese character.
+        parameter["schema"]["pattern"] = Value::from("[0-9A-Za-z\\u4E00-\\u9FFF]");
+    }
     if field.is_list() {
         parameter["explode"] = Value::Bool(true);
     }
@@ -230,21 +252,25 @@ impl Schemas {
         schema
     }
 
+    /// The `google.api.field_behavior` values of `field`.
+    fn behaviors(&self, field: &FieldDescriptor) -> Vec<i32> {
+        match self.pool.get_extension_by_name("google.api.field_behavior") {
+            Some(ext) if field.options().has_extension(&ext) => match field.options().get_extension(&ext).as_ref() {
+                Field::List(values) => values.iter().filter_map(Field::as_enum_number).collect(),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
+    }
+
     fn message(&mut self, message: &MessageDescriptor) -> Value {
         let mut properties = Map::new();
-        let behavior = self.pool.get_extension_by_name("google.api.field_behavior");
         for field in message.fields() {
             let mut schema = self.field(&field);
             if let Some(text) = comments(&field.parent_file(), field.path()) {
                 describe(&mut schema, text);
             }
-            let behaviors: Vec<i32> = match &behavior {
-                Some(ext) if field.options().has_extension(ext) => match field.options().get_extension(ext).as_ref() {
-                    Field::List(values) => values.iter().filter_map(Field::as_enum_number).collect(),
-                    _ => Vec::new(),
-                },
-                _ => Vec::new(),
-            };
+            let behaviors = self.behaviors(&field);
             if behaviors.contains(&OUTPUT_ONLY) {
                 schema["readOnly"] = Value::Bool(true);
             }
@@ -257,7 +283,7 @@ impl Schemas {
         schema
     }
 
-    /// A field's schema, repeated and map fields included.
+    /// A field's schema, repeated and map fields included, with the bounds the server enforces.
     fn field(&mut self, field: &FieldDescriptor) -> Value {
         if field.is_map()
             && let Kind::Message(entry) = field.kind()
@@ -265,8 +291,37 @@ impl Schemas {
         {
             return json!({"type": "object", "additionalProperties": self.single(&value)});
         }
-        let single = self.single(field);
-        if field.is_list() { json!({"type": "array", "items": single}) } else { single }
+        let mut single = self.single(field);
+        if let Some(n) = self.bound(field, "civic.api.v1.max_length") {
+            single["maxLength"] = Value::from(n);
+        }
+        match field.name() {
+            "page_size" => {
+                single["minimum"] = Value::from(0);
+                single["maximum"] = Value::from(i32::MAX);
+            }
+            "page_token" => single["format"] = Value::from("page-token"),
+            // Printable characters only (a UUID is best).
+            "request_id" => single["pattern"] = Value::from("^[^\\u0000-\\u001F\\u007F]*$"),
+            "filter" => single["format"] = Value::from("filter"),
+            _ => {}
+        }
+        if field.is_list() {
+            let mut list = json!({"type": "array", "items": single});
+            if let Some(n) = self.bound(field, "civic.api.v1.max_items") {
+                list["maxItems"] = Value::from(n);
+            }
+            list
+        } else {
+            single
+        }
+    }
+
+    /// The value of the bound `option` (`civic.api.v1.max_length`) on `field`, when it has one.
+    fn bound(&self, field: &FieldDescriptor, option: &str) -> Option<u64> {
+        let extension = self.pool.get_extension_by_name(option)?;
+        let options = field.options();
+        options.has_extension(&extension).then(|| options.get_extension(&extension).as_u32()).flatten().map(u64::from)
     }
 
     /// The schema of one value of `field`'s type.

@@ -122,8 +122,8 @@ pub fn terms(query: &str) -> Vec<String> {
     out
 }
 
-/// The most terms a query may hold (more is INVALID_ARGUMENT: every term is matched against every
-/// candidate).
+/// The most terms of a query that are searched for (every term is matched against every
+/// candidate); those after them are left out.
 pub const MAX_TERMS: usize = 16;
 
 /// The relevance of an item for the query terms (as [`terms`] makes them), higher is better; or
