@@ -198,6 +198,18 @@ async fn a_query_of_megabytes_is_refused_at_once_while_other_calls_are_answered(
             tokio::time::timeout(std::time::Duration::from_secs(60), search).await.expect("answered").expect("task");
         assert_eq!(code, tonic::Code::InvalidArgument);
     }
+    // Past gRPC's own 4 MiB limit, the message is refused before it is even decoded.
+    let over = SearchServiceItemsRequest {
+        parent: "streets/zhongjie".into(),
+        query: "词".repeat(1_500_000),
+        ..Default::default()
+    };
+    let refused = client.search_service_items(over).await.expect_err("4.5 MB");
+    assert!(
+        matches!(refused.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted | tonic::Code::InvalidArgument),
+        "{refused:?}"
+    );
+
     // Within the bound, the words past the sixteenth are left out of the search: sixteen words
     // of one item's title find it, whatever follows them.
     let title =

@@ -695,3 +695,14 @@ async fn two_relays_on_postgres_publish_each_event_once() {
     counter.abort();
     h.finish().await;
 }
+
+/// The stream keeps events for the configured age, not for ever.
+#[tokio::test]
+async fn the_stream_keeps_events_for_its_configured_age() {
+    let Some(h) = harness(Kind::Nats).await else { return };
+    let nats = h.nats.as_ref().expect("a NATS case");
+    let mut stream = nats.js.get_stream(&nats.stream).await.expect("the stream");
+    let info = stream.info().await.expect("its settings");
+    assert_eq!(info.config.max_age, Duration::from_secs(3600));
+    h.finish().await;
+}

@@ -1,0 +1,158 @@
+//! A resident's words never reach the logs, spans or events: everything the process records —
+//! every span's fields and every log line's, at every level — is captured while residents
+//! search, file applications with notes and ask questions, and none of what they wrote is in it.
+
+mod common;
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use civic_kit::auth::Role;
+use civic_proto::catalogue::catalogue_service_client::CatalogueServiceClient;
+use civic_proto::catalogue::desk_service_client::DeskServiceClient;
+use civic_proto::catalogue::*;
+use common::{token, with_token};
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+
+/// Everything recorded, as text.
+#[expect(clippy::disallowed_types, reason = "appended to without .await inside")]
+type Recorded = Arc<Mutex<String>>;
+
+struct Capture(Recorded);
+
+struct Text<'a>(&'a mut String);
+
+impl Visit for Text<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let _ = write!(self.0, " {}={value:?}", field.name());
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let _ = write!(self.0, " {}={value}", field.name());
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
+    fn on_new_span(&self, attrs: &tracing::span::Attributes<'_>, _: &tracing::span::Id, _: Context<'_, S>) {
+        let mut text = String::new();
+        attrs.record(&mut Text(&mut text));
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_str(&text);
+    }
+    fn on_record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>, _: Context<'_, S>) {
+        let mut text = String::new();
+        values.record(&mut Text(&mut text));
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_str(&text);
+    }
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        let mut text = String::new();
+        event.record(&mut Text(&mut text));
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_str(&text);
+    }
+}
+
+/// Installs the capture as this test process's subscriber, at every level (before any civic
+/// starts, so the harness's own stays out).
+fn recorded() -> Recorded {
+    static RECORDED: OnceLock<Recorded> = OnceLock::new();
+    RECORDED
+        .get_or_init(|| {
+            let recorded = Recorded::default();
+            let subscriber = tracing_subscriber::registry()
+                .with(Capture(recorded.clone()))
+                .with(tracing_subscriber::filter::LevelFilter::TRACE);
+            tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+            recorded
+        })
+        .clone()
+}
+
+#[tokio::test]
+async fn residents_words_never_reach_logs_spans_or_events() {
+    let recorded = recorded();
+    let store = common::Store::fresh().await;
+    let app = common::spawn_on(&store, civic::Target::All, civic::Options { seed: true, ..Default::default() }).await;
+    let resident = token("resident-7", &[Role::Resident], "zhongjie");
+    let staff = token("desk-1", &[Role::Cadre], "zhongjie");
+    let secrets = ["我家老人行动不便住在三楼", "13800138000", "110101195003071234", "身份证丢了怎么补办呢"];
+
+    let mut catalogue = CatalogueServiceClient::new(app.channel.clone());
+    catalogue
+        .search_service_items(SearchServiceItemsRequest {
+            parent: "streets/zhongjie".into(),
+            query: secrets[0].into(),
+            ..Default::default()
+        })
+        .await
+        .expect("search");
+    let mut desk = DeskServiceClient::new(app.channel.clone());
+    let application = Application {
+        service_item: "streets/zhongjie/items/minimum-living-allowance".into(),
+        note: format!("{} 电话 {} 身份证 {}", secrets[0], secrets[1], secrets[2]),
+        ..Default::default()
+    };
+    let filed = desk
+        .create_application(with_token(
+            CreateApplicationRequest {
+                parent: "streets/zhongjie".into(),
+                application: Some(application),
+                ..Default::default()
+            },
+            &resident,
+        ))
+        .await
+        .expect("filed")
+        .into_inner();
+    desk.withdraw_application(with_token(
+        WithdrawApplicationRequest { name: filed.name.clone(), note: secrets[1].into(), ..Default::default() },
+        &resident,
+    ))
+    .await
+    .expect("withdrawn");
+    let inquiry =
+        Inquiry { question: secrets[3].into(), answer: format!("请带 {}", secrets[2]), ..Default::default() };
+    desk.create_inquiry(with_token(
+        CreateInquiryRequest { parent: "streets/zhongjie".into(), inquiry: Some(inquiry), ..Default::default() },
+        &staff,
+    ))
+    .await
+    .expect("inquiry");
+    // A bad request naming the fields, too.
+    let _ = desk
+        .create_application(with_token(
+            CreateApplicationRequest {
+                parent: "streets/zhongjie".into(),
+                application: Some(Application {
+                    note: format!("{}{}", secrets[1], "x".repeat(3000)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            &resident,
+        ))
+        .await
+        .expect_err("too long");
+    app.stop().await;
+
+    let text = recorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    assert!(text.contains(&filed.name), "the capture works: the case's name is recorded");
+    for secret in secrets {
+        assert!(!text.contains(secret), "{secret} was recorded");
+    }
+    // The events hold no free text either.
+    let db = civic_kit::db::Db::connect(&common::test_config(&store).database_url_for("catalogue"), "catalogue", 1)
+        .await
+        .expect("db");
+    let payloads: Vec<Vec<u8>> =
+        sqlx::query_scalar("select payload from civic_outbox where topic not like 'catalogue.item.%'")
+            .fetch_all(db.reader())
+            .await
+            .expect("outbox");
+    db.close().await;
+    assert!(payloads.len() >= 3, "the case's two events and the inquiry's");
+    for payload in payloads {
+        let payload = String::from_utf8_lossy(&payload);
+        for secret in secrets {
+            assert!(!payload.contains(secret), "{secret} in an event");
+        }
+    }
+}
