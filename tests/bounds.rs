@@ -206,7 +206,10 @@ async fn a_query_of_megabytes_is_refused_at_once_while_other_calls_are_answered(
     };
     let refused = client.search_service_items(over).await.expect_err("4.5 MB");
     assert!(
-        matches!(refused.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted | tonic::Code::InvalidArgument),
+        matches!(
+            refused.code(),
+            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted | tonic::Code::InvalidArgument
+        ),
         "{refused:?}"
     );
 

@@ -8,24 +8,8 @@
 mod common;
 
 use civic_kit::auth::Role;
-use common::{http, spawn_app, token};
+use common::{Rng, http, spawn_app, token};
 use serde_json::Value;
-
-/// A small, seeded generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
     match schema.get("$ref").and_then(Value::as_str) {
@@ -153,15 +137,10 @@ async fn requests_the_document_allows_are_never_refused_as_malformed() {
 
 /// The `Allow` header of a PUT to `path`.
 async fn allowed(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let head = format!(
         "PUT {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{{}}"
     );
-    stream.write_all(head.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("read");
-    let text = String::from_utf8_lossy(&raw).into_owned();
+    let text = common::exchange(addr, &head).await;
     text.lines()
         .find_map(|l| l.to_ascii_lowercase().starts_with("allow:").then(|| l[6..].trim().to_owned()))
         .unwrap_or_default()

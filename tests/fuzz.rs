@@ -12,28 +12,8 @@ use civic_kit::auth::Role;
 use civic_proto::catalogue::catalogue_service_client::CatalogueServiceClient;
 use civic_proto::catalogue::desk_service_client::DeskServiceClient;
 use civic_proto::catalogue::{ListApplicationsRequest, ListInquiriesRequest, ListServiceItemsRequest};
-use common::{token, with_token};
+use common::{Rng, token, with_token};
 use serde_json::{Value, json};
-
-/// A small, seeded generator (xorshift64*): reproducible without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 /// One API operation from the document.
 struct Operation {

@@ -5,7 +5,7 @@
 mod common;
 
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use civic_kit::auth::Role;
 use civic_proto::catalogue::catalogue_service_client::CatalogueServiceClient;
@@ -17,7 +17,7 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 
 /// Everything recorded, as text.
 #[expect(clippy::disallowed_types, reason = "appended to without .await inside")]
-type Recorded = Arc<Mutex<String>>;
+type Recorded = Arc<std::sync::Mutex<String>>;
 
 struct Capture(Recorded);
 

@@ -143,16 +143,11 @@ async fn streams_are_capped_per_caller_and_per_process_and_end_after_their_lifet
 /// address is its connection's. Behind a trusted one, each forwarded address counts alone.
 #[tokio::test]
 async fn forwarded_addresses_count_only_from_trusted_proxies() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     async fn get(addr: std::net::SocketAddr, forwarded_for: &str) -> String {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let head = format!(
             "GET /v1/streets/zhongjie/items HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Forwarded-For: {forwarded_for}\r\n\r\n"
         );
-        stream.write_all(head.as_bytes()).await.expect("write");
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.expect("read");
-        String::from_utf8_lossy(&raw).chars().take(12).collect()
+        common::exchange(addr, &head).await.chars().take(12).collect()
     }
     for trusted in [false, true] {
         let store = Store::fresh().await;
