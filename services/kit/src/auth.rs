@@ -672,27 +672,16 @@ pub fn mint_dev_token(settings: &AuthSettings, principal: &Principal, ttl: Durat
 }
 
 fn mint_user(settings: &AuthSettings, principal: &Principal, ttl: Duration) -> Result<String, String> {
-    settings.validate().map_err(|(key, problem)| format!("{key}: {problem}"))?;
-    check_lifetime(settings, ttl)?;
-    let secret = settings.dev_key.as_deref().ok_or("auth.dev_key is not set; dev tokens are signed with it")?;
-    if !settings.algorithms.iter().any(|alg| alg == "HS256") {
-        return Err("auth.algorithms does not allow HS256, so a dev token would be rejected".to_owned());
-    }
+    let secret = dev_signing_key(settings, ttl)?;
     if !is_valid_subject(&principal.subject) {
         return Err("the subject must be 1 to 256 bytes without '/', whitespace or control characters".to_owned());
     }
-    let now = unix_now();
     let claims = MintClaims {
-        sub: &principal.subject,
-        iss: &settings.issuer,
-        aud: &settings.audience,
-        iat: now,
-        exp: now.saturating_add(ttl.as_secs()),
         roles: principal.roles.iter().map(Role::as_str).collect(),
         street: principal.street.as_deref(),
         community: principal.community.as_deref(),
         grids: &principal.grids,
-        service: None,
+        ..MintClaims::new(settings, &principal.subject, ttl)
     };
     sign_dev(secret, &claims)
 }
@@ -704,27 +693,44 @@ pub fn mint_service_token(settings: &AuthSettings, service: &str, ttl: Duration)
 }
 
 fn mint_service(settings: &AuthSettings, service: &str, ttl: Duration) -> Result<String, String> {
-    settings.validate().map_err(|(key, problem)| format!("{key}: {problem}"))?;
-    check_lifetime(settings, ttl)?;
-    let secret = settings.dev_key.as_deref().ok_or("auth.dev_key is not set; dev tokens are signed with it")?;
+    let secret = dev_signing_key(settings, ttl)?;
     if !is_valid_service(service) {
         return Err(format!("{service:?} is not a service name"));
     }
-    let now = unix_now();
     let subject = format!("service-{service}");
-    let claims = MintClaims {
-        sub: &subject,
-        iss: &settings.issuer,
-        aud: &settings.audience,
-        iat: now,
-        exp: now.saturating_add(ttl.as_secs()),
-        roles: Vec::new(),
-        street: None,
-        community: None,
-        grids: &[],
-        service: Some(service),
-    };
-    sign_dev(secret, &claims)
+    sign_dev(secret, &MintClaims { service: Some(service), ..MintClaims::new(settings, &subject, ttl) })
+}
+
+impl<'a> MintClaims<'a> {
+    /// The claims every development token carries: `sub`, `iss`, `aud`, and valid from now for
+    /// `ttl`; no roles or scopes.
+    fn new(settings: &'a AuthSettings, sub: &'a str, ttl: Duration) -> Self {
+        let now = unix_now();
+        Self {
+            sub,
+            iss: &settings.issuer,
+            aud: &settings.audience,
+            iat: now,
+            exp: now.saturating_add(ttl.as_secs()),
+            roles: Vec::new(),
+            street: None,
+            community: None,
+            grids: &[],
+            service: None,
+        }
+    }
+}
+
+/// The key development tokens are signed with, once the settings, the lifetime and the
+/// algorithm allow one.
+fn dev_signing_key(settings: &AuthSettings, ttl: Duration) -> Result<&str, String> {
+    settings.validate().map_err(|(key, problem)| format!("{key}: {problem}"))?;
+    check_lifetime(settings, ttl)?;
+    let secret = settings.dev_key.as_deref().ok_or("auth.dev_key is not set; dev tokens are signed with it")?;
+    if !settings.algorithms.iter().any(|alg| alg == "HS256") {
+        return Err("auth.algorithms does not allow HS256, so a dev token would be rejected".to_owned());
+    }
+    Ok(secret)
 }
 
 fn check_lifetime(settings: &AuthSettings, ttl: Duration) -> Result<(), String> {
