@@ -22,7 +22,7 @@ use civic_kit::tasks::Tasks;
 
 /// Every service of civic. A new service is its crate and one line here
 /// (`docs/adding-a-service.md`).
-pub static MODULES: &[&dyn Module] = &[&civic_catalogue::MODULE];
+pub static MODULES: &[&dyn Module] = &[&civic_catalogue::MODULE, &civic_grid::MODULE];
 
 /// The names of the registered services.
 pub fn service_names(modules: &[&dyn Module]) -> Vec<&'static str> {
@@ -260,6 +260,7 @@ impl Shared {
             tasks: self.tasks.clone(),
             streams: self.streams.clone(),
             section: config.section(module.name()),
+            data_dir: config.data_dir.clone(),
         };
         let instance = module.build(parts).await.with_context(|| format!("building the {} service", module.name()))?;
         Ok((db, instance))

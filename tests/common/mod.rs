@@ -110,6 +110,12 @@ pub fn test_config(store: &Store) -> Config {
     config.auth.dev_mode = Some(true);
     config.server.outbox_poll_ms = 100;
     config.server.shutdown_grace_ms = 2000;
+    // The grid service's keys (on PostgreSQL it has no local key), and a small demo roster.
+    let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    config.set("grid.data_keys", std::collections::BTreeMap::from([("t1", key)]));
+    config.set("grid.active_data_key", "t1");
+    config.set("grid.lookup_key", key.chars().rev().collect::<String>());
+    config.set("grid.demo_households", 150);
     if let Ok(nats) = std::env::var("CIVIC_TEST_NATS_URL") {
         config.nats_url = nats;
     }

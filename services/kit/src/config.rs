@@ -494,28 +494,9 @@ impl Config {
         self.local_key("dev.key").map(|key| String::from_utf8_lossy(&key).into_owned())
     }
 
-    /// A random 32-byte key kept (hex) in `data_dir/name`, readable by its owner only; made when
-    /// missing or too short.
+    /// A random 32-byte key kept (hex) in `data_dir/name`; see [`local_key`].
     fn local_key(&self, name: &str) -> std::io::Result<Vec<u8>> {
-        std::fs::create_dir_all(&self.data_dir)?;
-        let path = self.data_dir.join(name);
-        match std::fs::read(&path) {
-            Ok(key) if key.len() >= 32 => Ok(key),
-            _ => {
-                let key: [u8; 32] = rand::random();
-                let text = key.iter().map(|b| format!("{b:02x}")).collect::<String>();
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create(true).truncate(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(&path)?;
-                // An older file keeps its mode when opened: make it the owner's alone.
-                #[cfg(unix)]
-                std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-                std::io::Write::write_all(&mut file, text.as_bytes())?;
-                Ok(text.into_bytes())
-            }
-        }
+        local_key(&self.data_dir, name)
     }
 }
 
@@ -524,6 +505,30 @@ fn config_error(e: figment::Error) -> ConfigError {
     let key = if e.path.is_empty() { "(file)".to_owned() } else { e.path.join(".") };
     let from = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
     ConfigError { key, message: format!("{}{from}", e.kind) }
+}
+
+/// A random 32-byte key kept (hex) in `dir/name`, readable by its owner only; made when missing
+/// or too short. For what an embedded installation keeps beside its data.
+pub fn local_key(dir: &Path, name: &str) -> std::io::Result<Vec<u8>> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(name);
+    match std::fs::read(&path) {
+        Ok(key) if key.len() >= 32 => Ok(key),
+        _ => {
+            let key: [u8; 32] = rand::random();
+            let text = key.iter().map(|b| format!("{b:02x}")).collect::<String>();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&path)?;
+            // An older file keeps its mode when opened: make it the owner's alone.
+            #[cfg(unix)]
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+            std::io::Write::write_all(&mut file, text.as_bytes())?;
+            Ok(text.into_bytes())
+        }
+    }
 }
 
 /// `url` with its credentials hidden — the password of `user:password@` (a NATS URL's token), and the values of

@@ -43,6 +43,10 @@ pub struct Parts {
     pub streams: crate::watch::Streams,
     /// The service's own section of the configuration, `[<name>]`.
     pub section: Section,
+    /// The process's data directory: where a service on the embedded store (SQLite) may keep
+    /// what belongs beside its data, such as a key it made itself. A service on PostgreSQL keeps
+    /// nothing here (replicas share no disk).
+    pub data_dir: std::path::PathBuf,
 }
 
 /// A service of civic, as the binary's registry lists it.
