@@ -36,6 +36,16 @@ pub struct Store {
 }
 
 impl Store {
+    /// The data directory of the processes over this store.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Whether the store is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+
     /// A fresh store.
     pub async fn fresh() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -262,6 +272,19 @@ pub fn token(subject: &str, roles: &[Role], street: &str) -> String {
         roles: roles.to_vec(),
         street: Some(street.into()),
         community: None,
+        grids: Vec::new(),
+    };
+    civic_kit::auth::mint_dev_token(&settings, &principal, Duration::from_secs(3600)).expect("mint")
+}
+
+/// A dev token for `roles` in `street` scoped to `community` (a cadre's, a resident's).
+pub fn token_in(subject: &str, roles: &[Role], street: &str, community: &str) -> String {
+    let settings = civic_kit::auth::AuthSettings { dev_key: Some(DEV_KEY.into()), ..Default::default() };
+    let principal = Principal {
+        subject: subject.into(),
+        roles: roles.to_vec(),
+        street: Some(street.into()),
+        community: Some(community.into()),
         grids: Vec::new(),
     };
     civic_kit::auth::mint_dev_token(&settings, &principal, Duration::from_secs(3600)).expect("mint")

@@ -432,6 +432,9 @@ impl RosterService for Grids {
         let name = ResidentName::parse("name", &req.name)?;
         let full = req.view() == ResidentView::Full;
         let (principal, reach) = self.reach(&caller, name.household().street()).await?;
+        if full && !reach.is_staff() {
+            return Err(denied().into());
+        }
         if full {
             let reason = req.reason.trim();
             if reason.chars().count() < 4 {

@@ -1,0 +1,768 @@
+//! The grid service end to end: the map and LocateGrid, invalid boundaries, re-drawing with
+//! households placed again, residents' protected data (sealed at rest, masked, full reads
+//! logged), visits synced from phones exactly once, the due list, covers in and out of their
+//! dates, and who may do what (the authorisation matrix).
+
+mod common;
+
+use chrono::{Duration, Utc};
+use civic_kit::auth::Role;
+use civic_proto::grid::grid_service_client::GridServiceClient;
+use civic_proto::grid::roster_service_client::RosterServiceClient;
+use civic_proto::grid::sync_result::Outcome;
+use civic_proto::grid::visit::Kind;
+use civic_proto::grid::visit_service_client::VisitServiceClient;
+use civic_proto::grid::*;
+use common::{spawn_app, token, token_in, with_token};
+use tonic::Code;
+use tonic::transport::Channel;
+
+const STREET: &str = "streets/zhongjie";
+const ID_NUMBER: &str = "11010519491231002X";
+const PHONE: &str = "13812345678";
+
+/// A rectangle as a GeoJSON Polygon.
+fn rect(west: f64, south: f64, east: f64, north: f64) -> String {
+    format!(
+        r#"{{"type":"Polygon","coordinates":[[[{west},{south}],[{east},{south}],[{east},{north}],[{west},{north}],[{west},{south}]]]}}"#
+    )
+}
+
+fn admin() -> String {
+    token("admin", &[Role::Admin], "zhongjie")
+}
+
+fn point(longitude: f64, latitude: f64) -> Option<Point> {
+    Some(Point { latitude, longitude })
+}
+
+fn visit_at(household: &str, minutes_ago: i64) -> Visit {
+    let t = Utc::now() - Duration::minutes(minutes_ago);
+    Visit {
+        household: household.into(),
+        kind: Kind::DoorToDoor as i32,
+        visit_time: Some(pbjson_types::Timestamp { seconds: t.timestamp(), nanos: 0 }),
+        duration_minutes: 20,
+        notes: "老人说楼道灯坏了".into(),
+        problems: vec![Problem {
+            category: "environment".into(),
+            description: "三单元楼道灯坏了两周".into(),
+            location: None,
+            issue: String::new(),
+        }],
+        ..Default::default()
+    }
+}
+
+/// A street with one community (`east`) of two grids side by side — `g1` (west half, worker
+/// gw-1) and `g2` (east half, worker gw-2) — and a second community (`west`) with `g3`
+/// (worker gw-3); a household in each grid, the first with a resident.
+struct Street {
+    channel: Channel,
+    g1: String,
+    g2: String,
+    h1: String,
+    h2: String,
+    h3: String,
+    r1: String,
+}
+
+async fn street(channel: Channel) -> Street {
+    let mut grids = GridServiceClient::new(channel.clone());
+    let mut roster = RosterServiceClient::new(channel.clone());
+    for (id, name) in [("east", "东苑社区"), ("west", "西苑社区")] {
+        grids
+            .create_community(with_token(
+                CreateCommunityRequest {
+                    parent: STREET.into(),
+                    community: Some(Community { display_name: name.into(), ..Default::default() }),
+                    community_id: id.into(),
+                    request_id: String::new(),
+                },
+                &admin(),
+            ))
+            .await
+            .expect("create community");
+    }
+    let mut names = Vec::new();
+    for (community, id, bounds, worker) in [
+        ("east", "g1", (106.0, 35.0, 106.1, 35.1), "gw-1"),
+        ("east", "g2", (106.1, 35.0, 106.2, 35.1), "gw-2"),
+        ("west", "g3", (105.9, 35.0, 106.0, 35.1), "gw-3"),
+    ] {
+        let grid = grids
+            .create_grid(with_token(
+                CreateGridRequest {
+                    parent: format!("{STREET}/communities/{community}"),
+                    grid: Some(Grid {
+                        display_name: format!("网格 {id}"),
+                        boundary: rect(bounds.0, bounds.1, bounds.2, bounds.3),
+                        workers: vec![Assignment { worker: format!("users/{worker}"), duties: "走访".into() }],
+                        ..Default::default()
+                    }),
+                    grid_id: id.into(),
+                    request_id: String::new(),
+                },
+                &admin(),
+            ))
+            .await
+            .expect("create grid")
+            .into_inner();
+        names.push(grid.name);
+    }
+    let mut households = Vec::new();
+    for (longitude, address) in [(106.05, "1单元 101"), (106.15, "2单元 202"), (105.95, "3单元 303")] {
+        let h = roster
+            .create_household(with_token(
+                CreateHouseholdRequest {
+                    parent: STREET.into(),
+                    household: Some(Household {
+                        building: "东苑小区 3号楼".into(),
+                        address: address.into(),
+                        location: point(longitude, 35.05),
+                        ..Default::default()
+                    }),
+                    request_id: String::new(),
+                },
+                &admin(),
+            ))
+            .await
+            .expect("create household")
+            .into_inner();
+        households.push(h.name);
+    }
+    let resident = roster
+        .create_resident(with_token(
+            CreateResidentRequest {
+                parent: households[0].clone(),
+                resident: Some(Resident {
+                    display_name: "王秀英".into(),
+                    id_number: ID_NUMBER.into(),
+                    phone: PHONE.into(),
+                    tags: vec!["elderly_alone".into()],
+                    user: "users/resident-1".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &admin(),
+        ))
+        .await
+        .expect("create resident")
+        .into_inner();
+    Street {
+        channel,
+        g1: names[0].clone(),
+        g2: names[1].clone(),
+        h1: households[0].clone(),
+        h2: households[1].clone(),
+        h3: households[2].clone(),
+        r1: resident.name,
+    }
+}
+
+#[tokio::test]
+async fn the_map_locates_points_refuses_bad_boundaries_and_places_households_again() {
+    let (app, _store) = spawn_app().await;
+    let s = street(app.channel.clone()).await;
+    let mut grids = GridServiceClient::new(s.channel.clone());
+    let mut roster = RosterServiceClient::new(s.channel.clone());
+    let worker = token("gw-1", &[Role::GridWorker], "zhongjie");
+    let locate =
+        |longitude: f64, latitude: f64| LocateGridRequest { parent: STREET.into(), point: point(longitude, latitude) };
+
+    let found = grids.locate_grid(with_token(locate(106.05, 35.05), &worker)).await.expect("inside g1").into_inner();
+    assert_eq!((found.grid.as_str(), found.boundary_revision), (s.g1.as_str(), 1));
+    assert_eq!(found.community, format!("{STREET}/communities/east"));
+    // A point on the edge g1 and g2 share goes to one of them, always the same.
+    let edge = grids.locate_grid(with_token(locate(106.1, 35.05), &worker)).await.expect("on the edge").into_inner();
+    for _ in 0..5 {
+        let again = grids.locate_grid(with_token(locate(106.1, 35.05), &worker)).await.expect("again").into_inner();
+        assert_eq!(again.grid, edge.grid);
+    }
+    assert!(edge.grid == s.g1 || edge.grid == s.g2);
+    let outside = grids.locate_grid(with_token(locate(110.0, 35.05), &worker)).await.expect_err("outside");
+    assert_eq!(outside.code(), Code::NotFound);
+    assert!(outside.message().contains("outside every grid"), "{}", outside.message());
+    let bad_point = grids.locate_grid(with_token(locate(200.0, 35.0), &worker)).await.expect_err("out of range");
+    assert_eq!(bad_point.code(), Code::InvalidArgument);
+    assert!(bad_point.message().contains("point.longitude"), "{}", bad_point.message());
+
+    // Households were placed by their location.
+    let h1 = roster.get_household(with_token(GetHouseholdRequest { name: s.h1.clone() }, &admin())).await.expect("h1");
+    assert_eq!(h1.into_inner().grid, s.g1);
+
+    // Invalid boundaries: INVALID_ARGUMENT naming grid.boundary, nothing written.
+    let bad = [
+        r#"{"type":"Polygon","coordinates":[[[106.3,35.0],[106.4,35.0],[106.4,35.1],[106.3,35.1]]]}"#.to_owned(),
+        r#"{"type":"Polygon","coordinates":[[[106.3,35.0],[106.4,35.1],[106.4,35.0],[106.3,35.1],[106.3,35.0]]]}"#
+            .to_owned(),
+        rect(179.5, 35.0, 181.0, 35.1),
+        rect(106.05, 35.0, 106.15, 35.1),
+        r#"{"type":"Point","coordinates":[106.3,35.0]}"#.to_owned(),
+        "not json".to_owned(),
+    ];
+    for (i, boundary) in bad.iter().enumerate() {
+        let err = grids
+            .create_grid(with_token(
+                CreateGridRequest {
+                    parent: format!("{STREET}/communities/east"),
+                    grid: Some(Grid {
+                        display_name: "坏网格".into(),
+                        boundary: boundary.clone(),
+                        ..Default::default()
+                    }),
+                    grid_id: format!("bad{i}"),
+                    request_id: String::new(),
+                },
+                &admin(),
+            ))
+            .await
+            .expect_err("a bad boundary");
+        assert_eq!(err.code(), Code::InvalidArgument, "{i}: {}", err.message());
+        assert!(err.message().contains("grid.boundary"), "{i}: {}", err.message());
+    }
+    let all = grids
+        .list_grids(with_token(
+            ListGridsRequest { parent: format!("{STREET}/communities/-"), ..Default::default() },
+            &admin(),
+        ))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(all.grids.len(), 3, "no bad grid was written");
+
+    // Re-drawing g1 to take the east half too is refused (it overlaps g2); shrinking it to its
+    // western half moves h1 (at 106.05) out of every grid, and the old boundary is kept.
+    let g1 =
+        grids.get_grid(with_token(GetGridRequest { name: s.g1.clone() }, &admin())).await.expect("g1").into_inner();
+    let redraw = |boundary: String, etag: &str| UpdateGridRequest {
+        grid: Some(Grid { name: s.g1.clone(), boundary, etag: etag.into(), ..Default::default() }),
+        update_mask: Some(pbjson_types::FieldMask { paths: vec!["boundary".into()] }),
+        request_id: String::new(),
+    };
+    let overlap = grids.update_grid(with_token(redraw(rect(106.0, 35.0, 106.2, 35.1), &g1.etag), &admin())).await;
+    assert_eq!(overlap.expect_err("overlaps g2").code(), Code::InvalidArgument);
+    let redrawn = grids
+        .update_grid(with_token(redraw(rect(106.0, 35.0, 106.04, 35.1), &g1.etag), &admin()))
+        .await
+        .expect("redraw")
+        .into_inner();
+    assert_eq!(redrawn.boundary_revision, 2);
+    let stale = grids.update_grid(with_token(redraw(rect(106.0, 35.0, 106.03, 35.1), &g1.etag), &admin())).await;
+    assert_eq!(stale.expect_err("an old etag").code(), Code::Aborted);
+    let h1 = roster.get_household(with_token(GetHouseholdRequest { name: s.h1.clone() }, &admin())).await.expect("h1");
+    assert_eq!(h1.into_inner().grid, "", "h1 now lies outside every grid");
+    let moved = grids.locate_grid(with_token(locate(106.05, 35.05), &worker)).await;
+    assert_eq!(moved.expect_err("the map was rebuilt").code(), Code::NotFound);
+    let revisions = grids
+        .list_grid_revisions(with_token(
+            ListGridRevisionsRequest { name: s.g1.clone(), ..Default::default() },
+            &admin(),
+        ))
+        .await
+        .expect("revisions")
+        .into_inner();
+    assert_eq!(revisions.revisions.iter().map(|r| r.revision).collect::<Vec<_>>(), [2, 1]);
+    assert_eq!(revisions.revisions[1].boundary, g1.boundary);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn residents_are_sealed_at_rest_masked_in_answers_and_every_full_read_is_logged() {
+    let (app, store) = spawn_app().await;
+    let s = street(app.channel.clone()).await;
+    let mut roster = RosterServiceClient::new(s.channel.clone());
+    let get = |view: ResidentView, reason: &str| GetResidentRequest {
+        name: s.r1.clone(),
+        view: view as i32,
+        reason: reason.into(),
+    };
+
+    let masked =
+        roster.get_resident(with_token(get(ResidentView::Masked, ""), &admin())).await.expect("get").into_inner();
+    assert_eq!((masked.id_number.as_str(), masked.phone.as_str()), ("110***********002X", "138****5678"));
+    assert_eq!(masked.birth_date, "1949-12-31", "taken from the ID number");
+    assert!(!masked.full_view);
+
+    // Bad input names the field and writes nothing.
+    for (resident, field) in [
+        (
+            Resident { display_name: "李四".into(), id_number: "110105194912310021".into(), ..Default::default() },
+            "resident.id_number",
+        ),
+        (Resident { display_name: "李四".into(), phone: "12812345678".into(), ..Default::default() }, "resident.phone"),
+        (Resident { display_name: "李四".into(), tags: vec!["vip".into()], ..Default::default() }, "resident.tags[0]"),
+        (Resident { display_name: " ".into(), ..Default::default() }, "resident.display_name"),
+    ] {
+        let err = roster
+            .create_resident(with_token(
+                CreateResidentRequest { parent: s.h2.clone(), resident: Some(resident), request_id: String::new() },
+                &admin(),
+            ))
+            .await
+            .expect_err(field);
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(err.message().contains(field), "{field}: {}", err.message());
+        assert!(!err.message().contains("110105194912310021") && !err.message().contains("12812345678"));
+    }
+    let h2 = roster
+        .list_residents(with_token(ListResidentsRequest { parent: s.h2.clone(), ..Default::default() }, &admin()))
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(h2.residents.is_empty(), "nothing was written");
+
+    // The full view needs a reason, is for staff only, and is logged.
+    let no_reason = roster.get_resident(with_token(get(ResidentView::Full, ""), &admin())).await;
+    assert_eq!(no_reason.expect_err("a reason is required").code(), Code::InvalidArgument);
+    let worker = token("gw-1", &[Role::GridWorker], "zhongjie");
+    let full = roster
+        .get_resident(with_token(get(ResidentView::Full, "上门核实低保申请"), &worker))
+        .await
+        .expect("full view")
+        .into_inner();
+    assert_eq!((full.id_number.as_str(), full.phone.as_str(), full.full_view), (ID_NUMBER, PHONE, true));
+    let own = token("resident-1", &[Role::Resident], "zhongjie");
+    let mine = roster.get_resident(with_token(get(ResidentView::Masked, ""), &own)).await.expect("own, masked");
+    assert_eq!(mine.into_inner().phone, "138****5678");
+    let denied = roster.get_resident(with_token(get(ResidentView::Full, "想看看"), &own)).await;
+    assert_eq!(denied.expect_err("residents get no full view").code(), Code::PermissionDenied);
+    let log = roster
+        .list_access_records(with_token(
+            ListAccessRecordsRequest { parent: STREET.into(), ..Default::default() },
+            &admin(),
+        ))
+        .await
+        .expect("access log")
+        .into_inner();
+    assert_eq!(log.access_records.len(), 1);
+    let record = &log.access_records[0];
+    assert_eq!(
+        (record.reader.as_str(), record.role.as_str(), record.resident.as_str(), record.reason.as_str()),
+        ("users/gw-1", "grid_worker", s.r1.as_str(), "上门核实低保申请")
+    );
+    let not_admin = roster
+        .list_access_records(with_token(
+            ListAccessRecordsRequest { parent: STREET.into(), ..Default::default() },
+            &worker,
+        ))
+        .await;
+    assert_eq!(not_admin.expect_err("admins only").code(), Code::PermissionDenied);
+
+    // Found by the whole number through its keyed hash; answers masked.
+    let found = roster
+        .find_residents(with_token(
+            FindResidentsRequest { parent: STREET.into(), id_number: ID_NUMBER.to_lowercase(), phone: String::new() },
+            &admin(),
+        ))
+        .await
+        .expect("find")
+        .into_inner();
+    assert_eq!(found.residents.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), [s.r1.as_str()]);
+    assert_eq!(found.residents[0].id_number, "110***********002X");
+    let other_grid = token("gw-3", &[Role::GridWorker], "zhongjie");
+    let unseen = roster
+        .find_residents(with_token(
+            FindResidentsRequest { parent: STREET.into(), id_number: String::new(), phone: PHONE.into() },
+            &other_grid,
+        ))
+        .await
+        .expect("find")
+        .into_inner();
+    assert!(unseen.residents.is_empty(), "another grid's worker finds nobody here");
+
+    // At rest: no file of the embedded store holds the number or the phone in the clear.
+    if !store.is_postgres() {
+        let mut files = vec![store.data_dir().to_path_buf()];
+        let mut scanned = 0;
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                files.extend(std::fs::read_dir(&path).expect("dir").map(|e| e.expect("entry").path()));
+            } else {
+                let bytes = std::fs::read(&path).expect("read");
+                for needle in [ID_NUMBER.as_bytes(), PHONE.as_bytes()] {
+                    assert!(
+                        !bytes.windows(needle.len()).any(|w| w == needle),
+                        "{} holds personal data",
+                        path.display()
+                    );
+                }
+                scanned += 1;
+            }
+        }
+        assert!(scanned > 0);
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn visits_sync_exactly_once_and_the_due_list_follows_policy_and_covers() {
+    let (app, _store) = spawn_app().await;
+    let s = street(app.channel.clone()).await;
+    let mut visits = VisitServiceClient::new(s.channel.clone());
+    let mut grids = GridServiceClient::new(s.channel.clone());
+    let worker = token("gw-1", &[Role::GridWorker], "zhongjie");
+    let due = |window_days: i32| ListDueVisitsRequest { parent: STREET.into(), window_days, ..Default::default() };
+
+    // h1's resident lives alone: due within 7 days of joining the roster.
+    let list = visits.list_due_visits(with_token(due(8), &worker)).await.expect("due").into_inner();
+    assert_eq!(list.due_visits.iter().map(|d| d.household.as_str()).collect::<Vec<_>>(), [s.h1.as_str()]);
+    assert_eq!(list.due_visits[0].interval_days, 7);
+    assert!(list.due_visits[0].reason.contains("elderly_alone"), "{}", list.due_visits[0].reason);
+    assert!(!list.due_visits[0].overdue);
+
+    let batch = SyncVisitsRequest {
+        parent: STREET.into(),
+        visits: vec![
+            SyncedVisit { visit_id: "phone-a-1".into(), visit: Some(visit_at(&s.h1, 30)) },
+            SyncedVisit { visit_id: "phone-a-2".into(), visit: Some(Visit { kind: 0, ..visit_at(&s.h1, 20) }) },
+            SyncedVisit { visit_id: "phone-a-3".into(), visit: Some(visit_at(&s.h2, 10)) },
+        ],
+    };
+    let first = visits.sync_visits(with_token(batch.clone(), &worker)).await.expect("sync").into_inner();
+    let outcomes: Vec<_> = first.results.iter().map(|r| r.outcome()).collect();
+    assert_eq!(outcomes, [Outcome::Accepted, Outcome::Rejected, Outcome::Rejected]);
+    assert!(first.results[1].reason.contains("visits[1].visit.kind"), "{}", first.results[1].reason);
+    assert!(first.results[2].reason.contains("household"), "{}", first.results[2].reason);
+    let again = visits.sync_visits(with_token(batch, &worker)).await.expect("sync again").into_inner();
+    assert_eq!(again.results[0].outcome(), Outcome::Duplicate);
+    assert_eq!(again.results[0].visit, first.results[0].visit);
+    let listed = visits
+        .list_visits(with_token(
+            ListVisitsRequest { parent: STREET.into(), filter: format!("household = {}", s.h1), ..Default::default() },
+            &worker,
+        ))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.visits.len(), 1, "applied exactly once");
+    let visit = &listed.visits[0];
+    assert_eq!((visit.grid.as_str(), visit.grid_revision), (s.g1.as_str(), 1));
+    assert_eq!(visit.worker, "users/gw-1");
+
+    // Visited half an hour ago: next due in a week, so not within three days.
+    let list = visits.list_due_visits(with_token(due(3), &worker)).await.expect("due").into_inner();
+    assert!(list.due_visits.is_empty(), "{:?}", list.due_visits);
+
+    // A cover sees g2 within its dates only.
+    let cover = token("gw-9", &[Role::GridWorker], "zhongjie");
+    let g2 =
+        grids.get_grid(with_token(GetGridRequest { name: s.g2.clone() }, &admin())).await.expect("g2").into_inner();
+    let today = (Utc::now() + Duration::hours(8)).date_naive();
+    let set_cover = |start: chrono::NaiveDate, end: chrono::NaiveDate, etag: String| UpdateGridRequest {
+        grid: Some(Grid {
+            name: s.g2.clone(),
+            covers: vec![Cover {
+                worker: "users/gw-9".into(),
+                start_date: start.to_string(),
+                end_date: end.to_string(),
+                covers_for: "users/gw-2".into(),
+            }],
+            etag,
+            ..Default::default()
+        }),
+        update_mask: Some(pbjson_types::FieldMask { paths: vec!["covers".into()] }),
+        request_id: String::new(),
+    };
+    let g2 = grids
+        .update_grid(with_token(
+            set_cover(today - chrono::Days::new(1), today + chrono::Days::new(1), g2.etag),
+            &admin(),
+        ))
+        .await
+        .expect("cover now")
+        .into_inner();
+    let seen = grids.get_grid(with_token(GetGridRequest { name: s.g2.clone() }, &cover)).await;
+    assert!(seen.is_ok(), "the cover sees the grid within its dates");
+    let recorded = visits
+        .create_visit(with_token(
+            CreateVisitRequest {
+                parent: STREET.into(),
+                visit: Some(visit_at(&s.h2, 5)),
+                visit_id: "cover-1".into(),
+                request_id: String::new(),
+            },
+            &cover,
+        ))
+        .await
+        .expect("the cover records a visit")
+        .into_inner();
+    assert_eq!(recorded.worker, "users/gw-9");
+    grids
+        .update_grid(with_token(
+            set_cover(today - chrono::Days::new(10), today - chrono::Days::new(1), g2.etag),
+            &admin(),
+        ))
+        .await
+        .expect("cover ended");
+    let handed_back = grids.get_grid(with_token(GetGridRequest { name: s.g2.clone() }, &cover)).await;
+    assert_eq!(handed_back.expect_err("after the cover").code(), Code::PermissionDenied);
+    let late = visits
+        .create_visit(with_token(
+            CreateVisitRequest {
+                parent: STREET.into(),
+                visit: Some(visit_at(&s.h2, 1)),
+                visit_id: "cover-2".into(),
+                request_id: String::new(),
+            },
+            &cover,
+        ))
+        .await;
+    assert_eq!(late.expect_err("no longer covering").code(), Code::PermissionDenied);
+    let _ = s.h3;
+    app.stop().await;
+}
+
+/// A call's outcome without its answer.
+fn ok<T>(result: Result<tonic::Response<T>, tonic::Status>) -> Result<(), tonic::Status> {
+    result.map(|_| ())
+}
+
+/// Who may do what: each RPC × each kind of caller, PERMISSION_DENIED (or UNAUTHENTICATED for
+/// no token) for everyone else, whether or not the resource exists.
+#[tokio::test]
+async fn the_authorisation_matrix_holds_for_every_rpc_and_role() {
+    let (app, _store) = spawn_app().await;
+    let s = street(app.channel.clone()).await;
+    let mut grids = GridServiceClient::new(s.channel.clone());
+    let mut roster = RosterServiceClient::new(s.channel.clone());
+    let mut visits = VisitServiceClient::new(s.channel.clone());
+    // A cover of g1 for gw-8 in the window, and one for gw-7 that ended.
+    let g1 =
+        grids.get_grid(with_token(GetGridRequest { name: s.g1.clone() }, &admin())).await.expect("g1").into_inner();
+    let today = (Utc::now() + Duration::hours(8)).date_naive();
+    let cover = |worker: &str, start: chrono::NaiveDate, end: chrono::NaiveDate| Cover {
+        worker: format!("users/{worker}"),
+        start_date: start.to_string(),
+        end_date: end.to_string(),
+        covers_for: "users/gw-1".into(),
+    };
+    grids
+        .update_grid(with_token(
+            UpdateGridRequest {
+                grid: Some(Grid {
+                    name: s.g1.clone(),
+                    covers: vec![
+                        cover("gw-8", today, today + chrono::Days::new(3)),
+                        cover("gw-7", today - chrono::Days::new(9), today - chrono::Days::new(2)),
+                    ],
+                    etag: g1.etag,
+                    ..Default::default()
+                }),
+                update_mask: Some(pbjson_types::FieldMask { paths: vec!["covers".into()] }),
+                request_id: String::new(),
+            },
+            &admin(),
+        ))
+        .await
+        .expect("covers");
+
+    let callers: [(&str, String); 12] = [
+        ("anonymous", String::new()),
+        ("own resident", token("resident-1", &[Role::Resident], "zhongjie")),
+        ("other resident", token("resident-2", &[Role::Resident], "zhongjie")),
+        ("grid worker", token("gw-1", &[Role::GridWorker], "zhongjie")),
+        ("other grid's worker", token("gw-2", &[Role::GridWorker], "zhongjie")),
+        ("cover in window", token("gw-8", &[Role::GridWorker], "zhongjie")),
+        ("cover out of window", token("gw-7", &[Role::GridWorker], "zhongjie")),
+        ("community cadre", token_in("cadre-e", &[Role::Cadre], "zhongjie", "east")),
+        ("other community's cadre", token_in("cadre-w", &[Role::Cadre], "zhongjie", "west")),
+        ("street admin", admin()),
+        ("other street's admin", token("admin-x", &[Role::Admin], "xijie")),
+        ("department officer", token("officer", &[Role::DepartmentOfficer], "zhongjie")),
+    ];
+    // Which callers (by index above) may make each call.
+    let staff_of_g1 = [3, 5, 7, 9];
+    let sees_h1 = [1, 3, 5, 7, 9];
+    let street_members = [1, 2, 3, 4, 5, 6, 7, 8, 9, 11];
+    let drafters = [7, 9];
+    let admins = [9];
+    let staff = [3, 4, 5, 6, 7, 8, 9];
+
+    for (i, (who, token)) in callers.iter().enumerate() {
+        let check = |rpc: &str, allowed: &[usize], result: Result<(), tonic::Status>| match result {
+            Ok(()) => assert!(allowed.contains(&i), "{who} must not {rpc}"),
+            Err(e) => {
+                assert!(!allowed.contains(&i), "{who} may {rpc}: {e:?}");
+                let expected = if token.is_empty() { Code::Unauthenticated } else { Code::PermissionDenied };
+                assert_eq!(e.code(), expected, "{who} {rpc}: {}", e.message());
+            }
+        };
+        check(
+            "get g1",
+            &staff_of_g1,
+            ok(grids.get_grid(with_token(GetGridRequest { name: s.g1.clone() }, token)).await),
+        );
+        let missing = format!("{STREET}/communities/east/grids/nowhere");
+        let r = grids.get_grid(with_token(GetGridRequest { name: missing }, token)).await.map(|_| ());
+        match r {
+            Err(e) if [9, 7].contains(&i) => assert_eq!(e.code(), Code::NotFound, "{who}"),
+            other => check("get a missing grid", &[], other),
+        }
+        check(
+            "redraw g1",
+            &drafters,
+            ok(grids
+                .update_grid(with_token(
+                    UpdateGridRequest {
+                        grid: Some(Grid {
+                            name: s.g1.clone(),
+                            display_name: format!("网格一 {i}"),
+                            ..Default::default()
+                        }),
+                        update_mask: Some(pbjson_types::FieldMask { paths: vec!["display_name".into()] }),
+                        request_id: String::new(),
+                    },
+                    token,
+                ))
+                .await),
+        );
+        check(
+            "create a community",
+            &admins,
+            ok(grids
+                .create_community(with_token(
+                    CreateCommunityRequest {
+                        parent: STREET.into(),
+                        community: Some(Community { display_name: "新社区".into(), ..Default::default() }),
+                        community_id: format!("new-{i}"),
+                        request_id: String::new(),
+                    },
+                    token,
+                ))
+                .await),
+        );
+        check(
+            "locate a point",
+            &street_members,
+            ok(grids
+                .locate_grid(with_token(
+                    LocateGridRequest { parent: STREET.into(), point: point(106.05, 35.05) },
+                    token,
+                ))
+                .await),
+        );
+        check(
+            "get h1",
+            &sees_h1,
+            ok(roster.get_household(with_token(GetHouseholdRequest { name: s.h1.clone() }, token)).await),
+        );
+        check(
+            "list h1's residents",
+            &sees_h1,
+            ok(roster
+                .list_residents(with_token(ListResidentsRequest { parent: s.h1.clone(), ..Default::default() }, token))
+                .await),
+        );
+        check(
+            "read r1 in full",
+            &staff_of_g1,
+            ok(roster
+                .get_resident(with_token(
+                    GetResidentRequest {
+                        name: s.r1.clone(),
+                        view: ResidentView::Full as i32,
+                        reason: "核对身份信息".into(),
+                    },
+                    token,
+                ))
+                .await),
+        );
+        check(
+            "add a resident to h1",
+            &staff_of_g1,
+            ok(roster
+                .create_resident(with_token(
+                    CreateResidentRequest {
+                        parent: s.h1.clone(),
+                        resident: Some(Resident { display_name: format!("住户{i}"), ..Default::default() }),
+                        request_id: String::new(),
+                    },
+                    token,
+                ))
+                .await),
+        );
+        check(
+            "list the access log",
+            &admins,
+            ok(roster
+                .list_access_records(with_token(
+                    ListAccessRecordsRequest { parent: STREET.into(), ..Default::default() },
+                    token,
+                ))
+                .await),
+        );
+        check(
+            "record a visit to h1",
+            &staff_of_g1,
+            ok(visits
+                .create_visit(with_token(
+                    CreateVisitRequest {
+                        parent: STREET.into(),
+                        visit: Some(visit_at(&s.h1, 5)),
+                        visit_id: format!("m-{i}"),
+                        request_id: String::new(),
+                    },
+                    token,
+                ))
+                .await),
+        );
+        check(
+            "list their own due visits",
+            &staff,
+            ok(visits
+                .list_due_visits(with_token(
+                    ListDueVisitsRequest { parent: STREET.into(), ..Default::default() },
+                    token,
+                ))
+                .await),
+        );
+        check(
+            "list gw-1's due visits",
+            &[3, 5, 7, 9],
+            ok(visits
+                .list_due_visits(with_token(
+                    ListDueVisitsRequest { parent: STREET.into(), worker: "users/gw-1".into(), ..Default::default() },
+                    token,
+                ))
+                .await),
+        );
+        let _ = &s.h3;
+    }
+    // The cover recorded a visit of its own, visible to g1's worker; the visit another worker
+    // made is not visible to gw-2.
+    let gw2 = &callers[4].1;
+    let seen = visits.get_visit(with_token(GetVisitRequest { name: format!("{STREET}/visits/m-5") }, gw2)).await;
+    assert_eq!(seen.expect_err("another grid's visit").code(), Code::PermissionDenied);
+    let gw1 = &callers[3].1;
+    let seen = visits.get_visit(with_token(GetVisitRequest { name: format!("{STREET}/visits/m-5") }, gw1)).await;
+    assert_eq!(seen.expect("g1's worker sees the cover's visit").into_inner().worker, "users/gw-8");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn http_json_locates_points_and_names_bad_fields() {
+    let (app, _store) = spawn_app().await;
+    let s = street(app.channel.clone()).await;
+    let worker = token("gw-1", &[Role::GridWorker], "zhongjie");
+    let path = format!("/v1/{STREET}:locateGrid?point.latitude=35.05&point.longitude=106.05");
+    let (status, body) = common::http(app.http_addr, "GET", &path, &worker, None).await;
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(json["grid"], s.g1.as_str());
+    assert_eq!(json["boundaryRevision"], "1", "int64 is a string in proto3 JSON");
+
+    let body = format!(r#"{{"displayName":"张三","idNumber":"110105194912310021","phone":"{PHONE}"}}"#);
+    let (status, answer) =
+        common::http(app.http_addr, "POST", &format!("/v1/{}/residents", s.h1), &admin(), Some(&body)).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("resident.id_number"), "{answer}");
+    assert!(!answer.contains("110105194912310021") && !answer.contains(PHONE), "{answer}");
+    let (status, answer) =
+        common::http(app.http_addr, "GET", &format!("/v1/{STREET}/dueVisits?windowDays=10"), &worker, None).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains(&s.h1), "{answer}");
+    let _ = (&s.h2, &s.h3, &s.g2);
+    app.stop().await;
+}
