@@ -174,9 +174,15 @@ fn rpc_messages(pool: &DescriptorPool) -> (BTreeSet<String>, BTreeSet<String>) {
 fn bounds(pool: &DescriptorPool) -> Result<String, String> {
     let max_length = pool.get_extension_by_name("civic.api.v1.max_length").ok_or("no civic.api.v1.max_length")?;
     let max_items = pool.get_extension_by_name("civic.api.v1.max_items").ok_or("no civic.api.v1.max_items")?;
+    let minimum = pool.get_extension_by_name("civic.api.v1.minimum").ok_or("no civic.api.v1.minimum")?;
+    let maximum = pool.get_extension_by_name("civic.api.v1.maximum").ok_or("no civic.api.v1.maximum")?;
     let bound = |field: &FieldDescriptor, option: &prost_reflect::ExtensionDescriptor| {
         let options = field.options();
         options.has_extension(option).then(|| options.get_extension(option).as_u32().unwrap_or(0))
+    };
+    let limit = |field: &FieldDescriptor, option: &prost_reflect::ExtensionDescriptor| {
+        let options = field.options();
+        options.has_extension(option).then(|| options.get_extension(option).as_f64()).flatten()
     };
     let (inputs, outputs) = rpc_messages(pool);
     // Every civic message a request can reach, through message fields.
@@ -212,6 +218,44 @@ fn bounds(pool: &DescriptorPool) -> Result<String, String> {
             if (field.is_list() && items.is_none()) || (text && length.is_none()) {
                 missing.push(field.full_name().to_owned());
                 continue;
+            }
+            let (low, high) = (limit(&field, &minimum), limit(&field, &maximum));
+            if low.is_some() || high.is_some() {
+                let number = matches!(
+                    field.kind(),
+                    Kind::Double
+                        | Kind::Float
+                        | Kind::Int32
+                        | Kind::Sint32
+                        | Kind::Sfixed32
+                        | Kind::Uint32
+                        | Kind::Fixed32
+                        | Kind::Int64
+                        | Kind::Sint64
+                        | Kind::Sfixed64
+                        | Kind::Uint64
+                        | Kind::Fixed64
+                );
+                if !number || field.is_list() || field.supports_presence() {
+                    return Err(format!("{}: a range is declared on singular number fields only", field.full_name()));
+                }
+                let (low, high) = (low.unwrap_or(f64::NEG_INFINITY), high.unwrap_or(f64::INFINITY));
+                let described = match (low.is_finite(), high.is_finite()) {
+                    (true, true) => format!("must be from {low} to {high}"),
+                    (true, false) => format!("must be at least {low}"),
+                    _ => format!("must be at most {high}"),
+                };
+                let literal = |x: f64| match x {
+                    f64::NEG_INFINITY => "f64::NEG_INFINITY".to_owned(),
+                    f64::INFINITY => "f64::INFINITY".to_owned(),
+                    x => format!("{x:?}_f64"),
+                };
+                let (low, high) = (literal(low), literal(high));
+                // Written so that NaN is outside every range.
+                let _ = writeln!(
+                    body,
+                    "        {{ let x = self.{ident} as f64; if !(x >= {low} && x <= {high}) {{ v.push((format!(\"{{prefix}}{proto}\"), \"{described}\".to_owned())); }} }}"
+                );
             }
             let unit = if field.kind() == Kind::Bytes { "bytes" } else { "characters" };
             let longer = |value: &str, n: u32| {

@@ -8,7 +8,7 @@
 mod common;
 
 use civic_kit::auth::Role;
-use common::{Rng, http, spawn_app, token};
+use common::{Rng, http, token};
 use serde_json::Value;
 
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
@@ -45,11 +45,19 @@ fn value(rng: &mut Rng, doc: &Value, schema: &Value) -> Option<String> {
     if let Some(values) = schema["enum"].as_array() {
         return values.get(rng.below(values.len())).and_then(Value::as_str).map(str::to_owned);
     }
+    if schema["format"] == "user-name" {
+        return Some(format!("users/{}", id(rng, "user")));
+    }
     match schema["type"].as_str() {
         Some("integer") => {
             let min = schema["minimum"].as_i64().unwrap_or(-1000);
             let max = schema["maximum"].as_i64().unwrap_or(1000).min(min + 2000);
             Some((min + rng.below((max - min + 1) as usize) as i64).to_string())
+        }
+        Some("number") => {
+            let min = schema["minimum"].as_f64().unwrap_or(-1000.0);
+            let max = schema["maximum"].as_f64().unwrap_or(1000.0);
+            Some(format!("{}", min + (max - min) * rng.below(10_001) as f64 / 10_000.0))
         }
         Some("boolean") => Some(if rng.below(2) == 0 { "true" } else { "false" }.into()),
         Some("string") => {
@@ -69,7 +77,13 @@ fn encode(text: &str) -> String {
 
 #[tokio::test]
 async fn requests_the_document_allows_are_never_refused_as_malformed() {
-    let (app, _store) = spawn_app().await;
+    let store = common::Store::fresh().await;
+    let mut config = common::test_config(&store);
+    // Hundreds of calls in a few seconds from one principal and one address: this test is about
+    // the contract, not the rate limits (tests/security.rs has those).
+    config.gateway.rate_per_second = 0.0;
+    config.gateway.address_rate_per_second = 0.0;
+    let app = common::spawn_with(config, civic::Target::All, civic::Options::default()).await;
     let (status, text) = http(app.http_addr, "GET", "/openapi.json", "", None).await;
     assert_eq!(status, 200);
     let doc: Value = serde_json::from_str(&text).expect("the document");

@@ -187,6 +187,9 @@ async fn the_map_locates_points_refuses_bad_boundaries_and_places_households_aga
     let bad_point = grids.locate_grid(with_token(locate(200.0, 35.0), &worker)).await.expect_err("out of range");
     assert_eq!(bad_point.code(), Code::InvalidArgument);
     assert!(bad_point.message().contains("point.longitude"), "{}", bad_point.message());
+    let nan = grids.locate_grid(with_token(locate(106.05, f64::NAN), &worker)).await.expect_err("NaN");
+    assert_eq!(nan.code(), Code::InvalidArgument);
+    assert!(nan.message().contains("point.latitude"), "{}", nan.message());
 
     // Households were placed by their location.
     let h1 = roster.get_household(with_token(GetHouseholdRequest { name: s.h1.clone() }, &admin())).await.expect("h1");
@@ -273,14 +276,10 @@ async fn residents_are_sealed_at_rest_masked_in_answers_and_every_full_read_is_l
     let (app, store) = spawn_app().await;
     let s = street(app.channel.clone()).await;
     let mut roster = RosterServiceClient::new(s.channel.clone());
-    let get = |view: ResidentView, reason: &str| GetResidentRequest {
-        name: s.r1.clone(),
-        view: view as i32,
-        reason: reason.into(),
-    };
+    let get = || GetResidentRequest { name: s.r1.clone() };
+    let reveal = |reason: &str| RevealResidentRequest { name: s.r1.clone(), reason: reason.into() };
 
-    let masked =
-        roster.get_resident(with_token(get(ResidentView::Masked, ""), &admin())).await.expect("get").into_inner();
+    let masked = roster.get_resident(with_token(get(), &admin())).await.expect("get").into_inner();
     assert_eq!((masked.id_number.as_str(), masked.phone.as_str()), ("110***********002X", "138****5678"));
     assert_eq!(masked.birth_date, "1949-12-31", "taken from the ID number");
     assert!(!masked.full_view);
@@ -314,19 +313,16 @@ async fn residents_are_sealed_at_rest_masked_in_answers_and_every_full_read_is_l
     assert!(h2.residents.is_empty(), "nothing was written");
 
     // The full view needs a reason, is for staff only, and is logged.
-    let no_reason = roster.get_resident(with_token(get(ResidentView::Full, ""), &admin())).await;
+    let no_reason = roster.reveal_resident(with_token(reveal(""), &admin())).await;
     assert_eq!(no_reason.expect_err("a reason is required").code(), Code::InvalidArgument);
     let worker = token("gw-1", &[Role::GridWorker], "zhongjie");
-    let full = roster
-        .get_resident(with_token(get(ResidentView::Full, "上门核实低保申请"), &worker))
-        .await
-        .expect("full view")
-        .into_inner();
+    let full =
+        roster.reveal_resident(with_token(reveal("上门核实低保申请"), &worker)).await.expect("full view").into_inner();
     assert_eq!((full.id_number.as_str(), full.phone.as_str(), full.full_view), (ID_NUMBER, PHONE, true));
     let own = token("resident-1", &[Role::Resident], "zhongjie");
-    let mine = roster.get_resident(with_token(get(ResidentView::Masked, ""), &own)).await.expect("own, masked");
+    let mine = roster.get_resident(with_token(get(), &own)).await.expect("own, masked");
     assert_eq!(mine.into_inner().phone, "138****5678");
-    let denied = roster.get_resident(with_token(get(ResidentView::Full, "想看看"), &own)).await;
+    let denied = roster.reveal_resident(with_token(reveal("想看看"), &own)).await;
     assert_eq!(denied.expect_err("residents get no full view").code(), Code::PermissionDenied);
     let log = roster
         .list_access_records(with_token(
@@ -659,12 +655,8 @@ async fn the_authorisation_matrix_holds_for_every_rpc_and_role() {
             "read r1 in full",
             &staff_of_g1,
             ok(roster
-                .get_resident(with_token(
-                    GetResidentRequest {
-                        name: s.r1.clone(),
-                        view: ResidentView::Full as i32,
-                        reason: "核对身份信息".into(),
-                    },
+                .reveal_resident(with_token(
+                    RevealResidentRequest { name: s.r1.clone(), reason: "核对身份信息".into() },
                     token,
                 ))
                 .await),

@@ -19,7 +19,8 @@
 //! - **Server streams** are described by the message each line (NDJSON) or event (SSE) holds.
 //! - **Constraints** are those the server enforces: path ids match the resource id pattern,
 //!   strings and lists carry the `maxLength`/`maxItems` of their `(civic.api.v1.max_length)` /
-//!   `(max_items)` bounds, `pageSize` is never negative; page tokens (`format: page-token`) are
+//!   `(max_items)` bounds, numbers the `minimum`/`maximum` of their `(civic.api.v1.minimum)` /
+//!   `(maximum)` ranges, `pageSize` is never negative; page tokens (`format: page-token`) are
 //!   only ever what a previous answer returned, and filters (`format: filter`) follow AIP-160 as
 //!   the field's description says.
 //! - **Errors** are `google.rpc.Status`, for every operation.
@@ -38,6 +39,10 @@ const OUTPUT_ONLY: i32 = 3;
 
 /// A resource id (AIP-122): a lowercase letter, then lowercase letters, digits or hyphens, not
 /// ending in a hyphen, at most 63 in all.
+/// The resource type of civic's users, who live at the identity provider, and the form of their
+/// names: `users/` and the token's subject (no `/`, whitespace or control characters).
+const USER_TYPE: &str = "civic.local/User";
+const USER_PATTERN: &str = "^users/[^/\\s\\u0000-\\u001F\\u007F]{1,256}$";
 const ID_PATTERN: &str = "^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$";
 
 /// The document for `routes`.
@@ -92,12 +97,12 @@ pub(crate) fn document(routes: &[Route], pool: &DescriptorPool) -> Value {
                     request_body = Some(json!({"required": true, "content": {"application/json": {"schema": schema}}}));
                 }
                 for field in input.fields().filter(|f| f.name() != name && !bound.contains(&f.name())) {
-                    query_parameters(&mut schemas, &field, "", &mut parameters, 0);
+                    query_parameters(&mut schemas, &field, "", &mut parameters, 0, false);
                 }
             }
             BodyRule::None => {
                 for field in input.fields().filter(|f| !bound.contains(&f.name())) {
-                    query_parameters(&mut schemas, &field, "", &mut parameters, 0);
+                    query_parameters(&mut schemas, &field, "", &mut parameters, 0, false);
                 }
             }
         }
@@ -173,8 +178,18 @@ pub(crate) fn document(routes: &[Route], pool: &DescriptorPool) -> Value {
 
 /// Adds the query parameters of `field` (recursing into messages, at most a few levels). Only
 /// what the gateway reads from text is a parameter: scalars, enums, lists of them and
-/// `FieldMask`; a map, a list of messages or another well-known type is not.
-fn query_parameters(schemas: &mut Schemas, field: &FieldDescriptor, prefix: &str, out: &mut Vec<Value>, depth: usize) {
+/// `FieldMask`; a map, a list of messages or another well-known type is not. `in_required` says
+/// that `field` is inside a message the method cannot do without (a required `point`: its
+/// `point.latitude` and `point.longitude` are then required parameters).
+fn query_parameters(
+    schemas: &mut Schemas,
+    field: &FieldDescriptor,
+    prefix: &str,
+    out: &mut Vec<Value>,
+    depth: usize,
+    in_required: bool,
+) {
+    let is_required = schemas.behaviors(field).contains(&REQUIRED);
     let name = format!("{prefix}{}", field.json_name());
     if field.is_map() {
         return;
@@ -183,8 +198,9 @@ fn query_parameters(schemas: &mut Schemas, field: &FieldDescriptor, prefix: &str
         && message.full_name() != "google.protobuf.FieldMask"
     {
         if !field.is_list() && well_known(message.full_name()).is_none() && depth < 3 {
+            let required = is_required && (depth == 0 || in_required);
             for inner in message.fields() {
-                query_parameters(schemas, &inner, &format!("{name}."), out, depth + 1);
+                query_parameters(schemas, &inner, &format!("{name}."), out, depth + 1, required);
             }
         }
         return;
@@ -193,8 +209,9 @@ fn query_parameters(schemas: &mut Schemas, field: &FieldDescriptor, prefix: &str
     if let Some(text) = comments(&field.parent_file(), field.path()) {
         parameter["description"] = Value::String(text);
     }
-    // A parameter the method cannot do without (REQUIRED, and at top level) is required.
-    if depth == 0 && schemas.behaviors(field).contains(&REQUIRED) {
+    // A parameter the method cannot do without (REQUIRED at top level, or a field of a required
+    // message) is required.
+    if (depth == 0 && is_required) || in_required {
         parameter["required"] = Value::Bool(true);
         if field.kind() == Kind::String && !field.is_list() {
             parameter["schema"]["minLength"] = Value::from(1);
@@ -295,6 +312,19 @@ impl Schemas {
         if let Some(n) = self.bound(field, "civic.api.v1.max_length") {
             single["maxLength"] = Value::from(n);
         }
+        for (option, key) in [("civic.api.v1.minimum", "minimum"), ("civic.api.v1.maximum", "maximum")] {
+            if let Some(limit) = self.limit(field, option) {
+                single[key] = if limit.fract() == 0.0 && limit.abs() < 9e15 {
+                    Value::from(limit as i64)
+                } else {
+                    Value::from(limit)
+                };
+            }
+        }
+        if self.references_user(field) {
+            single["format"] = Value::from("user-name");
+            single["pattern"] = Value::from(USER_PATTERN);
+        }
         match field.name() {
             "page_size" => {
                 single["minimum"] = Value::from(0);
@@ -322,6 +352,25 @@ impl Schemas {
         let extension = self.pool.get_extension_by_name(option)?;
         let options = field.options();
         options.has_extension(&extension).then(|| options.get_extension(&extension).as_u32()).flatten().map(u64::from)
+    }
+
+    /// Whether `field` names a user (`(google.api.resource_reference) = {type:
+    /// "civic.local/User"}`): `users/{user}`, the user's id at the identity provider.
+    fn references_user(&self, field: &FieldDescriptor) -> bool {
+        let Some(extension) = self.pool.get_extension_by_name("google.api.resource_reference") else { return false };
+        let options = field.options();
+        if !options.has_extension(&extension) {
+            return false;
+        }
+        let reference = options.get_extension(&extension);
+        reference.as_message().and_then(|m| m.get_field_by_name("type")).is_some_and(|t| t.as_str() == Some(USER_TYPE))
+    }
+
+    /// The value of the range `option` (`civic.api.v1.minimum`) on `field`, when it has one.
+    fn limit(&self, field: &FieldDescriptor, option: &str) -> Option<f64> {
+        let extension = self.pool.get_extension_by_name(option)?;
+        let options = field.options();
+        options.has_extension(&extension).then(|| options.get_extension(&extension).as_f64()).flatten()
     }
 
     /// The schema of one value of `field`'s type.

@@ -425,47 +425,49 @@ impl RosterService for Grids {
         Ok(Response::new(out))
     }
 
-    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name, view = request.get_ref().view))]
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
     async fn get_resident(&self, request: Request<GetResidentRequest>) -> Result<Response<Resident>, Status> {
         let caller = self.caller(&request)?;
-        let req = request.into_inner();
-        let name = ResidentName::parse("name", &req.name)?;
-        let full = req.view() == ResidentView::Full;
-        let (principal, reach) = self.reach(&caller, name.household().street()).await?;
-        if full && !reach.is_staff() {
-            return Err(denied().into());
-        }
-        if full {
-            let reason = req.reason.trim();
-            if reason.chars().count() < 4 {
-                return Err(Error::invalid(
-                    "reason",
-                    "say why the full ID number and phone are needed (4 to 500 characters)",
-                )
-                .into());
-            }
-        }
-        self.household_for(&reach, name.household(), full).await?;
+        let name = ResidentName::parse("name", &request.get_ref().name)?;
+        let (_, reach) = self.reach(&caller, name.household().street()).await?;
+        self.household_for(&reach, name.household(), false).await?;
         let resident = store::get_resident(self.writer.db().reader(), &name)
             .await?
             .ok_or_else(|| if reach.is_staff() { Error::not_found(name.to_string()) } else { denied() })?;
-        if full {
-            let role = reach.staff_role.ok_or_else(denied)?;
-            let reader = principal.resource_name();
-            let reason = req.reason.trim().to_owned();
-            let answer = self.resident_to_wire(&resident, true)?;
-            // The read is logged before the values are answered: no full read goes unrecorded.
-            let logged = self
-                .writer
-                .write(&RequestKey::unkeyed("GetResident"), async |c: &mut Change| {
-                    let record = insert_access(c.tx(), &reader, role, &name, &reason).await?;
-                    Ok(AccessRecord { name: record.to_string(), ..Default::default() })
-                })
-                .await?;
-            tracing::info!(resident = %name, access_record = %logged.name, role = role.as_str(), "full view of a resident");
-            return Ok(Response::new(answer));
-        }
         Ok(Response::new(self.resident_to_wire(&resident, false)?))
+    }
+
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn reveal_resident(&self, request: Request<RevealResidentRequest>) -> Result<Response<Resident>, Status> {
+        let caller = self.caller(&request)?;
+        let req = request.into_inner();
+        let name = ResidentName::parse("name", &req.name)?;
+        let (principal, reach) = self.reach(&caller, name.household().street()).await?;
+        let role = reach.staff_role.ok_or_else(denied)?;
+        let reason = req.reason.trim().to_owned();
+        if reason.chars().count() < 4 {
+            return Err(Error::invalid(
+                "reason",
+                "say why the full ID number and phone are needed (4 to 500 characters)",
+            )
+            .into());
+        }
+        self.household_for(&reach, name.household(), true).await?;
+        let resident = store::get_resident(self.writer.db().reader(), &name)
+            .await?
+            .ok_or_else(|| Error::not_found(name.to_string()))?;
+        let answer = self.resident_to_wire(&resident, true)?;
+        let reader = principal.resource_name();
+        // The read is logged before the values are answered: no full read goes unrecorded.
+        let logged = self
+            .writer
+            .write(&RequestKey::unkeyed("RevealResident"), async |c: &mut Change| {
+                let record = insert_access(c.tx(), &reader, role, &name, &reason).await?;
+                Ok(AccessRecord { name: record.to_string(), ..Default::default() })
+            })
+            .await?;
+        tracing::info!(resident = %name, access_record = %logged.name, role = role.as_str(), "full view of a resident");
+        Ok(Response::new(answer))
     }
 
     #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
