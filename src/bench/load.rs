@@ -44,6 +44,12 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Calls counted without their latencies (work measured in this process, not over the
+    /// network).
+    pub fn counted(requests: u64, elapsed: Duration) -> Self {
+        Self { requests, errors: 0, elapsed, latency: histogram(), first_error: None }
+    }
+
     /// Successful calls per second.
     pub fn rps(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)

@@ -4,6 +4,7 @@
 //! — grpc.health.v1 `Check`, the cheapest call the server answers — so they compare across
 //! machines. See docs/performance.md.
 
+mod grid;
 mod load;
 mod server;
 
@@ -25,12 +26,22 @@ use tonic::transport::Channel;
 
 /// The scenarios, in the order `all` runs them: `desk-create` last, since the thousands of
 /// events it leaves for the relay to publish would otherwise fall into the next measurement.
-const SCENARIOS: &[&str] = &["catalogue-get", "catalogue-search", "gateway-get", "mixed", "desk-create"];
+const SCENARIOS: &[&str] = &[
+    "catalogue-get",
+    "catalogue-search",
+    "gateway-get",
+    "grid-index",
+    "grid-locate",
+    "grid-due",
+    "mixed",
+    "desk-create",
+];
 
 /// `civic bench` options.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// A scenario (catalogue-get, catalogue-search, gateway-get, desk-create, mixed) or `all`.
+    /// A scenario (catalogue-get, catalogue-search, gateway-get, grid-index, grid-locate,
+    /// grid-due, desk-create, mixed) or `all`.
     #[arg(long, default_value = "all")]
     scenario: String,
     /// What to start: every service in one process, or the catalogue and a gateway apart.
@@ -147,8 +158,34 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "scenario", "requests", "errors", "req/s", "p50 ms", "p99 ms", "ratio", "RSS MB"
         );
     }
+    // The grid scenarios draw a street of a thousand grids first (all-in-one: the split set-up
+    // starts the catalogue alone).
+    let grid_setup = if scenarios.iter().any(|s| matches!(*s, "grid-locate" | "grid-due")) && args.mode != "split" {
+        Some(grid::Setup::load(&target).await?)
+    } else {
+        None
+    };
     for scenario in scenarios {
+        if matches!(scenario, "grid-locate" | "grid-due") && grid_setup.is_none() {
+            if !args.json {
+                println!("{scenario:<18} (all-in-one only)");
+            }
+            continue;
+        }
         let (stats, rss, extra) = match scenario {
+            "grid-index" => {
+                let (stats, extra) = grid::index(args.seconds);
+                (stats, None, extra)
+            }
+            "grid-locate" | "grid-due" => {
+                let Some(setup) = grid_setup.as_ref() else { continue };
+                if scenario == "grid-locate" {
+                    with_rss(measure(&target, shape, grid::locate(&target, setup)).await)
+                } else {
+                    let (stats, rss) = measure(&target, shape, grid::due(&target, setup)).await;
+                    (stats, rss, setup.due_extra())
+                }
+            }
             "catalogue-get" => with_rss(measure(&target, shape, catalogue_get(&target, &fixtures)).await),
             "catalogue-search" => with_rss(measure(&target, shape, catalogue_search(&target)).await),
             "gateway-get" => with_rss(measure(&target, shape, gateway_get(&target, &fixtures)).await),
@@ -175,11 +212,11 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 stats.rps(),
                 stats.ms(0.5),
                 stats.ms(0.99),
-                stats.rps() / baseline.rps(),
+                report["ratio"].as_f64().unwrap_or_default(),
                 rss.map(|r| format!("{r:.0}")).unwrap_or_else(|| "-".into())
             );
             if let Some(extra) = report.as_object() {
-                for key in ["raw_insert_rps", "raw_ratio", "read_p99_ms", "write_p99_ms"] {
+                for key in ["raw_insert_rps", "raw_ratio", "read_p99_ms", "write_p99_ms", "bare_rps", "households"] {
                     if let Some(v) = extra.get(key) {
                         println!("    {key}: {v}");
                     }
@@ -402,18 +439,6 @@ struct Fixtures {
 
 impl Fixtures {
     async fn load(target: &Target) -> anyhow::Result<Self> {
-        let settings = AuthSettings { dev_key: Some(target.dev_key.clone()), ..Default::default() };
-        let mint = |subject: &str, role: Role| {
-            let principal = Principal {
-                subject: subject.into(),
-                roles: vec![role],
-                street: Some(civic_catalogue::ZHONGJIE_STREET.into()),
-                community: None,
-                grids: Vec::new(),
-            };
-            civic_kit::auth::mint_dev_token(&settings, &principal, Duration::from_secs(3600))
-                .map_err(|e| anyhow::anyhow!("minting a token: {e}"))
-        };
         let mut client = CatalogueServiceClient::new(target.grpc[0].clone());
         let request = ListServiceItemsRequest { parent: street(), page_size: 1000, ..Default::default() };
         let items: Vec<String> = client
@@ -428,8 +453,22 @@ impl Fixtures {
         if items.is_empty() {
             bail!("the server has no published items in {}; seed it (civic seed)", street());
         }
-        Ok(Self { items, staff: mint("bench-staff", Role::Cadre)? })
+        Ok(Self { items, staff: mint(target, "bench-staff", Role::Cadre, civic_catalogue::ZHONGJIE_STREET)? })
     }
+}
+
+/// A development token for `subject` with `role` in `street`, signed with the server's key.
+fn mint(target: &Target, subject: &str, role: Role, street: &str) -> anyhow::Result<String> {
+    let settings = AuthSettings { dev_key: Some(target.dev_key.clone()), ..Default::default() };
+    let principal = Principal {
+        subject: subject.into(),
+        roles: vec![role],
+        street: Some(street.into()),
+        community: None,
+        grids: Vec::new(),
+    };
+    civic_kit::auth::mint_dev_token(&settings, &principal, Duration::from_secs(3600))
+        .map_err(|e| anyhow::anyhow!("minting a token: {e}"))
 }
 
 fn street() -> String {

@@ -37,10 +37,14 @@ pub(crate) fn grid_changed(grid: &GridRecord) -> GridBoundaryChanged {
 /// left them. Returns how many moved.
 pub(crate) async fn place_households(tx: &mut Tx, grid: &GridName, bbox: [f64; 4], now: &str) -> Result<usize> {
     let street = grid.street();
+    let candidates = store::households_to_relocate(tx, grid, bbox).await?;
+    if candidates.is_empty() {
+        return Ok(0);
+    }
     let boundaries = store::boundaries(&mut **tx, street).await?;
     let map = StreetMap::build(boundaries);
     let mut moved = 0;
-    for (household, longitude, latitude, community, grid_id) in store::households_to_relocate(tx, grid, bbox).await? {
+    for (household, longitude, latitude, community, grid_id) in candidates {
         let place = map.place(longitude, latitude);
         if place != (Place { community, grid: grid_id }) {
             store::set_place(tx, street, &household, &place, now).await?;

@@ -1,0 +1,209 @@
+//! The grid service's scenarios: `grid-locate` (LocateGrid over gRPC among a thousand grids),
+//! `grid-index` (the service's R-tree look-up against a bare `rstar` + `geo::Contains` one over
+//! the same polygons, in this process) and `grid-due` (ListDueVisits for a worker of some
+//! hundreds of households of the demo street).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use civic_grid::geometry::{BareIndex, GridIndex, tiling};
+use civic_kit::auth::Role;
+use civic_proto::grid::grid_service_client::GridServiceClient;
+use civic_proto::grid::roster_service_client::RosterServiceClient;
+use civic_proto::grid::visit_service_client::VisitServiceClient;
+use civic_proto::grid::{
+    Assignment, Community, CreateCommunityRequest, CreateGridRequest, GetGridRequest, Grid, ListDueVisitsRequest,
+    ListHouseholdsRequest, LocateGridRequest, Point, UpdateGridRequest,
+};
+use serde_json::{Value, json};
+
+use super::load::{Call, Stats};
+use super::{Target, bearer, mint};
+
+/// The benchmark's own street of a thousand grids: 40 × 25 cells over this rectangle.
+const STREET: &str = "bench";
+const EXTENT: (f64, f64, f64, f64) = (103.0, 36.0, 0.4, 0.25);
+const COLUMNS: usize = 40;
+const ROWS: usize = 25;
+const SEED: u64 = 7;
+
+/// A deterministic stream of points inside the extent (splitmix64).
+fn points(count: usize) -> Vec<(f64, f64)> {
+    let mut state = 0x00C0_FFEE_u64;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let (west, south, width, height) = EXTENT;
+    (0..count).map(|_| (west + next() * width, south + next() * height)).collect()
+}
+
+/// What the grid scenarios need on the server: the benchmark street's thousand grids, and a
+/// worker of the demo street looking after a few hundred households.
+pub struct Setup {
+    locator: String,
+    worker: String,
+    /// How many households the worker looks after.
+    households: usize,
+}
+
+impl Setup {
+    /// Draws the benchmark street (once per server) and assigns the due-list worker.
+    pub async fn load(target: &Target) -> anyhow::Result<Self> {
+        let admin = mint(target, "bench-admin", Role::Admin, STREET)?;
+        let mut grids = GridServiceClient::new(target.grpc[0].clone());
+        let parent = format!("streets/{STREET}");
+        let created = grids
+            .create_community(bearer(
+                CreateCommunityRequest {
+                    parent: parent.clone(),
+                    community: Some(Community { display_name: "压测社区".into(), ..Default::default() }),
+                    community_id: "c".into(),
+                    request_id: "bench-community".into(),
+                },
+                &admin,
+            ))
+            .await;
+        if let Err(status) = created {
+            bail!("drawing the benchmark street: {}", status.message());
+        }
+        let (west, south, width, height) = EXTENT;
+        let cells = tiling(west, south, width, height, COLUMNS, ROWS, SEED);
+        if cells.len() != COLUMNS * ROWS {
+            bail!("the benchmark tiling has {} cells", cells.len());
+        }
+        for (n, cell) in cells.iter().enumerate() {
+            let request = CreateGridRequest {
+                parent: format!("{parent}/communities/c"),
+                grid: Some(Grid {
+                    display_name: format!("格 {n}"), boundary: cell.to_geojson(), ..Default::default()
+                }),
+                grid_id: format!("g{n:04}"),
+                request_id: format!("bench-grid-{n}"),
+            };
+            grids.create_grid(bearer(request, &admin)).await.with_context(|| format!("drawing grid {n}"))?;
+        }
+        // The due list: worker bench-due looks after the first two grids of the demo street.
+        let zhongjie_admin = mint(target, "bench-admin", Role::Admin, civic_grid::ZHONGJIE_STREET)?;
+        let mut households = 0;
+        let mut roster = RosterServiceClient::new(target.grpc[0].clone());
+        for grid in ["g01", "g02"] {
+            let name = format!("streets/{}/communities/dongyuan/grids/{grid}", civic_grid::ZHONGJIE_STREET);
+            let current = grids
+                .get_grid(bearer(GetGridRequest { name: name.clone() }, &zhongjie_admin))
+                .await
+                .with_context(|| format!("reading {name}: seed the demo street"))?
+                .into_inner();
+            let mut workers = current.workers.clone();
+            workers.push(Assignment { worker: "users/bench-due".into(), duties: "压测".into() });
+            let update = UpdateGridRequest {
+                grid: Some(Grid { name: name.clone(), workers, etag: current.etag, ..Default::default() }),
+                update_mask: Some(pbjson_types::FieldMask { paths: vec!["workers".into()] }),
+                request_id: String::new(),
+            };
+            grids.update_grid(bearer(update, &zhongjie_admin)).await.with_context(|| format!("assigning {name}"))?;
+            let mut page_token = String::new();
+            loop {
+                let page = roster
+                    .list_households(bearer(
+                        ListHouseholdsRequest {
+                            parent: format!("streets/{}", civic_grid::ZHONGJIE_STREET),
+                            page_size: 500,
+                            page_token: page_token.clone(),
+                            filter: format!("grid = {name}"),
+                        },
+                        &zhongjie_admin,
+                    ))
+                    .await?
+                    .into_inner();
+                households += page.households.len();
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+        }
+        Ok(Self {
+            locator: mint(target, "bench-locator", Role::GridWorker, STREET)?,
+            worker: mint(target, "bench-due", Role::GridWorker, civic_grid::ZHONGJIE_STREET)?,
+            households,
+        })
+    }
+
+    /// The extra figures of `grid-due`.
+    pub fn due_extra(&self) -> Value {
+        json!({ "households": self.households })
+    }
+}
+
+/// LocateGrid over gRPC at random points of the benchmark street.
+pub fn locate(target: &Target, setup: &Setup) -> Call {
+    let channels = target.grpc.clone();
+    let points = Arc::new(points(4096));
+    let token = setup.locator.clone();
+    Arc::new(move |n| {
+        let mut client = GridServiceClient::new(channels[n as usize % channels.len()].clone());
+        let (longitude, latitude) = points[n as usize % points.len()];
+        let request = bearer(
+            LocateGridRequest { parent: format!("streets/{STREET}"), point: Some(Point { latitude, longitude }) },
+            &token,
+        );
+        Box::pin(async move { client.locate_grid(request).await.map(|_| ()).map_err(|s| s.to_string()) })
+    })
+}
+
+/// ListDueVisits for the worker of the demo street's first two grids.
+pub fn due(target: &Target, setup: &Setup) -> Call {
+    let channels = target.grpc.clone();
+    let token = setup.worker.clone();
+    Arc::new(move |n| {
+        let mut client = VisitServiceClient::new(channels[n as usize % channels.len()].clone());
+        let request = bearer(
+            ListDueVisitsRequest {
+                parent: format!("streets/{}", civic_grid::ZHONGJIE_STREET),
+                window_days: 7,
+                page_size: 100,
+                ..Default::default()
+            },
+            &token,
+        );
+        Box::pin(async move { client.list_due_visits(request).await.map(|_| ()).map_err(|s| s.to_string()) })
+    })
+}
+
+/// The service's index against the bare look-up over the same thousand polygons, one thread
+/// each, the same points for both: look-ups per second and the ratio.
+pub fn index(seconds: f64) -> (Stats, Value) {
+    let (west, south, width, height) = EXTENT;
+    let cells = tiling(west, south, width, height, COLUMNS, ROWS, SEED);
+    let bare = BareIndex::build(cells.iter().map(|c| c.polygon().clone()).collect());
+    let index = GridIndex::build(cells.into_iter().enumerate().map(|(n, c)| (format!("g{n:04}"), c)));
+    let points = points(1 << 16);
+    let budget = Duration::from_secs_f64((seconds / 2.0).max(0.1));
+    let run = |f: &dyn Fn(f64, f64) -> bool| {
+        let start = Instant::now();
+        let (mut done, mut found) = (0_u64, 0_u64);
+        while start.elapsed() < budget {
+            for &(x, y) in &points {
+                found += u64::from(f(x, y));
+            }
+            done += points.len() as u64;
+        }
+        (done as f64 / start.elapsed().as_secs_f64(), found == done)
+    };
+    let (bare_rps, bare_all) = run(&|x, y| bare.locate(x, y).is_some());
+    let (index_rps, index_all) = run(&|x, y| index.locate(x, y).is_some());
+    let stats = Stats::counted((index_rps * budget.as_secs_f64()) as u64, budget);
+    let extra = json!({
+        "bare_rps": bare_rps.round(),
+        "index_rps": index_rps.round(),
+        "ratio": ((index_rps / bare_rps.max(1e-9)) * 1000.0).round() / 1000.0,
+        "every_point_found": bare_all && index_all,
+        "grids": COLUMNS * ROWS,
+    });
+    (stats, extra)
+}
