@@ -97,7 +97,11 @@ async fn street(channel: Channel) -> Street {
                     grid: Some(Grid {
                         display_name: format!("网格 {id}"),
                         boundary: rect(bounds.0, bounds.1, bounds.2, bounds.3),
-                        workers: vec![Assignment { worker: format!("users/{worker}"), duties: "走访".into() }],
+                        workers: vec![Assignment {
+                            worker: format!("users/{worker}"),
+                            duties: "走访".into(),
+                            ..Default::default()
+                        }],
                         ..Default::default()
                     }),
                     grid_id: id.into(),
@@ -720,11 +724,232 @@ async fn the_authorisation_matrix_holds_for_every_rpc_and_role() {
                 ))
                 .await),
         );
+        let east = format!("{STREET}/communities/east");
+        let sees_east = [3, 4, 5, 7, 9]; // a worker of one of its grids sees the community
+        check(
+            "get the east community",
+            &sees_east,
+            ok(grids.get_community(with_token(GetCommunityRequest { name: east.clone() }, token)).await),
+        );
+        check(
+            "list the communities",
+            &staff,
+            ok(grids
+                .list_communities(with_token(
+                    ListCommunitiesRequest { parent: STREET.into(), ..Default::default() },
+                    token,
+                ))
+                .await),
+        );
+        check(
+            "list east's grids",
+            &sees_east,
+            ok(grids
+                .list_grids(with_token(ListGridsRequest { parent: east.clone(), ..Default::default() }, token))
+                .await),
+        );
+        check(
+            "list g1's revisions",
+            &staff_of_g1,
+            ok(grids
+                .list_grid_revisions(with_token(
+                    ListGridRevisionsRequest { name: s.g1.clone(), ..Default::default() },
+                    token,
+                ))
+                .await),
+        );
+        check(
+            "change east's office",
+            &drafters,
+            ok(grids
+                .update_community(with_token(
+                    UpdateCommunityRequest {
+                        community: Some(Community {
+                            name: east.clone(),
+                            office: format!("办公室 {i}"),
+                            ..Default::default()
+                        }),
+                        update_mask: Some(pbjson_types::FieldMask { paths: vec!["office".into()] }),
+                        request_id: String::new(),
+                    },
+                    token,
+                ))
+                .await),
+        );
+        check(
+            "set up a desk in east",
+            &drafters,
+            ok(grids
+                .create_station(with_token(
+                    CreateStationRequest {
+                        parent: east.clone(),
+                        station: Some(Station {
+                            display_name: "办公桌".into(),
+                            place: "3号楼下".into(),
+                            ..Default::default()
+                        }),
+                        station_id: format!("desk-{i}"),
+                        request_id: String::new(),
+                    },
+                    token,
+                ))
+                .await),
+        );
+        check(
+            "list east's desks",
+            &street_members,
+            ok(grids
+                .list_stations(with_token(ListStationsRequest { parent: east.clone(), ..Default::default() }, token))
+                .await),
+        );
+        check(
+            "add a household in g1",
+            &staff_of_g1,
+            ok(roster
+                .create_household(with_token(
+                    CreateHouseholdRequest {
+                        parent: STREET.into(),
+                        household: Some(Household {
+                            address: format!("{i}号"),
+                            location: point(106.02, 35.02),
+                            ..Default::default()
+                        }),
+                        request_id: String::new(),
+                    },
+                    token,
+                ))
+                .await),
+        );
+        check(
+            "list households",
+            &[1, 3, 4, 5, 6, 7, 8, 9],
+            ok(roster
+                .list_households(with_token(
+                    ListHouseholdsRequest { parent: STREET.into(), ..Default::default() },
+                    token,
+                ))
+                .await),
+        );
+        check(
+            "move h1's building",
+            &staff_of_g1,
+            ok(roster
+                .update_household(with_token(
+                    UpdateHouseholdRequest {
+                        household: Some(Household {
+                            name: s.h1.clone(),
+                            building: format!("{i}号楼"),
+                            ..Default::default()
+                        }),
+                        update_mask: Some(pbjson_types::FieldMask { paths: vec!["building".into()] }),
+                        request_id: String::new(),
+                    },
+                    token,
+                ))
+                .await),
+        );
+        check(
+            "get r1 masked",
+            &sees_h1,
+            ok(roster.get_resident(with_token(GetResidentRequest { name: s.r1.clone() }, token)).await),
+        );
+        check(
+            "change r1's consent note",
+            &staff_of_g1,
+            ok(roster
+                .update_resident(with_token(
+                    UpdateResidentRequest {
+                        resident: Some(Resident {
+                            name: s.r1.clone(),
+                            consent_note: format!("同意 {i}"),
+                            ..Default::default()
+                        }),
+                        update_mask: Some(pbjson_types::FieldMask { paths: vec!["consent_note".into()] }),
+                        request_id: String::new(),
+                    },
+                    token,
+                ))
+                .await),
+        );
+        check(
+            "find residents by phone",
+            &staff,
+            ok(roster
+                .find_residents(with_token(
+                    FindResidentsRequest { parent: STREET.into(), phone: PHONE.into(), id_number: String::new() },
+                    token,
+                ))
+                .await),
+        );
+        check(
+            "read h1's contact card",
+            &sees_h1,
+            ok(roster.get_contact_card(with_token(GetContactCardRequest { household: s.h1.clone() }, token)).await),
+        );
+        check(
+            "sync a visit to h1",
+            &staff,
+            ok(visits
+                .sync_visits(with_token(
+                    SyncVisitsRequest {
+                        parent: STREET.into(),
+                        visits: vec![SyncedVisit { visit_id: format!("s-{i}"), visit: Some(visit_at(&s.h1, 3)) }],
+                    },
+                    token,
+                ))
+                .await),
+        );
+        check(
+            "list visits",
+            &staff,
+            ok(visits
+                .list_visits(with_token(ListVisitsRequest { parent: STREET.into(), ..Default::default() }, token))
+                .await),
+        );
+        let month = (Utc::now() + Duration::hours(8)).format("%Y-%m").to_string();
+        check(
+            "read g1's month",
+            &staff_of_g1,
+            ok(visits
+                .get_monthly_summary(with_token(
+                    GetMonthlySummaryRequest {
+                        parent: STREET.into(),
+                        month: month.clone(),
+                        grid: s.g1.clone(),
+                        ..Default::default()
+                    },
+                    token,
+                ))
+                .await),
+        );
+        check(
+            "edit their own month",
+            &staff,
+            ok(visits
+                .update_monthly_summary(with_token(
+                    UpdateMonthlySummaryRequest {
+                        parent: STREET.into(),
+                        month,
+                        notes: "本月".into(),
+                        etag: String::new(),
+                    },
+                    token,
+                ))
+                .await),
+        );
         let _ = &s.h3;
     }
+    // A household removed by g1's worker; another grid's worker may not remove h1's residents.
+    let gw2 = &callers[4].1;
+    let removal =
+        |name: &str| DeleteResidentRequest { name: name.into(), etag: String::new(), request_id: String::new() };
+    let refused = roster.delete_resident(with_token(removal(&s.r1), gw2)).await;
+    assert_eq!(refused.expect_err("another grid").code(), Code::PermissionDenied);
+    roster.delete_resident(with_token(removal(&s.r1), &callers[3].1)).await.expect("g1's worker removes r1");
+    let gone = roster.get_resident(with_token(GetResidentRequest { name: s.r1.clone() }, &admin())).await;
+    assert_eq!(gone.expect_err("removed").code(), Code::NotFound);
     // The cover recorded a visit of its own, visible to g1's worker; the visit another worker
     // made is not visible to gw-2.
-    let gw2 = &callers[4].1;
     let seen = visits.get_visit(with_token(GetVisitRequest { name: format!("{STREET}/visits/m-5") }, gw2)).await;
     assert_eq!(seen.expect_err("another grid's visit").code(), Code::PermissionDenied);
     let gw1 = &callers[3].1;
@@ -756,5 +981,337 @@ async fn http_json_locates_points_and_names_bad_fields() {
     assert_eq!(status, 200, "{answer}");
     assert!(answer.contains(&s.h1), "{answer}");
     let _ = (&s.h2, &s.h3, &s.g2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn contact_cards_stations_and_monthly_summaries() {
+    let (app, _store) = spawn_app().await;
+    let s = street(app.channel.clone()).await;
+    let mut grids = GridServiceClient::new(s.channel.clone());
+    let mut roster = RosterServiceClient::new(s.channel.clone());
+    let mut visits = VisitServiceClient::new(s.channel.clone());
+    let cadre = token_in("cadre-e", &[Role::Cadre], "zhongjie", "east");
+    let east = format!("{STREET}/communities/east");
+
+    // The community's contacts and the grid worker's work phone, as the card prints them.
+    let contact = |role: &str, name: &str, phone: &str| StaffContact {
+        role: role.into(),
+        display_name: name.into(),
+        phone: phone.into(),
+        user: String::new(),
+    };
+    let community = grids
+        .update_community(with_token(
+            UpdateCommunityRequest {
+                community: Some(Community {
+                    name: east.clone(),
+                    office: "东苑社区党群服务中心".into(),
+                    contacts: vec![contact("社区书记", "马书记", "0933 8212345")],
+                    ..Default::default()
+                }),
+                update_mask: Some(pbjson_types::FieldMask { paths: vec!["office".into(), "contacts".into()] }),
+                request_id: String::new(),
+            },
+            &cadre,
+        ))
+        .await
+        .expect("contacts")
+        .into_inner();
+    assert_eq!(community.contacts[0].phone, "0933-8212345", "normalised");
+    let bad_phone = grids
+        .update_community(with_token(
+            UpdateCommunityRequest {
+                community: Some(Community {
+                    name: east.clone(),
+                    contacts: vec![contact("书记", "马", "12")],
+                    ..Default::default()
+                }),
+                update_mask: Some(pbjson_types::FieldMask { paths: vec!["contacts".into()] }),
+                request_id: String::new(),
+            },
+            &cadre,
+        ))
+        .await
+        .expect_err("a bad phone");
+    assert!(bad_phone.message().contains("community.contacts[0].phone"), "{}", bad_phone.message());
+    let g1 = grids.get_grid(with_token(GetGridRequest { name: s.g1.clone() }, &cadre)).await.expect("g1").into_inner();
+    grids
+        .update_grid(with_token(
+            UpdateGridRequest {
+                grid: Some(Grid {
+                    name: s.g1.clone(),
+                    workers: vec![Assignment {
+                        worker: "users/gw-1".into(),
+                        duties: "走访".into(),
+                        display_name: "李网格".into(),
+                        phone: "13912345678".into(),
+                    }],
+                    etag: g1.etag,
+                    ..Default::default()
+                }),
+                update_mask: Some(pbjson_types::FieldMask { paths: vec!["workers".into()] }),
+                request_id: String::new(),
+            },
+            &cadre,
+        ))
+        .await
+        .expect("worker's phone");
+
+    // A desk with its rota; a rota naming someone not at the desk is refused.
+    let members = vec![contact("老党员", "王大爷", "13512345678"), contact("老党员", "张阿姨", "")];
+    let slot = |weekday: i32, member: &str, end: &str| DutySlot {
+        weekday,
+        start_time: "09:00".into(),
+        end_time: end.into(),
+        member: member.into(),
+    };
+    let station = |rota: Vec<DutySlot>| Station {
+        display_name: "东苑小区老党员办公桌".into(),
+        place: "东苑小区 3号楼下".into(),
+        location: point(106.05, 35.05),
+        members: members.clone(),
+        rota,
+        ..Default::default()
+    };
+    for (rota, field) in [
+        (vec![slot(1, "李四", "11:30")], "station.rota[0].member"),
+        (vec![slot(2, "王大爷", "08:00")], "station.rota[0].end_time"),
+    ] {
+        let err = grids
+            .create_station(with_token(
+                CreateStationRequest {
+                    parent: east.clone(),
+                    station: Some(station(rota)),
+                    station_id: "desk-x".into(),
+                    request_id: String::new(),
+                },
+                &cadre,
+            ))
+            .await
+            .expect_err(field);
+        assert!(err.message().contains(field), "{field}: {}", err.message());
+    }
+    let out_of_week = grids
+        .create_station(with_token(
+            CreateStationRequest {
+                parent: east.clone(),
+                station: Some(station(vec![slot(8, "王大爷", "11:30")])),
+                station_id: "desk-x".into(),
+                request_id: String::new(),
+            },
+            &cadre,
+        ))
+        .await
+        .expect_err("weekday 8");
+    assert!(out_of_week.message().contains("weekday"), "{}", out_of_week.message());
+    grids
+        .create_station(with_token(
+            CreateStationRequest {
+                parent: east.clone(),
+                station: Some(station(vec![slot(1, "王大爷", "11:30"), slot(3, "张阿姨", "11:30")])),
+                station_id: "desk-1".into(),
+                request_id: String::new(),
+            },
+            &cadre,
+        ))
+        .await
+        .expect("station");
+
+    // The household's card: its worker and community staff in full, its desks.
+    let own = token("resident-1", &[Role::Resident], "zhongjie");
+    let card = roster
+        .get_contact_card(with_token(GetContactCardRequest { household: s.h1.clone() }, &own))
+        .await
+        .expect("own card")
+        .into_inner();
+    assert_eq!(card.grid, s.g1);
+    assert_eq!(
+        (card.grid_workers[0].display_name.as_str(), card.grid_workers[0].phone.as_str()),
+        ("李网格", "13912345678")
+    );
+    assert_eq!(card.community_contacts[0].display_name, "马书记");
+    assert_eq!(card.community_office, "东苑社区党群服务中心");
+    assert_eq!(card.stations.len(), 1);
+    assert_eq!(card.stations[0].rota.len(), 2);
+    let other = token("resident-2", &[Role::Resident], "zhongjie");
+    let denied = roster.get_contact_card(with_token(GetContactCardRequest { household: s.h1.clone() }, &other)).await;
+    assert_eq!(denied.expect_err("another household's card").code(), Code::PermissionDenied);
+    let stations = grids
+        .list_stations(with_token(ListStationsRequest { parent: east.clone(), ..Default::default() }, &other))
+        .await
+        .expect("the street's residents see the desks")
+        .into_inner();
+    assert_eq!(stations.stations.len(), 1);
+
+    // The month: two visits to h1 (g1's only household, a key one) with three problems.
+    let worker = token("gw-1", &[Role::GridWorker], "zhongjie");
+    for (id, minutes) in [("m-1", 30), ("m-2", 20)] {
+        let mut visit = visit_at(&s.h1, minutes);
+        if id == "m-2" {
+            visit.problems.push(Problem {
+                category: "safety".into(),
+                description: "路灯不亮".into(),
+                ..Default::default()
+            });
+        }
+        visits
+            .create_visit(with_token(
+                CreateVisitRequest {
+                    parent: STREET.into(),
+                    visit: Some(visit),
+                    visit_id: id.into(),
+                    request_id: String::new(),
+                },
+                &worker,
+            ))
+            .await
+            .expect("visit");
+    }
+    let month = (Utc::now() + Duration::hours(8)).format("%Y-%m").to_string();
+    let get = |worker: &str, grid: &str, community: &str| GetMonthlySummaryRequest {
+        parent: STREET.into(),
+        month: month.clone(),
+        worker: worker.into(),
+        grid: grid.into(),
+        community: community.into(),
+    };
+    let draft = visits.get_monthly_summary(with_token(get("", "", ""), &worker)).await.expect("draft").into_inner();
+    assert_eq!(draft.scope, "users/gw-1");
+    assert_eq!(
+        (draft.visits, draft.households, draft.households_covered, draft.key_households, draft.problems_raised),
+        (2, 1, 1, 1, 3)
+    );
+    assert_eq!((draft.coverage_percent, draft.days_with_records), (100.0, 1));
+    assert_eq!(draft.state(), civic_proto::grid::monthly_summary::State::Draft);
+    let edited = visits
+        .update_monthly_summary(with_token(
+            UpdateMonthlySummaryRequest {
+                parent: STREET.into(),
+                month: month.clone(),
+                notes: "本月重点关注独居老人".into(),
+                etag: draft.etag.clone(),
+            },
+            &worker,
+        ))
+        .await
+        .expect("notes")
+        .into_inner();
+    assert_eq!(edited.notes, "本月重点关注独居老人");
+    let submit = || SubmitMonthlySummaryRequest {
+        parent: STREET.into(),
+        month: month.clone(),
+        etag: String::new(),
+        request_id: String::new(),
+    };
+    let submitted = visits.submit_monthly_summary(with_token(submit(), &worker)).await.expect("submit").into_inner();
+    assert_eq!(submitted.state(), civic_proto::grid::monthly_summary::State::Submitted);
+    assert!(submitted.submitted_on_time && submitted.submit_time.is_some());
+    assert_eq!(submitted.notes, "本月重点关注独居老人");
+    let twice = visits.submit_monthly_summary(with_token(submit(), &worker)).await;
+    assert_eq!(twice.expect_err("submitted already").code(), Code::FailedPrecondition);
+    visits
+        .create_visit(with_token(
+            CreateVisitRequest {
+                parent: STREET.into(),
+                visit: Some(visit_at(&s.h1, 10)),
+                visit_id: "m-3".into(),
+                request_id: String::new(),
+            },
+            &worker,
+        ))
+        .await
+        .expect("a later visit");
+    let frozen = visits.get_monthly_summary(with_token(get("", "", ""), &worker)).await.expect("frozen").into_inner();
+    assert_eq!(frozen.visits, 2, "a submitted month keeps its figures");
+    let by_grid = visits.get_monthly_summary(with_token(get("", &s.g1, ""), &cadre)).await.expect("grid").into_inner();
+    assert_eq!(by_grid.visits, 3);
+    let by_community = visits.get_monthly_summary(with_token(get("", "", &east), &cadre)).await.expect("community");
+    assert_eq!(by_community.into_inner().households, 2, "h1 and h2 are east's");
+    let other_worker = token("gw-2", &[Role::GridWorker], "zhongjie");
+    let not_theirs = visits.get_monthly_summary(with_token(get("", &s.g1, ""), &other_worker)).await;
+    assert_eq!(not_theirs.expect_err("another grid").code(), Code::PermissionDenied);
+    let future = (Utc::now() + Duration::days(40)).format("%Y-%m").to_string();
+    let ahead = visits
+        .get_monthly_summary(with_token(GetMonthlySummaryRequest { month: future, ..get("", "", "") }, &worker))
+        .await;
+    assert_eq!(ahead.expect_err("not begun").code(), Code::InvalidArgument);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_demo_street_is_seeded_with_its_map_roster_visits_and_desks() {
+    let store = common::Store::fresh().await;
+    let app = common::spawn_on(&store, civic::Target::All, civic::Options { seed: true, ..Default::default() }).await;
+    let mut grids = GridServiceClient::new(app.channel.clone());
+    let mut visits = VisitServiceClient::new(app.channel.clone());
+    let mut roster = RosterServiceClient::new(app.channel.clone());
+    let communities = grids
+        .list_communities(with_token(ListCommunitiesRequest { parent: STREET.into(), ..Default::default() }, &admin()))
+        .await
+        .expect("communities")
+        .into_inner();
+    assert_eq!(communities.communities.len(), 6);
+    let all = grids
+        .list_grids(with_token(
+            ListGridsRequest { parent: format!("{STREET}/communities/-"), page_size: 200, ..Default::default() },
+            &admin(),
+        ))
+        .await
+        .expect("grids")
+        .into_inner();
+    assert_eq!(all.grids.len(), 48);
+    let mut desks = 0;
+    for c in &communities.communities {
+        let listed = grids
+            .list_stations(with_token(ListStationsRequest { parent: c.name.clone(), ..Default::default() }, &admin()))
+            .await
+            .expect("stations")
+            .into_inner();
+        desks += listed.stations.len();
+    }
+    assert_eq!(desks, 15);
+    // Every demo grid's centre lies in that grid.
+    let g = &all.grids[0];
+    let first = civic_grid::geometry::Boundary::from_geojson(&g.boundary).expect("a valid boundary");
+    let (longitude, latitude) = first.interior_point();
+    let found = grids
+        .locate_grid(with_token(
+            LocateGridRequest { parent: STREET.into(), point: point(longitude, latitude) },
+            &admin(),
+        ))
+        .await
+        .expect("located")
+        .into_inner();
+    assert_eq!(found.grid, g.name);
+    // The roster: every household in a grid, residents masked, a month of visits behind it.
+    let households = roster
+        .list_households(with_token(
+            ListHouseholdsRequest { parent: STREET.into(), page_size: 500, ..Default::default() },
+            &admin(),
+        ))
+        .await
+        .expect("households")
+        .into_inner();
+    assert_eq!(households.households.len(), 150);
+    assert!(households.households.iter().all(|h| !h.grid.is_empty()));
+    let residents = roster
+        .list_residents(with_token(
+            ListResidentsRequest { parent: households.households[0].name.clone(), ..Default::default() },
+            &admin(),
+        ))
+        .await
+        .expect("residents")
+        .into_inner();
+    assert!(residents.residents.iter().all(|r| r.id_number.contains("***********") && r.phone.contains("****")));
+    let seen = visits
+        .list_visits(with_token(
+            ListVisitsRequest { parent: STREET.into(), page_size: 200, ..Default::default() },
+            &admin(),
+        ))
+        .await
+        .expect("visits")
+        .into_inner();
+    assert!(seen.visits.len() > 30, "a month of visits: {}", seen.visits.len());
     app.stop().await;
 }

@@ -212,7 +212,7 @@ async fn grid_work(app: &common::TestApp, secrets: &[&str; 5]) {
                     boundary:
                         r#"{"type":"Polygon","coordinates":[[[100,30],[100.1,30],[100.1,30.1],[100,30.1],[100,30]]]}"#
                             .into(),
-                    workers: vec![Assignment { worker: "users/gw-77".into(), duties: String::new() }],
+                    workers: vec![Assignment { worker: "users/gw-77".into(), ..Default::default() }],
                     ..Default::default()
                 }),
                 grid_id: "far-1".into(),

@@ -99,7 +99,8 @@ impl Setup {
                 .with_context(|| format!("reading {name}: seed the demo street"))?
                 .into_inner();
             let mut workers = current.workers.clone();
-            workers.push(Assignment { worker: "users/bench-due".into(), duties: "压测".into() });
+            workers
+                .push(Assignment { worker: "users/bench-due".into(), duties: "压测".into(), ..Default::default() });
             let update = UpdateGridRequest {
                 grid: Some(Grid { name: name.clone(), workers, etag: current.etag, ..Default::default() }),
                 update_mask: Some(pbjson_types::FieldMask { paths: vec!["workers".into()] }),

@@ -330,6 +330,140 @@ pub fn tags_from_text(text: &str) -> Vec<String> {
     text.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect()
 }
 
+/// A staff member's work phone: a mainland mobile, or a landline with its area code
+/// (`0933-8212345`). Returned normalised (digits, and the landline's hyphen).
+pub fn staff_phone(field: &str, text: &str) -> Result<String> {
+    let text = text.trim();
+    if let Ok(mobile) = crate::protect::Phone::parse(text) {
+        return Ok(mobile.as_str().to_owned());
+    }
+    let digits: String = text.chars().filter(|c| c.is_ascii_digit()).collect();
+    let shaped = text.chars().all(|c| c.is_ascii_digit() || c == '-' || c == ' ');
+    if shaped && digits.starts_with('0') && (10..=12).contains(&digits.len()) {
+        // Area codes are three digits for 01x and 02x (Beijing, Shanghai…), four elsewhere.
+        let area = if matches!(digits.as_bytes()[1], b'1' | b'2') { 3 } else { 4 };
+        let local = &digits[area..];
+        if (7..=8).contains(&local.len()) {
+            return Ok(format!("{}-{local}", &digits[..area]));
+        }
+    }
+    Err(Error::invalid(field, "must be a mobile number or a landline with its area code, such as 0933-8212345"))
+}
+
+/// A month of the street's calendar (China's time, UTC+8), as far as it has gone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Month {
+    /// `YYYY-MM`.
+    pub text: String,
+    /// Its first instant.
+    pub start: DateTime<Utc>,
+    /// Its end, or now if it has not ended.
+    pub until: DateTime<Utc>,
+    /// Its first day.
+    pub first_day: NaiveDate,
+    /// Days gone so far (all of them once it has ended).
+    pub days: u32,
+    /// The last day a summary of it counts as on time: the fifth of the next month.
+    pub due_day: NaiveDate,
+}
+
+impl Month {
+    /// Parses `YYYY-MM` (field `field`) as of `now`: a month that has not begun is refused.
+    pub fn parse(field: &str, text: &str, now: DateTime<Utc>) -> Result<Self> {
+        let bad = || Error::invalid(field, "must be a month, YYYY-MM, that has begun");
+        let first_day = NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d").map_err(|_| bad())?;
+        if text.len() != 7 {
+            return Err(bad());
+        }
+        let next = first_day.checked_add_months(chrono::Months::new(1)).ok_or_else(bad)?;
+        let offset = Duration::hours(8);
+        let local_midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc() - offset);
+        let start = local_midnight(first_day).ok_or_else(bad)?;
+        let end = local_midnight(next).ok_or_else(bad)?;
+        if start > now {
+            return Err(bad());
+        }
+        let until = end.min(now);
+        let last = if until == end { next.pred_opt().unwrap_or(first_day) } else { local_date(now) };
+        let days = (last - first_day).num_days() as u32 + 1;
+        let due_day = next + Duration::days(4);
+        Ok(Self { text: text.to_owned(), start, until, first_day, days, due_day })
+    }
+}
+
+/// The figures of a month for a set of households and the visits made to them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Figures {
+    /// Visits made.
+    pub visits: u32,
+    /// Households in the scope.
+    pub households: u32,
+    /// Households visited at least once.
+    pub covered: u32,
+    /// Households with a key-group tag.
+    pub key_households: u32,
+    /// Of those, visited as often as the policy asks, all month.
+    pub key_on_time: u32,
+    /// Problems raised.
+    pub problems: u32,
+    /// Days with a visit.
+    pub days_with_records: u32,
+    /// Days without one.
+    pub days_without_record: u32,
+}
+
+/// Sums up `month` for `households` (id and tags) and `visits` (household id, time, problems
+/// raised) made in it: a key household is on time when no gap between the month's start, its
+/// visits and the month's end (or now) is longer than its interval.
+pub fn summarise(
+    month: &Month,
+    households: &[(String, Vec<String>)],
+    visits: &[(String, DateTime<Utc>, u32)],
+    policy: &VisitPolicy,
+) -> Figures {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut by_household: BTreeMap<&str, Vec<DateTime<Utc>>> = BTreeMap::new();
+    let mut days = BTreeSet::new();
+    let mut problems = 0;
+    for (household, at, raised) in visits {
+        by_household.entry(household.as_str()).or_default().push(*at);
+        days.insert(local_date(*at));
+        problems += raised;
+    }
+    let mut figures = Figures {
+        visits: visits.len() as u32,
+        households: households.len() as u32,
+        problems,
+        days_with_records: days.len() as u32,
+        days_without_record: month.days.saturating_sub(days.len() as u32),
+        ..Figures::default()
+    };
+    for (id, tags) in households {
+        let seen = by_household.get(id.as_str());
+        if seen.is_some() {
+            figures.covered += 1;
+        }
+        if tags.is_empty() {
+            continue;
+        }
+        figures.key_households += 1;
+        let interval = Duration::days(i64::from(policy.interval(tags).0));
+        let mut times = vec![month.start];
+        times.extend(seen.into_iter().flatten().copied());
+        times.push(month.until);
+        times.sort();
+        if times.windows(2).all(|w| w[1] - w[0] <= interval) {
+            figures.key_on_time += 1;
+        }
+    }
+    figures
+}
+
+/// `part` of `whole` in percent, one decimal; 0 when `whole` is 0.
+pub fn percent(part: u32, whole: u32) -> f64 {
+    if whole == 0 { 0.0 } else { (f64::from(part) * 1000.0 / f64::from(whole)).round() / 10.0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,6 +530,44 @@ mod tests {
         let joined = Utc::now() - Duration::days(100);
         let due = policy.due(&[], None, joined);
         assert_eq!(due.due_time, joined + Duration::days(90));
+    }
+
+    #[test]
+    fn a_month_is_summed_up_from_its_visits() {
+        let now = Utc::now();
+        let month = Month::parse("month", &local_date(now - Duration::days(40)).format("%Y-%m").to_string(), now)
+            .expect("a past month");
+        assert!(month.days >= 28 && month.until > month.start);
+        let policy = VisitPolicy::new(vec![PolicyRule { tag: "elderly_alone".into(), every_days: 7 }], 90);
+        let households = vec![
+            ("a".to_owned(), vec!["elderly_alone".to_owned()]),
+            ("b".to_owned(), vec!["elderly_alone".to_owned()]),
+            ("c".to_owned(), vec![]),
+        ];
+        // `a` weekly all month; `b` once, mid-month; `c` not at all.
+        let mut visits: Vec<(String, DateTime<Utc>, u32)> =
+            (0..6).map(|w| ("a".to_owned(), month.start + Duration::days(6 * w) + Duration::hours(3), 1)).collect();
+        visits.push(("b".to_owned(), month.start + Duration::days(14), 0));
+        let f = summarise(&month, &households, &visits, &policy);
+        assert_eq!((f.visits, f.households, f.covered, f.key_households, f.key_on_time), (7, 3, 2, 2, 1));
+        assert_eq!(f.problems, 6);
+        assert_eq!(f.days_with_records, 7);
+        assert_eq!(f.days_without_record, month.days - 7);
+        assert_eq!(percent(2, 3), 66.7);
+        assert_eq!(percent(1, 0), 0.0);
+        let future = local_date(now + Duration::days(40)).format("%Y-%m").to_string();
+        assert_eq!(Month::parse("month", &future, now).expect_err("not begun").violations()[0].field, "month");
+        assert!(Month::parse("month", "2026-13", now).is_err() && Month::parse("month", "2026-1", now).is_err());
+    }
+
+    #[test]
+    fn staff_phones_are_mobiles_or_landlines() {
+        assert_eq!(staff_phone("p", "138 0013 8000").expect("mobile"), "13800138000");
+        assert_eq!(staff_phone("p", "0933-8212345").expect("landline"), "0933-8212345");
+        assert_eq!(staff_phone("p", "010 12345678").expect("Beijing"), "010-12345678");
+        for bad in ["12345", "abc", "9933-8212345"] {
+            assert_eq!(staff_phone("p", bad).expect_err(bad).violations()[0].field, "p");
+        }
     }
 
     #[test]

@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "communities and grids", sql: include_str!("../migrations/0001_map.sql") },
     Migration { version: 2, name: "the roster", sql: include_str!("../migrations/0002_roster.sql") },
     Migration { version: 3, name: "visits", sql: include_str!("../migrations/0003_visits.sql") },
+    Migration {
+        version: 4,
+        name: "contact cards, stations and monthly summaries",
+        sql: include_str!("../migrations/0004_cards_and_summaries.sql"),
+    },
 ];
 
 /// The grid service's own settings, `[grid]`.

@@ -30,6 +30,8 @@ pub struct CommunityRecord {
     pub display_name: String,
     /// Its office.
     pub office: String,
+    /// Its staff contacts.
+    pub contacts: Vec<civic_proto::grid::StaffContact>,
     /// Its version (the etag).
     pub version: i64,
     /// When it was created.
@@ -38,14 +40,29 @@ pub struct CommunityRecord {
     pub updated: DateTime<Utc>,
 }
 
-type CommunityRow = (String, String, String, i64, String, String);
+type CommunityRow = (String, String, String, Option<Vec<u8>>, i64, String, String);
+
+/// Staff contacts as stored: a contact card holding only them, encoded.
+fn contacts_to_bytes(contacts: &[civic_proto::grid::StaffContact]) -> Vec<u8> {
+    civic_proto::grid::ContactCard { community_contacts: contacts.to_vec(), ..Default::default() }.encode_to_vec()
+}
+
+fn contacts_from_bytes(bytes: Option<Vec<u8>>) -> Result<Vec<civic_proto::grid::StaffContact>> {
+    match bytes {
+        None => Ok(Vec::new()),
+        Some(b) => {
+            Ok(civic_proto::grid::ContactCard::decode(b.as_slice()).map_err(Error::internal)?.community_contacts)
+        }
+    }
+}
 
 fn community_of(street: &StreetId, row: CommunityRow) -> Result<CommunityRecord> {
-    let (id, display_name, office, version, created, updated) = row;
+    let (id, display_name, office, contacts, version, created, updated) = row;
     Ok(CommunityRecord {
         name: CommunityName::new(street.clone(), Id::parse("community", &id)?),
         display_name,
         office,
+        contacts: contacts_from_bytes(contacts)?,
         version,
         created: stored_time(&created)?,
         updated: stored_time(&updated)?,
@@ -55,13 +72,14 @@ fn community_of(street: &StreetId, row: CommunityRow) -> Result<CommunityRecord>
 /// Inserts a community.
 pub async fn insert_community(tx: &mut Tx, c: &CommunityRecord) -> Result<()> {
     sqlx::query(
-        "insert into communities (street, community_id, display_name, office, version, created_at, updated_at)
-         values ($1, $2, $3, $4, $5, $6, $6)",
+        "insert into communities (street, community_id, display_name, office, contacts, version, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $7)",
     )
     .bind(c.name.street().as_str())
     .bind(c.name.id().as_str())
     .bind(&c.display_name)
     .bind(&c.office)
+    .bind(contacts_to_bytes(&c.contacts))
     .bind(c.version)
     .bind(time::to_text(c.created))
     .execute(&mut **tx)
@@ -73,12 +91,43 @@ pub async fn insert_community(tx: &mut Tx, c: &CommunityRecord) -> Result<()> {
 /// Reads a community.
 pub async fn get_community(pool: &AnyPool, name: &CommunityName) -> Result<Option<CommunityRecord>> {
     let row: Option<CommunityRow> = sqlx::query_as(
-        "select community_id, display_name, office, version, created_at, updated_at from communities
+        "select community_id, display_name, office, contacts, version, created_at, updated_at from communities
          where street = $1 and community_id = $2",
     )
     .bind(name.street().as_str())
     .bind(name.id().as_str())
     .fetch_optional(pool)
+    .await?;
+    row.map(|r| community_of(name.street(), r)).transpose()
+}
+
+/// Writes a changed community.
+pub async fn save_community(tx: &mut Tx, c: &CommunityRecord) -> Result<()> {
+    sqlx::query(
+        "update communities set display_name = $3, office = $4, contacts = $5, version = $6, updated_at = $7
+         where street = $1 and community_id = $2",
+    )
+    .bind(c.name.street().as_str())
+    .bind(c.name.id().as_str())
+    .bind(&c.display_name)
+    .bind(&c.office)
+    .bind(contacts_to_bytes(&c.contacts))
+    .bind(c.version)
+    .bind(time::to_text(c.updated))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Reads a community inside a write.
+pub async fn get_community_in(tx: &mut Tx, name: &CommunityName) -> Result<Option<CommunityRecord>> {
+    let row: Option<CommunityRow> = sqlx::query_as(
+        "select community_id, display_name, office, contacts, version, created_at, updated_at from communities
+         where street = $1 and community_id = $2",
+    )
+    .bind(name.street().as_str())
+    .bind(name.id().as_str())
+    .fetch_optional(&mut **tx)
     .await?;
     row.map(|r| community_of(name.street(), r)).transpose()
 }
@@ -101,7 +150,7 @@ pub async fn list_communities(
     limit: usize,
 ) -> Result<Vec<CommunityRecord>> {
     let rows: Vec<CommunityRow> = sqlx::query_as(
-        "select community_id, display_name, office, version, created_at, updated_at from communities
+        "select community_id, display_name, office, contacts, version, created_at, updated_at from communities
          where street = $1 and community_id > $2 order by community_id limit $3",
     )
     .bind(street.as_str())
@@ -122,6 +171,10 @@ pub struct AssignmentRecord {
     pub worker: String,
     /// The duties.
     pub duties: String,
+    /// The worker's name, for contact cards.
+    pub display_name: String,
+    /// The worker's work phone, for contact cards.
+    pub phone: String,
 }
 
 /// A cover as stored.
@@ -240,14 +293,17 @@ async fn replace_staff(tx: &mut Tx, g: &GridRecord) -> Result<()> {
     let now = time::to_text(g.updated);
     for a in &g.workers {
         sqlx::query(
-            "insert into grid_workers (street, community_id, grid_id, worker, duties, created_at, updated_at)
-             values ($1, $2, $3, $4, $5, $6, $6)",
+            "insert into grid_workers (street, community_id, grid_id, worker, duties, display_name, phone,
+                 created_at, updated_at)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
         )
         .bind(key[0])
         .bind(key[1])
         .bind(key[2])
         .bind(&a.worker)
         .bind(&a.duties)
+        .bind(&a.display_name)
+        .bind(&a.phone)
         .bind(&now)
         .execute(&mut **tx)
         .await?;
@@ -300,16 +356,19 @@ pub async fn save_grid(tx: &mut Tx, g: &GridRecord, redrawn: bool) -> Result<()>
 
 async fn fill_staff(conn: &mut sqlx::AnyConnection, g: &mut GridRecord) -> Result<()> {
     let key = [g.name.street().as_str().to_owned(), g.name.community_id().to_string(), g.name.id().to_string()];
-    let workers: Vec<(String, String)> = sqlx::query_as(
-        "select worker, duties from grid_workers where street = $1 and community_id = $2 and grid_id = $3
-         order by worker",
+    let workers: Vec<(String, String, String, String)> = sqlx::query_as(
+        "select worker, duties, display_name, phone from grid_workers
+         where street = $1 and community_id = $2 and grid_id = $3 order by worker",
     )
     .bind(&key[0])
     .bind(&key[1])
     .bind(&key[2])
     .fetch_all(&mut *conn)
     .await?;
-    g.workers = workers.into_iter().map(|(worker, duties)| AssignmentRecord { worker, duties }).collect();
+    g.workers = workers
+        .into_iter()
+        .map(|(worker, duties, display_name, phone)| AssignmentRecord { worker, duties, display_name, phone })
+        .collect();
     let covers: Vec<(String, String, String, String)> = sqlx::query_as(
         "select worker, start_date, end_date, covers_for from grid_covers
          where street = $1 and community_id = $2 and grid_id = $3 order by start_date, worker",
@@ -704,6 +763,21 @@ pub async fn households_of_grids(
         }
     }
     Ok(out)
+}
+
+/// The households of a community, for its monthly summary: `(id, tags)`.
+pub async fn households_of_community(
+    pool: &AnyPool,
+    street: &StreetId,
+    community: &str,
+) -> Result<Vec<(String, Vec<String>)>> {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("select household_id, tags from households where street = $1 and community_id = $2")
+            .bind(street.as_str())
+            .bind(community)
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().map(|(id, tags)| (id, tags_from_text(&tags))).collect())
 }
 
 /// The households to place again after a grid changed: those in the grid now, and those whose
@@ -1194,4 +1268,228 @@ pub async fn note_visit(tx: &mut Tx, household: &HouseholdName, at: &str) -> Res
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stations
+
+/// Inserts a station (its version in `version`, the message without it).
+pub async fn insert_station(
+    tx: &mut Tx,
+    street: &StreetId,
+    community: &str,
+    id: &str,
+    version: i64,
+    station: &civic_proto::grid::Station,
+    now: &str,
+) -> Result<()> {
+    sqlx::query(
+        "insert into stations (street, community_id, station_id, version, body, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, $6, $6)",
+    )
+    .bind(street.as_str())
+    .bind(community)
+    .bind(id)
+    .bind(version)
+    .bind(station.encode_to_vec())
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| exists_on(e, "stations_pkey", &station.name))?;
+    Ok(())
+}
+
+/// Writes a changed station.
+pub async fn save_station(
+    tx: &mut Tx,
+    street: &StreetId,
+    community: &str,
+    id: &str,
+    version: i64,
+    station: &civic_proto::grid::Station,
+    now: &str,
+) -> Result<()> {
+    sqlx::query(
+        "update stations set version = $4, body = $5, updated_at = $6
+         where street = $1 and community_id = $2 and station_id = $3",
+    )
+    .bind(street.as_str())
+    .bind(community)
+    .bind(id)
+    .bind(version)
+    .bind(station.encode_to_vec())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Reads a station with its version.
+pub async fn get_station(
+    tx: &mut Tx,
+    street: &StreetId,
+    community: &str,
+    id: &str,
+) -> Result<Option<(i64, civic_proto::grid::Station)>> {
+    let row: Option<(i64, Vec<u8>)> = sqlx::query_as(
+        "select version, body from stations where street = $1 and community_id = $2 and station_id = $3",
+    )
+    .bind(street.as_str())
+    .bind(community)
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|(v, b)| Ok((v, civic_proto::grid::Station::decode(b.as_slice()).map_err(Error::internal)?))).transpose()
+}
+
+/// One page of a community's stations by id after `after`: `(id, version, station)`.
+pub async fn list_stations(
+    pool: &AnyPool,
+    street: &StreetId,
+    community: &str,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<(String, i64, civic_proto::grid::Station)>> {
+    let rows: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(
+        "select station_id, version, body from stations where street = $1 and community_id = $2 and station_id > $3
+         order by station_id limit $4",
+    )
+    .bind(street.as_str())
+    .bind(community)
+    .bind(after)
+    .bind(limit as i64)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|(id, v, b)| Ok((id, v, civic_proto::grid::Station::decode(b.as_slice()).map_err(Error::internal)?)))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Monthly summaries
+
+/// A worker's summary of a month as stored: its state, notes, version, and once submitted the
+/// frozen figures and when.
+#[derive(Debug, Clone)]
+pub struct SummaryRecord {
+    /// `DRAFT` or `SUBMITTED`.
+    pub state: String,
+    /// The worker's notes.
+    pub notes: String,
+    /// The figures frozen at submission.
+    pub figures: Option<civic_proto::grid::MonthlySummary>,
+    /// When it was submitted, as stored text, or empty.
+    pub submitted_at: String,
+    /// Its version (the etag).
+    pub version: i64,
+}
+
+/// A summary as stored: state, notes, frozen figures, submission time, version.
+type SummaryRow = (String, String, Option<Vec<u8>>, String, i64);
+
+/// Reads a worker's summary of a month.
+pub async fn get_summary<'e, E>(
+    executor: E,
+    street: &StreetId,
+    worker: &str,
+    month: &str,
+) -> Result<Option<SummaryRecord>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row: Option<SummaryRow> = sqlx::query_as(
+        "select state, notes, figures, submitted_at, version from monthly_summaries
+         where street = $1 and worker = $2 and month = $3",
+    )
+    .bind(street.as_str())
+    .bind(worker)
+    .bind(month)
+    .fetch_optional(executor)
+    .await?;
+    row.map(|(state, notes, figures, submitted_at, version)| {
+        let figures = figures
+            .map(|b| civic_proto::grid::MonthlySummary::decode(b.as_slice()).map_err(Error::internal))
+            .transpose()?;
+        Ok(SummaryRecord { state, notes, figures, submitted_at, version })
+    })
+    .transpose()
+}
+
+/// Writes a worker's summary of a month, made or changed.
+pub async fn put_summary(
+    tx: &mut Tx,
+    street: &StreetId,
+    worker: &str,
+    month: &str,
+    s: &SummaryRecord,
+    now: &str,
+) -> Result<()> {
+    let figures = s.figures.as_ref().map(Message::encode_to_vec);
+    let updated = sqlx::query(
+        "update monthly_summaries set state = $4, notes = $5, figures = $6, submitted_at = $7, version = $8,
+             updated_at = $9
+         where street = $1 and worker = $2 and month = $3",
+    )
+    .bind(street.as_str())
+    .bind(worker)
+    .bind(month)
+    .bind(&s.state)
+    .bind(&s.notes)
+    .bind(figures.clone())
+    .bind(&s.submitted_at)
+    .bind(s.version)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        sqlx::query(
+            "insert into monthly_summaries (street, worker, month, state, notes, figures, submitted_at, version,
+                 created_at, updated_at)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+        )
+        .bind(street.as_str())
+        .bind(worker)
+        .bind(month)
+        .bind(&s.state)
+        .bind(&s.notes)
+        .bind(figures)
+        .bind(&s.submitted_at)
+        .bind(s.version)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The visits of a scope between two times (stored text): `(household id, visit time, problem
+/// count)`, oldest first.
+pub async fn visits_between(
+    pool: &AnyPool,
+    street: &StreetId,
+    filter: &VisitFilter,
+    from: &str,
+    to: &str,
+) -> Result<Vec<(String, String, i64)>> {
+    let rows: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
+        "select household_id, visit_time, body from visits
+         where street = $1 and ($2 = '' or worker = $2) and ($3 = '' or community_id = $3) and ($4 = '' or grid_id = $4)
+           and visit_time >= $5 and visit_time < $6
+         order by visit_time",
+    )
+    .bind(street.as_str())
+    .bind(&filter.worker)
+    .bind(&filter.community)
+    .bind(&filter.grid)
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|(h, t, b)| {
+            let visit = civic_proto::grid::Visit::decode(b.as_slice()).map_err(Error::internal)?;
+            Ok((h, t, visit.problems.len() as i64))
+        })
+        .collect()
 }

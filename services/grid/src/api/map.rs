@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 
 use super::{community_to_wire, denied, grid_to_wire, required};
 use crate::Grids;
-use crate::domain::{CommunityName, GridName, Place, parse_date};
+use crate::domain::{CommunityName, GridName, Place, parse_date, staff_phone};
 use crate::geometry::Boundary;
 use crate::map::StreetMap;
 use crate::store::{self, AssignmentRecord, CommunityRecord, CoverRecord, GridRecord};
@@ -71,14 +71,87 @@ fn bbox_of(boundary: &Boundary) -> [f64; 4] {
 fn workers(v: &mut Violations, field: &str, sent: &[Assignment]) -> Vec<AssignmentRecord> {
     let mut out: Vec<AssignmentRecord> = Vec::with_capacity(sent.len());
     for (i, a) in sent.iter().enumerate() {
-        let field = format!("{field}[{i}].worker");
-        if let Some(worker) = v.check(UserName::parse(&field, &a.worker)) {
+        let at = |name: &str| format!("{field}[{i}].{name}");
+        let phone =
+            if a.phone.trim().is_empty() { Some(String::new()) } else { v.check(staff_phone(&at("phone"), &a.phone)) };
+        if let (Some(worker), Some(phone)) = (v.check(UserName::parse(&at("worker"), &a.worker)), phone) {
             if out.iter().any(|o| o.worker == worker.as_str()) {
-                v.add(field, "names a worker already assigned");
+                v.add(at("worker"), "names a worker already assigned");
             } else {
-                out.push(AssignmentRecord { worker: worker.to_string(), duties: a.duties.trim().to_owned() });
+                out.push(AssignmentRecord {
+                    worker: worker.to_string(),
+                    duties: a.duties.trim().to_owned(),
+                    display_name: a.display_name.trim().to_owned(),
+                    phone,
+                });
             }
         }
+    }
+    out
+}
+
+/// Staff contacts, checked: a role and a name, a work phone if any, an account if any.
+pub(crate) fn contacts(v: &mut Violations, field: &str, sent: &[StaffContact]) -> Vec<StaffContact> {
+    let mut out = Vec::with_capacity(sent.len());
+    for (i, c) in sent.iter().enumerate() {
+        let at = |name: &str| format!("{field}[{i}].{name}");
+        let role = v.check(required(&at("role"), &c.role));
+        let display_name = v.check(required(&at("display_name"), &c.display_name));
+        let phone =
+            if c.phone.trim().is_empty() { Some(String::new()) } else { v.check(staff_phone(&at("phone"), &c.phone)) };
+        let user = if c.user.is_empty() {
+            Some(String::new())
+        } else {
+            v.check(UserName::parse(&at("user"), &c.user)).map(|u| u.to_string())
+        };
+        if let (Some(role), Some(display_name), Some(phone), Some(user)) = (role, display_name, phone, user) {
+            out.push(StaffContact { role, display_name, phone, user });
+        }
+    }
+    out
+}
+
+/// A station as sent, checked (`field` is its field): name and place required, a location in
+/// range, members with their contacts, a rota of their duties.
+fn station_of(v: &mut Violations, field: &str, sent: &Station) -> Station {
+    let at = |name: &str| format!("{field}.{name}");
+    let display_name = v.check(required(&at("display_name"), &sent.display_name)).unwrap_or_default();
+    let place = v.check(required(&at("place"), &sent.place)).unwrap_or_default();
+    if sent.location.is_some() {
+        v.check(super::check_point(&at("location"), sent.location.as_ref()));
+    }
+    let members = contacts(v, &at("members"), &sent.members);
+    let rota = rota(v, &at("rota"), &sent.rota, &members);
+    Station { display_name, place, location: sent.location, members, rota, ..sent.clone() }
+}
+
+/// `HH:MM`, as minutes of the day.
+fn clock(v: &mut Violations, field: &str, text: &str) -> Option<u32> {
+    match chrono::NaiveTime::parse_from_str(text, "%H:%M") {
+        Ok(t) if text.len() == 5 => Some(chrono::Timelike::hour(&t) * 60 + chrono::Timelike::minute(&t)),
+        _ => {
+            v.add(field, "must be a time of day, HH:MM");
+            None
+        }
+    }
+}
+
+/// A station's rota, checked: each duty within a day, on a member of the station.
+fn rota(v: &mut Violations, field: &str, sent: &[DutySlot], members: &[StaffContact]) -> Vec<DutySlot> {
+    let mut out = Vec::with_capacity(sent.len());
+    for (i, slot) in sent.iter().enumerate() {
+        let at = |name: &str| format!("{field}[{i}].{name}");
+        let start = clock(v, &at("start_time"), &slot.start_time);
+        let end = clock(v, &at("end_time"), &slot.end_time);
+        if let (Some(start), Some(end)) = (start, end)
+            && end <= start
+        {
+            v.add(at("end_time"), "must be after start_time");
+        }
+        if !members.iter().any(|m| m.display_name == slot.member) {
+            v.add(at("member"), "must be the display_name of one of the station's members");
+        }
+        out.push(slot.clone());
     }
     out
 }
@@ -154,6 +227,7 @@ impl GridService for Grids {
         let mut v = Violations::new();
         let id = v.check(Id::parse("community_id", &req.community_id));
         let display_name = v.check(required("community.display_name", &draft.display_name));
+        let staff = contacts(&mut v, "community.contacts", &draft.contacts);
         v.finish()?;
         let (Some(id), Some(display_name)) = (id, display_name) else {
             return Err(Error::invalid("community", "is incomplete").into());
@@ -164,6 +238,7 @@ impl GridService for Grids {
             name: CommunityName::new(street, id),
             display_name,
             office: draft.office.trim().to_owned(),
+            contacts: staff,
             version: 1,
             created: now,
             updated: now,
@@ -210,6 +285,171 @@ impl GridService for Grids {
         let communities =
             rows.iter().filter(|c| reach.sees_community(c.name.id().as_str())).map(community_to_wire).collect();
         Ok(Response::new(ListCommunitiesResponse { communities, next_page_token }))
+    }
+
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().community.as_ref().map(|c| c.name.as_str()).unwrap_or_default()))]
+    async fn update_community(&self, request: Request<UpdateCommunityRequest>) -> Result<Response<Community>, Status> {
+        let caller = self.caller(&request)?;
+        let req = request.into_inner();
+        let sent = req.community.clone().unwrap_or_default();
+        let name = CommunityName::parse("community.name", &sent.name)?;
+        self.may_draw(&caller, &name).await?;
+        let paths = req.update_mask.as_ref().map(|m| m.paths.clone()).unwrap_or_default();
+        if paths.is_empty() {
+            return Err(Error::invalid("update_mask", "name the fields to change").into());
+        }
+        let mut v = Violations::new();
+        let (mut display_name, mut office, mut staff) = (None, None, None);
+        for path in &paths {
+            match path.as_str() {
+                "display_name" => display_name = v.check(required("community.display_name", &sent.display_name)),
+                "office" => office = Some(sent.office.trim().to_owned()),
+                "contacts" => staff = Some(contacts(&mut v, "community.contacts", &sent.contacts)),
+                other => {
+                    v.add("update_mask", format!("`{other}` cannot be changed; use display_name, office, contacts"))
+                }
+            }
+        }
+        v.finish()?;
+        let key = RequestKey::new(caller.key(), "UpdateCommunity", &req.request_id, &req)?;
+        let out = self
+            .writer
+            .write(&key, async |c: &mut Change| {
+                let mut community =
+                    store::get_community_in(c.tx(), &name).await?.ok_or_else(|| Error::not_found(name.to_string()))?;
+                check_etag(&sent.etag, community.version, &name.to_string())?;
+                if let Some(d) = display_name.clone() {
+                    community.display_name = d;
+                }
+                if let Some(o) = office.clone() {
+                    community.office = o;
+                }
+                if let Some(s) = staff.clone() {
+                    community.contacts = s;
+                }
+                community.version += 1;
+                community.updated = Utc::now();
+                store::save_community(c.tx(), &community).await?;
+                Ok(community_to_wire(&community))
+            })
+            .await?;
+        Ok(Response::new(out))
+    }
+
+    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
+    async fn create_station(&self, request: Request<CreateStationRequest>) -> Result<Response<Station>, Status> {
+        let caller = self.caller(&request)?;
+        let req = request.into_inner();
+        let community = CommunityName::parse("parent", &req.parent)?;
+        self.may_draw(&caller, &community).await?;
+        let draft = req.station.clone().unwrap_or_default();
+        let mut v = Violations::new();
+        let id = v.check(Id::parse("station_id", &req.station_id));
+        let station = station_of(&mut v, "station", &draft);
+        v.finish()?;
+        let Some(id) = id else { return Err(Error::invalid("station_id", "is required").into()) };
+        let key = RequestKey::new(caller.key(), "CreateStation", &req.request_id, &req)?;
+        let now = Utc::now();
+        let station = Station {
+            name: format!("{community}/stations/{id}"),
+            etag: civic_kit::idempotency::etag(1),
+            create_time: Some(time::to_timestamp(now)),
+            update_time: Some(time::to_timestamp(now)),
+            ..station
+        };
+        let out = self
+            .writer
+            .write(&key, async |c: &mut Change| {
+                if !store::community_exists(c.tx(), &community).await? {
+                    return Err(Error::not_found(community.to_string()));
+                }
+                let (street, cid) = (community.street(), community.id().as_str());
+                store::insert_station(c.tx(), street, cid, id.as_str(), 1, &station, &time::to_text(now)).await?;
+                Ok(station.clone())
+            })
+            .await?;
+        Ok(Response::new(out))
+    }
+
+    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
+    async fn list_stations(
+        &self,
+        request: Request<ListStationsRequest>,
+    ) -> Result<Response<ListStationsResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let req = request.into_inner();
+        let community = CommunityName::parse("parent", &req.parent)?;
+        let principal = caller.require()?;
+        if !principal.in_street(community.street().as_str()) {
+            return Err(denied().into());
+        }
+        let size = page::page_size(req.page_size, 50, 100)?;
+        let query = format!("ListStations|{community}");
+        let after = self.pages.decode_position(&req.page_token, &query, 1)?.map(|p| p[0].clone()).unwrap_or_default();
+        let mut rows = store::list_stations(
+            self.writer.db().reader(),
+            community.street(),
+            community.id().as_str(),
+            &after,
+            size + 1,
+        )
+        .await?;
+        let next_page_token = self.pages.next_page(&query, &mut rows, size, |(id, _, _)| vec![id.clone()]);
+        let stations = rows.into_iter().map(|(_, _, s)| s).collect();
+        Ok(Response::new(ListStationsResponse { stations, next_page_token }))
+    }
+
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().station.as_ref().map(|s| s.name.as_str()).unwrap_or_default()))]
+    async fn update_station(&self, request: Request<UpdateStationRequest>) -> Result<Response<Station>, Status> {
+        let caller = self.caller(&request)?;
+        let req = request.into_inner();
+        let sent = req.station.clone().unwrap_or_default();
+        let ids = civic_kit::names::parse("station.name", &sent.name, &["streets", "communities", "stations"])?;
+        let street = StreetId::parse("station.name", ids[0])?;
+        let community = CommunityName::new(street.clone(), Id::parse("station.name", ids[1])?);
+        let station_id = ids[2].to_owned();
+        self.may_draw(&caller, &community).await?;
+        let paths = req.update_mask.as_ref().map(|m| m.paths.clone()).unwrap_or_default();
+        let allowed = ["display_name", "place", "location", "members", "rota"];
+        if paths.is_empty() || paths.iter().any(|p| !allowed.contains(&p.as_str())) {
+            return Err(Error::invalid(
+                "update_mask",
+                "name the fields to change: display_name, place, location, members, rota",
+            )
+            .into());
+        }
+        let key = RequestKey::new(caller.key(), "UpdateStation", &req.request_id, &req)?;
+        let now = Utc::now();
+        let out = self
+            .writer
+            .write(&key, async |c: &mut Change| {
+                let (version, mut station) = store::get_station(c.tx(), &street, community.id().as_str(), &station_id)
+                    .await?
+                    .ok_or_else(|| Error::not_found(sent.name.clone()))?;
+                check_etag(&sent.etag, version, &sent.name)?;
+                for path in &paths {
+                    match path.as_str() {
+                        "display_name" => station.display_name = sent.display_name.clone(),
+                        "place" => station.place = sent.place.clone(),
+                        "location" => station.location = sent.location,
+                        "members" => station.members = sent.members.clone(),
+                        _ => station.rota = sent.rota.clone(),
+                    }
+                }
+                let mut v = Violations::new();
+                let checked = station_of(&mut v, "station", &station);
+                v.finish()?;
+                let station = Station {
+                    etag: civic_kit::idempotency::etag(version + 1),
+                    update_time: Some(time::to_timestamp(now)),
+                    ..checked
+                };
+                let (cid, text) = (community.id().as_str(), time::to_text(now));
+                store::save_station(c.tx(), &street, cid, &station_id, version + 1, &station, &text).await?;
+                Ok(station)
+            })
+            .await?;
+        Ok(Response::new(out))
     }
 
     #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]

@@ -20,6 +20,7 @@ use crate::domain::{Reach, local_date, token_reach};
 use crate::store::{self, CommunityRecord, GridRecord, HouseholdRecord};
 
 pub(crate) use map::{grid_changed, place_households};
+pub(crate) use visits::recorded;
 
 impl Grids {
     pub(crate) fn caller<T>(&self, request: &Request<T>) -> Result<Caller> {
@@ -82,6 +83,7 @@ pub(crate) fn community_to_wire(c: &CommunityRecord) -> Community {
         name: c.name.to_string(),
         display_name: c.display_name.clone(),
         office: c.office.clone(),
+        contacts: c.contacts.clone(),
         etag: etag(c.version),
         create_time: Some(time::to_timestamp(c.created)),
         update_time: Some(time::to_timestamp(c.updated)),
@@ -95,7 +97,16 @@ pub(crate) fn grid_to_wire(g: &GridRecord) -> Grid {
         display_name: g.display_name.clone(),
         boundary: g.boundary.clone(),
         boundary_revision: g.revision,
-        workers: g.workers.iter().map(|a| Assignment { worker: a.worker.clone(), duties: a.duties.clone() }).collect(),
+        workers: g
+            .workers
+            .iter()
+            .map(|a| Assignment {
+                worker: a.worker.clone(),
+                duties: a.duties.clone(),
+                display_name: a.display_name.clone(),
+                phone: a.phone.clone(),
+            })
+            .collect(),
         covers: g
             .covers
             .iter()

@@ -365,6 +365,59 @@ impl RosterService for Grids {
         Ok(Response::new(out))
     }
 
+    #[tracing::instrument(skip_all, fields(household = %request.get_ref().household))]
+    async fn get_contact_card(&self, request: Request<GetContactCardRequest>) -> Result<Response<ContactCard>, Status> {
+        let caller = self.caller(&request)?;
+        let name = HouseholdName::parse("household", &request.get_ref().household)?;
+        let (_, reach) = self.reach(&caller, name.street()).await?;
+        let household = self.household_for(&reach, &name, false).await?;
+        let mut card = ContactCard { household: name.to_string(), ..Default::default() };
+        if household.place.community.is_empty() {
+            return Ok(Response::new(card));
+        }
+        let pool = self.writer.db().reader();
+        let community = crate::domain::CommunityName::new(
+            name.street().clone(),
+            Id::parse("community", &household.place.community)?,
+        );
+        if let Some(c) = store::get_community(pool, &community).await? {
+            card.community = community.to_string();
+            card.community_display_name = c.display_name;
+            card.community_office = c.office;
+            card.community_contacts = c.contacts;
+        }
+        let grid = GridName::new(&community, Id::parse("grid", &household.place.grid)?);
+        if let Some(g) = store::get_grid(pool, &grid).await? {
+            card.grid = grid.to_string();
+            card.grid_display_name = g.display_name.clone();
+            card.grid_workers = g
+                .workers
+                .iter()
+                .map(|a| StaffContact {
+                    role: "网格员".into(),
+                    display_name: a.display_name.clone(),
+                    phone: a.phone.clone(),
+                    user: a.worker.clone(),
+                })
+                .collect();
+            let today = crate::domain::local_date(Utc::now());
+            for cover in g.covers.iter().filter(|c| c.start <= today && today <= c.end) {
+                card.grid_workers.push(StaffContact {
+                    role: format!("代班网格员（至 {}）", cover.end),
+                    display_name: String::new(),
+                    phone: String::new(),
+                    user: cover.worker.clone(),
+                });
+            }
+        }
+        card.stations = store::list_stations(pool, name.street(), &household.place.community, "", 50)
+            .await?
+            .into_iter()
+            .map(|(_, _, s)| s)
+            .collect();
+        Ok(Response::new(card))
+    }
+
     #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
     async fn create_resident(&self, request: Request<CreateResidentRequest>) -> Result<Response<Resident>, Status> {
         let caller = self.caller(&request)?;

@@ -8,6 +8,7 @@ use civic_kit::idempotency::RequestKey;
 use civic_kit::names::{Id, StreetId, UserName};
 use civic_kit::write::Change;
 use civic_kit::{filter, page, time};
+use civic_proto::grid::monthly_summary::State;
 use civic_proto::grid::sync_result::Outcome;
 use civic_proto::grid::visit::Kind;
 use civic_proto::grid::visit_service_server::VisitService;
@@ -16,7 +17,10 @@ use tonic::{Request, Response, Status};
 
 use super::{check_point, denied};
 use crate::Grids;
-use crate::domain::{GridName, HouseholdName, Place, Reach, VisitName, local_date, parse_date};
+use crate::domain::{
+    CommunityName, Figures, GridName, HouseholdName, Month, Place, Reach, VisitName, local_date, parse_date, percent,
+    summarise,
+};
 use crate::store::{self, VisitFilter, VisitRecord};
 
 /// How far back a visit may be recorded, in days.
@@ -145,7 +149,7 @@ fn check_visit(
 }
 
 /// The event of a recorded visit: names, kinds, times and categories, never its words.
-fn recorded(visit: &Visit) -> VisitRecorded {
+pub(crate) fn recorded(visit: &Visit) -> VisitRecorded {
     VisitRecorded {
         visit: visit.name.clone(),
         household: visit.household.clone(),
@@ -163,7 +167,81 @@ fn recorded(visit: &Visit) -> VisitRecorded {
     }
 }
 
+/// Whose month a summary is.
+enum Scope {
+    Worker(UserName),
+    Grid(GridName),
+    Community(CommunityName),
+}
+
+fn to_summary(scope: &str, month: &Month, f: &Figures) -> MonthlySummary {
+    MonthlySummary {
+        scope: scope.to_owned(),
+        month: month.text.clone(),
+        visits: f.visits as i32,
+        households: f.households as i32,
+        households_covered: f.covered as i32,
+        coverage_percent: percent(f.covered, f.households),
+        key_households: f.key_households as i32,
+        key_households_on_time: f.key_on_time as i32,
+        key_on_time_percent: percent(f.key_on_time, f.key_households),
+        problems_raised: f.problems as i32,
+        days_with_records: f.days_with_records as i32,
+        days_without_record: f.days_without_record as i32,
+        ..Default::default()
+    }
+}
+
 impl Grids {
+    /// The figures of `month` for `scope`, from the roster and the visits.
+    async fn figures(&self, street: &StreetId, scope: &Scope, month: &Month) -> Result<Figures> {
+        let pool = self.writer.db().reader();
+        let mut filter = VisitFilter::default();
+        let grids = match scope {
+            Scope::Worker(worker) => {
+                filter.worker = worker.to_string();
+                Some(store::grids_of_worker(pool, street, worker.as_str(), local_date(Utc::now())).await?)
+            }
+            Scope::Grid(grid) => {
+                filter.community = grid.community_id().to_string();
+                filter.grid = grid.id().to_string();
+                Some(vec![(filter.community.clone(), filter.grid.clone())])
+            }
+            Scope::Community(community) => {
+                filter.community = community.id().to_string();
+                None
+            }
+        };
+        let households: Vec<(String, Vec<String>)> = match grids {
+            Some(grids) => store::households_of_grids(pool, street, &grids)
+                .await?
+                .into_iter()
+                .map(|h| (h.name.id().to_string(), h.tags))
+                .collect(),
+            None => store::households_of_community(pool, street, &filter.community).await?,
+        };
+        let visits =
+            store::visits_between(pool, street, &filter, &time::to_text(month.start), &time::to_text(month.until))
+                .await?
+                .into_iter()
+                .filter_map(|(h, t, problems)| Some((h, time::from_text(&t)?, problems as u32)))
+                .collect::<Vec<_>>();
+        // Counting is plain arithmetic over a bounded month: a community's few thousand
+        // households and their visits.
+        Ok(summarise(month, &households, &visits, &self.policy))
+    }
+
+    /// The caller's own draft, and the figures as of now.
+    async fn own_month(&self, caller: &Caller, parent: &str, month: &str) -> Result<(StreetId, UserName, Month)> {
+        let street = StreetId::parse_parent("parent", parent)?;
+        let (principal, reach) = self.reach(caller, &street).await?;
+        if !reach.is_staff() {
+            return Err(denied());
+        }
+        let month = Month::parse("month", month, Utc::now())?;
+        Ok((street, principal.user_name(), month))
+    }
+
     /// Records a checked visit, or finds it recorded before. The worker must look after the
     /// household's grid on the day of the visit (assigned, or covering that day); the street's
     /// admins and the community's cadres may record a visit for any worker.
@@ -428,6 +506,178 @@ impl VisitService for Grids {
         Ok(Response::new(SyncVisitsResponse { results }))
     }
 
+    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent, month = %request.get_ref().month))]
+    async fn get_monthly_summary(
+        &self,
+        request: Request<GetMonthlySummaryRequest>,
+    ) -> Result<Response<MonthlySummary>, Status> {
+        let caller = self.caller(&request)?;
+        let req = request.into_inner();
+        let street = StreetId::parse_parent("parent", &req.parent)?;
+        let (principal, reach) = self.reach(&caller, &street).await?;
+        if !reach.is_staff() {
+            return Err(denied().into());
+        }
+        let month = Month::parse("month", &req.month, Utc::now())?;
+        let given = [!req.worker.is_empty(), !req.grid.is_empty(), !req.community.is_empty()];
+        if given.iter().filter(|g| **g).count() > 1 {
+            return Err(Error::invalid("worker", "give at most one of worker, grid and community").into());
+        }
+        let scope = if !req.grid.is_empty() {
+            let grid = GridName::parse("grid", &req.grid)?;
+            if grid.street() != &street
+                || !reach
+                    .staff_reaches(&Place { community: grid.community_id().to_string(), grid: grid.id().to_string() })
+            {
+                return Err(denied().into());
+            }
+            Scope::Grid(grid)
+        } else if !req.community.is_empty() {
+            let community = CommunityName::parse("community", &req.community)?;
+            if community.street() != &street
+                || !(reach.street || reach.communities.contains(&community.id().to_string()))
+            {
+                return Err(denied().into());
+            }
+            Scope::Community(community)
+        } else {
+            let worker =
+                if req.worker.is_empty() { principal.user_name() } else { UserName::parse("worker", &req.worker)? };
+            if worker != principal.user_name() {
+                let grids =
+                    store::grids_of_worker(self.writer.db().reader(), &street, worker.as_str(), local_date(Utc::now()))
+                        .await?;
+                let over =
+                    grids.iter().any(|(c, g)| reach.staff_reaches(&Place { community: c.clone(), grid: g.clone() }));
+                if !(reach.street || (over && !reach.communities.is_empty())) {
+                    return Err(denied().into());
+                }
+            }
+            Scope::Worker(worker)
+        };
+        let name = match &scope {
+            Scope::Worker(w) => w.to_string(),
+            Scope::Grid(g) => g.to_string(),
+            Scope::Community(c) => c.to_string(),
+        };
+        if let Scope::Worker(worker) = &scope {
+            let stored = store::get_summary(self.writer.db().reader(), &street, worker.as_str(), &month.text).await?;
+            if let Some(stored) = &stored
+                && let Some(frozen) = &stored.figures
+            {
+                return Ok(Response::new(frozen.clone()));
+            }
+            let figures = self.figures(&street, &scope, &month).await?;
+            let mut summary = to_summary(&name, &month, &figures);
+            summary.state = State::Draft as i32;
+            summary.notes = stored.as_ref().map(|s| s.notes.clone()).unwrap_or_default();
+            summary.etag = civic_kit::idempotency::etag(stored.map(|s| s.version).unwrap_or(0));
+            return Ok(Response::new(summary));
+        }
+        let figures = self.figures(&street, &scope, &month).await?;
+        Ok(Response::new(to_summary(&name, &month, &figures)))
+    }
+
+    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent, month = %request.get_ref().month))]
+    async fn update_monthly_summary(
+        &self,
+        request: Request<UpdateMonthlySummaryRequest>,
+    ) -> Result<Response<MonthlySummary>, Status> {
+        let caller = self.caller(&request)?;
+        let req = request.into_inner();
+        let (street, worker, month) = self.own_month(&caller, &req.parent, &req.month).await?;
+        let now = Utc::now();
+        let notes = req.notes.trim().to_owned();
+        let figures = self.figures(&street, &Scope::Worker(worker.clone()), &month).await?;
+        let out = self
+            .writer
+            .write(&RequestKey::unkeyed("UpdateMonthlySummary"), async |c: &mut Change| {
+                let stored = store::get_summary(&mut **c.tx(), &street, worker.as_str(), &month.text).await?;
+                let version = stored.as_ref().map(|s| s.version).unwrap_or(0);
+                check_etag_of(&req.etag, version, &month.text)?;
+                if stored.as_ref().is_some_and(|s| s.figures.is_some()) {
+                    return Err(Error::failed_precondition(
+                        "SUMMARY_SUBMITTED",
+                        format!("the summary of {} was submitted", month.text),
+                    ));
+                }
+                let record = store::SummaryRecord {
+                    state: "DRAFT".into(),
+                    notes: notes.clone(),
+                    figures: None,
+                    submitted_at: String::new(),
+                    version: version + 1,
+                };
+                store::put_summary(c.tx(), &street, worker.as_str(), &month.text, &record, &time::to_text(now)).await?;
+                let mut summary = to_summary(worker.as_str(), &month, &figures);
+                summary.state = State::Draft as i32;
+                summary.notes = notes.clone();
+                summary.etag = civic_kit::idempotency::etag(version + 1);
+                Ok(summary)
+            })
+            .await?;
+        Ok(Response::new(out))
+    }
+
+    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent, month = %request.get_ref().month))]
+    async fn submit_monthly_summary(
+        &self,
+        request: Request<SubmitMonthlySummaryRequest>,
+    ) -> Result<Response<MonthlySummary>, Status> {
+        let caller = self.caller(&request)?;
+        let req = request.into_inner();
+        let (street, worker, month) = self.own_month(&caller, &req.parent, &req.month).await?;
+        let key = RequestKey::new(caller.key(), "SubmitMonthlySummary", &req.request_id, &req)?;
+        let now = Utc::now();
+        let figures = self.figures(&street, &Scope::Worker(worker.clone()), &month).await?;
+        let out = self
+            .writer
+            .write(&key, async |c: &mut Change| {
+                let stored = store::get_summary(&mut **c.tx(), &street, worker.as_str(), &month.text).await?;
+                let version = stored.as_ref().map(|s| s.version).unwrap_or(0);
+                check_etag_of(&req.etag, version, &month.text)?;
+                if stored.as_ref().is_some_and(|s| s.figures.is_some()) {
+                    return Err(Error::failed_precondition(
+                        "SUMMARY_SUBMITTED",
+                        format!("the summary of {} was submitted", month.text),
+                    ));
+                }
+                let on_time = local_date(now) <= month.due_day;
+                let mut summary = to_summary(worker.as_str(), &month, &figures);
+                summary.state = State::Submitted as i32;
+                summary.notes = stored.as_ref().map(|s| s.notes.clone()).unwrap_or_default();
+                summary.submit_time = Some(time::to_timestamp(now));
+                summary.submitted_on_time = on_time;
+                summary.etag = civic_kit::idempotency::etag(version + 1);
+                let record = store::SummaryRecord {
+                    state: "SUBMITTED".into(),
+                    notes: summary.notes.clone(),
+                    figures: Some(summary.clone()),
+                    submitted_at: time::to_text(now),
+                    version: version + 1,
+                };
+                store::put_summary(c.tx(), &street, worker.as_str(), &month.text, &record, &time::to_text(now)).await?;
+                let event = DiarySubmitted {
+                    worker: worker.to_string(),
+                    street: street.parent(),
+                    month: month.text.clone(),
+                    visits: summary.visits,
+                    households: summary.households,
+                    households_covered: summary.households_covered,
+                    key_households: summary.key_households,
+                    key_households_on_time: summary.key_households_on_time,
+                    problems_raised: summary.problems_raised,
+                    days_without_record: summary.days_without_record,
+                    on_time,
+                    submit_time: summary.submit_time,
+                };
+                c.emit(&format!("{worker}/{}", month.text), &event).await?;
+                Ok(summary)
+            })
+            .await?;
+        Ok(Response::new(out))
+    }
+
     #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
     async fn list_due_visits(
         &self,
@@ -494,4 +744,9 @@ impl VisitService for Grids {
         due.truncate(size);
         Ok(Response::new(ListDueVisitsResponse { due_visits: due, total_due }))
     }
+}
+
+/// Checks an etag against a draft's version (0: no draft yet).
+fn check_etag_of(sent: &str, version: i64, month: &str) -> Result<()> {
+    civic_kit::idempotency::check_etag(sent, version, &format!("the summary of {month}"))
 }
