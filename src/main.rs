@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use figment::value::{Dict, Value};
 
 mod bench;
+mod import;
 
 /// mimalloc: the request path allocates many small, short-lived buffers across threads, which
 /// glibc's allocator served slowly under load (see docs/performance.md).
@@ -45,6 +46,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Mints a development token signed with the dev key.
     Token(TokenArgs),
+    /// Imports data into a running civic: `civic import roster FILE.csv --street … --community …`.
+    Import(import::ImportArgs),
     /// Looks into events that were set aside as dead letters, and sends them again.
     Events(EventsArgs),
     /// Prints the effective configuration as TOML.
@@ -270,6 +273,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Import(args) => import::main(args).await,
         Command::Events(args) => {
             let config = load(&args.common, Dict::new())?;
             let _telemetry = civic_kit::telemetry::init(&config.log, "events");

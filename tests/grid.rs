@@ -1315,3 +1315,86 @@ async fn the_demo_street_is_seeded_with_its_map_roster_visits_and_desks() {
     assert!(seen.visits.len() > 30, "a month of visits: {}", seen.visits.len());
     app.stop().await;
 }
+
+/// `civic import roster` against a running civic: the sample file imports once (again, it
+/// changes nothing); a file with bad rows imports nothing and says which rows and why, beside
+/// the file; with --skip-bad-rows the good rows go in.
+// The command runs as a process of its own while this test's runtime serves it: on threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_roster_imports_from_csv_all_or_nothing_and_once() {
+    let store = common::Store::fresh().await;
+    let app = common::spawn_on(&store, civic::Target::All, civic::Options { seed: true, ..Default::default() }).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let sample = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/services/grid/seed/roster-sample.csv"))
+        .expect("the sample");
+    let good = dir.path().join("roster.csv");
+    std::fs::write(&good, &sample).expect("write");
+    let grpc = format!("http://{}", app.grpc_addr);
+    let run = move |file: std::path::PathBuf, extra: Vec<&'static str>, token: String| {
+        let grpc = grpc.clone();
+        async move {
+            let output = tokio::task::spawn_blocking(move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_civic"))
+                    .args(["import", "roster"])
+                    .arg(file)
+                    .args(["--street", "zhongjie", "--community", "dongyuan", "--grpc-addr", &grpc])
+                    .args(extra)
+                    .env("CIVIC_TOKEN", token)
+                    .output()
+            })
+            .await
+            .expect("the thread")
+            .expect("civic runs");
+            let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+            (output.status.success(), text)
+        }
+    };
+    let import =
+        |file: &std::path::Path, extra: &[&'static str]| run.clone()(file.to_path_buf(), extra.to_vec(), admin());
+    let (ok, out) = import(&good, &[]).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("6 households and 8 residents added, 0 residents already"), "{out}");
+    let (ok, out) = import(&good, &[]).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("0 households and 0 residents added, 8 residents already"), "{out}");
+
+    let mut roster = RosterServiceClient::new(app.channel.clone());
+    let find = |id_number: &str| FindResidentsRequest {
+        parent: STREET.into(),
+        id_number: id_number.into(),
+        phone: String::new(),
+    };
+    let found =
+        roster.find_residents(with_token(find("620802194203151029"), &admin())).await.expect("find").into_inner();
+    assert_eq!(found.residents.len(), 1);
+    assert_eq!(found.residents[0].tags, ["elderly_alone", "senior_party_member"]);
+
+    // Row 10 is new and good; row 11 has a wrong check digit; row 12 lies outside the community.
+    let bad = dir.path().join("bad.csv");
+    let mut text = sample.clone();
+    text.push_str("东苑小区 7号楼,1单元 101,35.5315,106.6440,孙新,620802199001011231,,,,\n");
+    text.push_str("东苑小区 7号楼,1单元 102,35.5315,106.6440,周错,620802199001011237,,,,\n");
+    text.push_str("柳湖花园 1号楼,1单元 101,35.5590,106.6850,吴远,,,,,\n");
+    std::fs::write(&bad, text).expect("write");
+    let (ok, out) = import(&bad, &[]).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("2 of 11 rows are bad") && out.contains("nothing was imported"), "{out}");
+    let report = std::fs::read_to_string(dir.path().join("bad.errors.csv")).expect("the error report");
+    assert!(report.contains("11,id_number,has a wrong check digit"), "{report}");
+    assert!(report.contains("12,location,lies outside every grid of the community"), "{report}");
+    assert!(!report.contains("620802199001011237"), "the report holds no ID number");
+    let none =
+        roster.find_residents(with_token(find("620802199001011231"), &admin())).await.expect("find").into_inner();
+    assert!(none.residents.is_empty(), "nothing of a refused file was written");
+    let (ok, out) = import(&bad, &["--skip-bad-rows"]).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("1 households and 1 residents added, 8 residents already"), "{out}");
+    let one = roster.find_residents(with_token(find("620802199001011231"), &admin())).await.expect("find").into_inner();
+    assert_eq!(one.residents.len(), 1);
+
+    // A grid worker may not import.
+    let (ok, out) = run(good.clone(), Vec::new(), token("gw-01", &[Role::GridWorker], "zhongjie")).await;
+    assert!(!ok);
+    assert!(out.contains("PermissionDenied"), "{out}");
+    app.stop().await;
+}

@@ -765,6 +765,48 @@ pub async fn households_of_grids(
     Ok(out)
 }
 
+/// Every household of a street by its natural key, (building, address) → id: what an import
+/// matches its rows against.
+pub async fn household_keys(
+    pool: &AnyPool,
+    street: &StreetId,
+) -> Result<std::collections::HashMap<(String, String), String>> {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "select building, address, household_id from households where street = $1 order by household_id",
+    )
+    .bind(street.as_str())
+    .fetch_all(pool)
+    .await?;
+    let mut keys = std::collections::HashMap::with_capacity(rows.len());
+    for (building, address, id) in rows {
+        keys.entry((building, address)).or_insert(id);
+    }
+    Ok(keys)
+}
+
+/// The residents of a street as an import matches them: the look-up hashes of their ID numbers,
+/// and (household, name) for those without one.
+pub async fn resident_keys(
+    pool: &AnyPool,
+    street: &StreetId,
+) -> Result<(std::collections::HashSet<String>, std::collections::HashSet<(String, String)>)> {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "select household_id, display_name, id_number_hash from residents where street = $1 and removed_at = ''",
+    )
+    .bind(street.as_str())
+    .fetch_all(pool)
+    .await?;
+    let (mut by_id, mut by_name) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+    for (household, name, hash) in rows {
+        if hash.is_empty() {
+            by_name.insert((household, name));
+        } else {
+            by_id.insert(hash);
+        }
+    }
+    Ok((by_id, by_name))
+}
+
 /// The households of a community, for its monthly summary: `(id, tags)`.
 pub async fn households_of_community(
     pool: &AnyPool,

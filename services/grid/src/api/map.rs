@@ -185,7 +185,7 @@ fn covers(v: &mut Violations, field: &str, sent: &[Cover]) -> Vec<CoverRecord> {
 impl Grids {
     /// Whether the caller may draw in `community`: a street admin, or a cadre of the street or
     /// of that community.
-    async fn may_draw(&self, caller: &civic_kit::auth::Caller, community: &CommunityName) -> Result<()> {
+    pub(crate) async fn may_draw(&self, caller: &civic_kit::auth::Caller, community: &CommunityName) -> Result<()> {
         let (principal, reach) = self.reach(caller, community.street()).await?;
         let drafter = principal.has_role(Role::Admin) || principal.has_role(Role::Cadre);
         if drafter && (reach.street || reach.communities.iter().any(|c| c == community.id().as_str())) {

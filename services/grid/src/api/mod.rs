@@ -2,6 +2,7 @@
 //! ([`map`]), the roster ([`roster`]) and visits ([`visits`]), and the one mapping of records to
 //! wire messages.
 
+mod import;
 mod map;
 mod roster;
 mod visits;

@@ -705,6 +705,15 @@ impl RosterService for Grids {
         Ok(Response::new(FindResidentsResponse { residents }))
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn import_roster(
+        &self,
+        request: Request<tonic::Streaming<ImportRosterRequest>>,
+    ) -> Result<Response<ImportRosterResponse>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(self.import(&caller, request.into_inner()).await?))
+    }
+
     #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
     async fn list_access_records(
         &self,
