@@ -13,8 +13,8 @@ use civic_proto::grid::grid_service_client::GridServiceClient;
 use civic_proto::grid::roster_service_client::RosterServiceClient;
 use civic_proto::grid::visit_service_client::VisitServiceClient;
 use civic_proto::grid::{
-    Assignment, Community, CreateCommunityRequest, CreateGridRequest, GetGridRequest, Grid, ListDueVisitsRequest,
-    ListHouseholdsRequest, LocateGridRequest, Point, UpdateGridRequest,
+    Assignment, Community, CreateCommunityRequest, CreateGridRequest, GetGridRequest, Grid, ImportRosterRequest,
+    ListDueVisitsRequest, ListHouseholdsRequest, LocateGridRequest, Point, RosterRow, UpdateGridRequest,
 };
 use serde_json::{Value, json};
 
@@ -207,4 +207,147 @@ pub fn index(seconds: f64) -> (Stats, Value) {
         "grids": COLUMNS * ROWS,
     });
     (stats, extra)
+}
+
+/// Residents the import scenario imports, about two and a half per household.
+const IMPORT_RESIDENTS: usize = 100_000;
+
+/// The rows of a generated roster of the benchmark street: households at random points, one to
+/// four residents each with a valid ID number, a phone and now and then a tag.
+fn roster_rows() -> Vec<RosterRow> {
+    let spots = points(IMPORT_RESIDENTS);
+    let mut rows = Vec::with_capacity(IMPORT_RESIDENTS);
+    let mut household = 0;
+    let birth = chrono::NaiveDate::from_ymd_opt(1960, 1, 1).unwrap_or_default();
+    while rows.len() < IMPORT_RESIDENTS {
+        household += 1;
+        let (longitude, latitude) = spots[household % spots.len()];
+        for _ in 0..(1 + household % 4).min(IMPORT_RESIDENTS - rows.len()) {
+            let n = rows.len();
+            let id = civic_grid::protect::IdNumber::generate(
+                "620802",
+                birth + chrono::Duration::days((n / 1000) as i64),
+                (n % 1000) as u16,
+            );
+            rows.push(RosterRow {
+                row_number: n as i64 + 2,
+                building: format!("{}号楼", household / 40),
+                address: format!("门牌 {household}"),
+                location: Some(Point { latitude, longitude }),
+                display_name: format!("居民{n}"),
+                id_number: id.as_str().to_owned(),
+                phone: format!("139{:08}", n),
+                birth_date: String::new(),
+                tags: if n % 10 == 0 { vec!["elderly_alone".into()] } else { Vec::new() },
+                consent_note: String::new(),
+            });
+        }
+    }
+    rows
+}
+
+/// Imports the generated roster over gRPC, once, timing the whole stream: rows per second.
+pub async fn import(target: &Target) -> anyhow::Result<(Stats, Value)> {
+    let admin = mint(target, "bench-admin", Role::Admin, STREET)?;
+    let rows = roster_rows();
+    let count = rows.len();
+    let messages: Vec<ImportRosterRequest> = rows
+        .chunks(500)
+        .map(|chunk| ImportRosterRequest {
+            parent: format!("streets/{STREET}"),
+            community: format!("streets/{STREET}/communities/c"),
+            skip_bad_rows: false,
+            rows: chunk.to_vec(),
+        })
+        .collect();
+    let mut client = RosterServiceClient::new(target.grpc[0].clone());
+    let started = Instant::now();
+    let answer = client
+        .import_roster(bearer(tokio_stream::iter(messages), &admin))
+        .await
+        .context("importing the generated roster")?
+        .into_inner();
+    let elapsed = started.elapsed();
+    if !answer.imported || answer.residents_created as usize != count {
+        bail!("the import took {} of {count} residents ({} bad rows)", answer.residents_created, answer.bad_rows);
+    }
+    let raw = raw_roster(target, &roster_rows()).await?;
+    let rps = count as f64 / elapsed.as_secs_f64();
+    let extra = json!({
+        "residents": count,
+        "households": answer.households_created,
+        "import_seconds": (elapsed.as_secs_f64() * 100.0).round() / 100.0,
+        "raw_rps": raw.round(),
+        "ratio": ((rps / raw.max(1e-9)) * 1000.0).round() / 1000.0,
+    });
+    Ok((Stats::counted(count as u64, elapsed), extra))
+}
+
+/// The same rows inserted straight through sqlx into the grid service's tables (households
+/// and residents, the values as they come, one transaction) on a fresh database of the same
+/// kind: rows per second.
+async fn raw_roster(target: &Target, rows: &[RosterRow]) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let mut config = civic_kit::config::Config::default();
+    config.data_dir = dir.path().to_path_buf();
+    config.database_url = target.database_url.clone();
+    let db = civic_kit::db::Db::connect(&config.database_url_for("bench_raw_roster"), "bench_raw_roster", 4)
+        .await
+        .context("opening the raw roster database")?;
+    db.migrate(civic_grid::MIGRATIONS).await.context("migrating the raw roster database")?;
+    let now = civic_kit::time::now_text();
+    let started = Instant::now();
+    let mut tx = db.begin().await?;
+    let mut last_household = String::new();
+    for (n, row) in rows.iter().enumerate() {
+        let household = format!("{}|{}", row.building, row.address);
+        let location = row.location.unwrap_or_default();
+        if household != last_household {
+            sqlx::query(
+                "insert into households (street, household_id, building, address, latitude, longitude, community_id,
+                     grid_id, tags, resident_count, last_visit_time, version, created_at, updated_at)
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+            )
+            .bind(STREET)
+            .bind(format!("h{n}"))
+            .bind(&row.building)
+            .bind(&row.address)
+            .bind(location.latitude)
+            .bind(location.longitude)
+            .bind("c")
+            .bind("g0000")
+            .bind("")
+            .bind(1_i64)
+            .bind("")
+            .bind(1_i64)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+            last_household = household;
+        }
+        sqlx::query(
+            "insert into residents (street, household_id, resident_id, display_name, id_number_sealed, id_number_hash,
+                 phone_sealed, phone_hash, birth_date, tags, consent_note, user_name, removed_at, version, created_at,
+                 updated_at)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '', '', 1, $12, $12)",
+        )
+        .bind(STREET)
+        .bind(format!("h{n}"))
+        .bind(format!("r{n}"))
+        .bind(&row.display_name)
+        .bind(&row.id_number)
+        .bind(&row.id_number)
+        .bind(&row.phone)
+        .bind(&row.phone)
+        .bind("")
+        .bind(row.tags.join(","))
+        .bind(&row.consent_note)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    let rps = rows.len() as f64 / started.elapsed().as_secs_f64();
+    db.close().await;
+    Ok(rps)
 }

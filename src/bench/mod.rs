@@ -34,6 +34,7 @@ const SCENARIOS: &[&str] = &[
     "grid-locate",
     "grid-due",
     "mixed",
+    "grid-import",
     "desk-create",
 ];
 
@@ -41,7 +42,7 @@ const SCENARIOS: &[&str] = &[
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// A scenario (catalogue-get, catalogue-search, gateway-get, grid-index, grid-locate,
-    /// grid-due, desk-create, mixed) or `all`.
+    /// grid-due, grid-import, desk-create, mixed) or `all`.
     #[arg(long, default_value = "all")]
     scenario: String,
     /// What to start: every service in one process, or the catalogue and a gateway apart.
@@ -160,13 +161,14 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     // The grid scenarios draw a street of a thousand grids first (all-in-one: the split set-up
     // starts the catalogue alone).
-    let grid_setup = if scenarios.iter().any(|s| matches!(*s, "grid-locate" | "grid-due")) && args.mode != "split" {
-        Some(grid::Setup::load(&target).await?)
-    } else {
-        None
-    };
+    let grid_setup =
+        if scenarios.iter().any(|s| matches!(*s, "grid-locate" | "grid-due" | "grid-import")) && args.mode != "split" {
+            Some(grid::Setup::load(&target).await?)
+        } else {
+            None
+        };
     for scenario in scenarios {
-        if matches!(scenario, "grid-locate" | "grid-due") && grid_setup.is_none() {
+        if matches!(scenario, "grid-locate" | "grid-due" | "grid-import") && grid_setup.is_none() {
             if !args.json {
                 println!("{scenario:<18} (all-in-one only)");
             }
@@ -176,6 +178,11 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "grid-index" => {
                 let (stats, extra) = grid::index(args.seconds);
                 (stats, None, extra)
+            }
+            "grid-import" => {
+                let sampler = Sampler::start(&target);
+                let (stats, extra) = grid::import(&target).await?;
+                (stats, sampler.stop(), extra)
             }
             "grid-locate" | "grid-due" => {
                 let Some(setup) = grid_setup.as_ref() else { continue };
