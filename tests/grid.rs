@@ -1222,6 +1222,35 @@ async fn contact_cards_stations_and_monthly_summaries() {
         ))
         .await
         .expect("a later visit");
+    // The diary of the day: the worker's visits of today, by the street's calendar.
+    let today = (Utc::now() + Duration::hours(8)).format("%Y-%m-%d").to_string();
+    let diary = visits
+        .list_visits(with_token(
+            ListVisitsRequest {
+                parent: STREET.into(),
+                filter: format!("worker = users/gw-1 AND day = {today}"),
+                ..Default::default()
+            },
+            &worker,
+        ))
+        .await
+        .expect("the diary")
+        .into_inner();
+    assert_eq!(diary.visits.len(), 3);
+    let yesterday = (Utc::now() + Duration::hours(8) - Duration::days(1)).format("%Y-%m-%d").to_string();
+    let before = visits
+        .list_visits(with_token(
+            ListVisitsRequest {
+                parent: STREET.into(),
+                filter: format!("worker = users/gw-1 AND day = {yesterday}"),
+                ..Default::default()
+            },
+            &worker,
+        ))
+        .await
+        .expect("yesterday's diary")
+        .into_inner();
+    assert!(before.visits.iter().all(|v| !v.name.ends_with("/m-1")), "visits keep to their day");
     let frozen = visits.get_monthly_summary(with_token(get("", "", ""), &worker)).await.expect("frozen").into_inner();
     assert_eq!(frozen.visits, 2, "a submitted month keeps its figures");
     let by_grid = visits.get_monthly_summary(with_token(get("", &s.g1, ""), &cadre)).await.expect("grid").into_inner();
@@ -1368,6 +1397,17 @@ async fn the_roster_imports_from_csv_all_or_nothing_and_once() {
         roster.find_residents(with_token(find("620802194203151029"), &admin())).await.expect("find").into_inner();
     assert_eq!(found.residents.len(), 1);
     assert_eq!(found.residents[0].tags, ["elderly_alone", "senior_party_member"]);
+    let household = found.residents[0].name.rsplit_once("/residents/").map(|(h, _)| h.to_owned()).expect("a household");
+    let household = roster
+        .get_household(with_token(GetHouseholdRequest { name: household }, &admin()))
+        .await
+        .expect("household")
+        .into_inner();
+    assert_eq!(
+        (household.resident_count, household.tags.clone()),
+        (2, vec!["elderly_alone".to_owned(), "senior_party_member".to_owned()])
+    );
+    assert!(!household.grid.is_empty());
 
     // Row 10 is new and good; row 11 has a wrong check digit; row 12 lies outside the community.
     let bad = dir.path().join("bad.csv");

@@ -642,3 +642,172 @@ where
     same_content(method, &answers);
     answers
 }
+
+/// The grid service's reads and writes three ways: the same answers over gRPC, gRPC-Web and
+/// HTTP/JSON, and the same refusal of a bad ID number.
+#[tokio::test]
+async fn grid_rpcs_answer_the_same_over_grpc_grpc_web_and_http() {
+    use civic_proto::grid::grid_service_client::GridServiceClient;
+    use civic_proto::grid::roster_service_client::RosterServiceClient;
+    use civic_proto::grid::*;
+    let (app, _store) = spawn_app().await;
+    let ways = Ways::new(&app);
+    let admin = token("admin", &[Role::Admin], "zhongjie");
+    let worker = token("gw-p", &[Role::GridWorker], "zhongjie");
+    let mut grids = GridServiceClient::new(app.channel.clone());
+    let mut roster = RosterServiceClient::new(app.channel.clone());
+    grids
+        .create_community(with_token(
+            CreateCommunityRequest {
+                parent: STREET.into(),
+                community: Some(Community { display_name: "协议社区".into(), ..Default::default() }),
+                community_id: "proto".into(),
+                request_id: String::new(),
+            },
+            &admin,
+        ))
+        .await
+        .expect("community");
+    let grid = grids
+        .create_grid(with_token(
+            CreateGridRequest {
+                parent: format!("{STREET}/communities/proto"),
+                grid: Some(Grid {
+                    display_name: "协议网格".into(),
+                    boundary:
+                        r#"{"type":"Polygon","coordinates":[[[104,30],[104.1,30],[104.1,30.1],[104,30.1],[104,30]]]}"#
+                            .into(),
+                    workers: vec![Assignment { worker: "users/gw-p".into(), ..Default::default() }],
+                    ..Default::default()
+                }),
+                grid_id: "p1".into(),
+                request_id: String::new(),
+            },
+            &admin,
+        ))
+        .await
+        .expect("grid")
+        .into_inner();
+    let household = roster
+        .create_household(with_token(
+            CreateHouseholdRequest {
+                parent: STREET.into(),
+                household: Some(Household {
+                    address: "1单元 101".into(),
+                    location: Some(Point { latitude: 30.05, longitude: 104.05 }),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &admin,
+        ))
+        .await
+        .expect("household")
+        .into_inner();
+    let resident = roster
+        .create_resident(with_token(
+            CreateResidentRequest {
+                parent: household.name.clone(),
+                resident: Some(Resident {
+                    display_name: "王秀英".into(),
+                    id_number: "11010519491231002X".into(),
+                    phone: "13812345678".into(),
+                    tags: vec!["elderly_alone".into()],
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &admin,
+        ))
+        .await
+        .expect("resident")
+        .into_inner();
+
+    let mut located = Vec::new();
+    let mut got_grids = Vec::new();
+    let mut residents = Vec::new();
+    let mut due = Vec::new();
+    let mut cards = Vec::new();
+    let mut revealed = Vec::new();
+    for via in VIAS {
+        let request =
+            LocateGridRequest { parent: STREET.into(), point: Some(Point { latitude: 30.05, longitude: 104.05 }) };
+        let rule = get(format!("/v1/{STREET}:locateGrid?point.latitude=30.05&point.longitude=104.05"));
+        let answer: LocateGridResponse =
+            ways.call(via, "/civic.grid.v1.GridService/LocateGrid", request, rule, &worker).await.expect("locate");
+        located.push(answer);
+        let rule = get(format!("/v1/{}", grid.name));
+        let answer: Grid = ways
+            .call(via, "/civic.grid.v1.GridService/GetGrid", GetGridRequest { name: grid.name.clone() }, rule, &worker)
+            .await
+            .expect("get grid");
+        got_grids.push(answer);
+        let rule = get(format!("/v1/{}", resident.name));
+        let request = GetResidentRequest { name: resident.name.clone() };
+        let answer: Resident =
+            ways.call(via, "/civic.grid.v1.RosterService/GetResident", request, rule, &worker).await.expect("resident");
+        residents.push(answer);
+        let rule = get(format!("/v1/{STREET}/dueVisits?windowDays=8"));
+        let request = ListDueVisitsRequest { parent: STREET.into(), window_days: 8, ..Default::default() };
+        let answer: ListDueVisitsResponse =
+            ways.call(via, "/civic.grid.v1.VisitService/ListDueVisits", request, rule, &worker).await.expect("due");
+        due.push(answer);
+        let rule = get(format!("/v1/{}/contactCard", household.name));
+        let request = GetContactCardRequest { household: household.name.clone() };
+        let answer: ContactCard =
+            ways.call(via, "/civic.grid.v1.RosterService/GetContactCard", request, rule, &worker).await.expect("card");
+        cards.push(answer);
+        let rule = post(format!("/v1/{}:reveal", resident.name), json!({"reason": "核实身份信息"}));
+        let request = RevealResidentRequest { name: resident.name.clone(), reason: "核实身份信息".into() };
+        let answer: Resident = ways
+            .call(via, "/civic.grid.v1.RosterService/RevealResident", request, rule, &worker)
+            .await
+            .expect("reveal");
+        revealed.push(answer);
+        // The same refusal of a bad ID number, every way.
+        let bad =
+            Resident { display_name: "李四".into(), id_number: "110105194912310021".into(), ..Default::default() };
+        let rule = post(
+            format!("/v1/{}/residents", household.name),
+            json!({"displayName": "李四", "idNumber": "110105194912310021"}),
+        );
+        let request =
+            CreateResidentRequest { parent: household.name.clone(), resident: Some(bad), request_id: String::new() };
+        let refused: Result<Resident, Code> =
+            ways.call(via, "/civic.grid.v1.RosterService/CreateResident", request, rule, &admin).await;
+        assert_eq!(refused.expect_err("a bad ID number"), Code::InvalidArgument, "{via:?}");
+    }
+    identical("LocateGrid", &located);
+    assert_eq!(located[0].grid, grid.name);
+    identical("GetGrid", &got_grids);
+    identical("GetResident", &residents);
+    assert_eq!(residents[0].id_number, "110***********002X");
+    identical("ListDueVisits", &due);
+    assert_eq!(due[0].due_visits.len(), 1);
+    identical("GetContactCard", &cards);
+    identical("RevealResident", &revealed);
+    assert_eq!(revealed[0].phone, "13812345678");
+
+    // Writes: a visit each way, the same content.
+    let mut visits = Vec::new();
+    for via in VIAS {
+        let at = chrono::Utc::now() - chrono::Duration::minutes(5);
+        let visit = Visit {
+            household: household.name.clone(),
+            kind: visit::Kind::DoorToDoor as i32,
+            visit_time: Some(pbjson_types::Timestamp { seconds: at.timestamp(), nanos: 0 }),
+            notes: "一切正常".into(),
+            ..Default::default()
+        };
+        let id = format!("pv-{}", via.tag());
+        let rule = post(format!("/v1/{STREET}/visits?visitId={id}"), serde_json::to_value(&visit).expect("JSON"));
+        let request =
+            CreateVisitRequest { parent: STREET.into(), visit: Some(visit), visit_id: id, request_id: String::new() };
+        let answer: Visit =
+            ways.call(via, "/civic.grid.v1.VisitService/CreateVisit", request, rule, &worker).await.expect("visit");
+        visits.push(answer);
+    }
+    same_content("CreateVisit", &visits);
+    assert_eq!(visits[2].grid, grid.name);
+    app.stop().await;
+}

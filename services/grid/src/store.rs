@@ -1268,6 +1268,10 @@ pub struct VisitFilter {
     pub community: String,
     /// A grid id.
     pub grid: String,
+    /// The earliest visit time, as stored text (inclusive).
+    pub from: String,
+    /// The latest visit time, as stored text (exclusive).
+    pub to: String,
 }
 
 /// One page of visits, newest first, after the position (visit_time, id).
@@ -1284,6 +1288,7 @@ pub async fn list_visits(
          where street = $1 and ($2 = '' or worker = $2) and ($3 = '' or household_id = $3)
            and ($4 = '' or community_id = $4) and ($5 = '' or grid_id = $5)
            and ($6 = '' or visit_time < $6 or (visit_time = $6 and visit_id < $7))
+           and ($9 = '' or visit_time >= $9) and ($10 = '' or visit_time < $10)
          order by visit_time desc, visit_id desc limit $8",
     )
     .bind(street.as_str())
@@ -1294,6 +1299,8 @@ pub async fn list_visits(
     .bind(at)
     .bind(id)
     .bind(limit as i64)
+    .bind(&filter.from)
+    .bind(&filter.to)
     .fetch_all(pool)
     .await?;
     rows.into_iter().map(|(i, h, w, c, g, b, t)| Ok((visit_of(street, (i, h, w, c, g, b))?, t))).collect()

@@ -103,8 +103,11 @@ fn check_row(
 /// whose residents change.
 #[derive(Default)]
 struct Plan {
+    /// New households, their tags and resident counts already those of their new residents.
     households: Vec<HouseholdRecord>,
     residents: Vec<ResidentRecord>,
+    /// Households on the roster before that gain residents: their tags are counted again in
+    /// the transaction.
     touched: Vec<HouseholdName>,
     unchanged: i64,
 }
@@ -123,6 +126,8 @@ fn plan(
     let mut households = existing_households;
     let mut plan = Plan::default();
     let mut touched = HashSet::new();
+    // The new households by id: their place in `plan.households`.
+    let mut new_households: HashMap<String, usize> = HashMap::new();
     for row in rows {
         let key = (row.building.clone(), row.address.clone());
         let household_id = match households.get(&key) {
@@ -144,6 +149,7 @@ fn plan(
                     updated: now,
                 });
                 households.insert(key, id.to_string());
+                new_households.insert(id.to_string(), plan.households.len() - 1);
                 id.to_string()
             }
         };
@@ -172,6 +178,18 @@ fn plan(
             Some(p) => seal("phone", p.as_str())?,
             None => Default::default(),
         };
+        if let Some(&at) = new_households.get(&household_id) {
+            let h = &mut plan.households[at];
+            h.resident_count += 1;
+            for tag in &row.tags {
+                if !h.tags.contains(tag) {
+                    h.tags.push(tag.clone());
+                    h.tags.sort();
+                }
+            }
+        } else if touched.insert(household_id.clone()) {
+            plan.touched.push(household.clone());
+        }
         plan.residents.push(ResidentRecord {
             name,
             display_name: row.display_name,
@@ -187,11 +205,18 @@ fn plan(
             created: now,
             updated: now,
         });
-        if touched.insert(household_id) {
-            plan.touched.push(household);
-        }
     }
     Ok(plan)
+}
+
+/// The event of a household's tags as they now are.
+fn tags_changed(h: &HouseholdRecord, now: chrono::DateTime<Utc>) -> HouseholdTagsChanged {
+    HouseholdTagsChanged {
+        household: h.name.to_string(),
+        grid: household_to_wire(h).grid,
+        tags: h.tags.clone(),
+        event_time: Some(time::to_timestamp(now)),
+    }
 }
 
 impl Grids {
@@ -265,6 +290,9 @@ impl Grids {
             .write(&RequestKey::unkeyed("ImportRoster"), async |c: &mut Change| {
                 for h in &plan.households {
                     store::insert_household(c.tx(), h).await?;
+                    if !h.tags.is_empty() {
+                        c.emit(&h.name.to_string(), &tags_changed(h, now)).await?;
+                    }
                 }
                 for r in &plan.residents {
                     store::insert_resident(c.tx(), r).await?;
@@ -279,13 +307,7 @@ impl Grids {
                     h.updated = now;
                     store::save_household(c.tx(), &h).await?;
                     if changed {
-                        let event = HouseholdTagsChanged {
-                            household: household.to_string(),
-                            grid: household_to_wire(&h).grid,
-                            tags: h.tags.clone(),
-                            event_time: Some(time::to_timestamp(now)),
-                        };
-                        c.emit(&household.to_string(), &event).await?;
+                        c.emit(&household.to_string(), &tags_changed(&h, now)).await?;
                     }
                 }
                 Ok(pbjson_types::Empty {})

@@ -378,8 +378,16 @@ impl VisitService for Grids {
             return Err(denied().into());
         }
         let mut f = VisitFilter::default();
-        for term in filter::parse(&req.filter, &["worker", "household", "grid"])? {
+        for term in filter::parse(&req.filter, &["worker", "household", "grid", "day"])? {
             match term.field.as_str() {
+                "day" => {
+                    // A day of the diary (民情日记): the street's local day.
+                    let day = parse_date("filter", &term.value)?;
+                    let midnight = day.and_hms_opt(0, 0, 0).map(|t| t.and_utc() - Duration::hours(8));
+                    let Some(start) = midnight else { return Err(Error::invalid("filter", "is not a day").into()) };
+                    f.from = time::to_text(start);
+                    f.to = time::to_text(start + Duration::days(1));
+                }
                 "worker" => f.worker = UserName::parse("filter", &term.value)?.to_string(),
                 "household" => {
                     let h = HouseholdName::parse("filter", &term.value)?;
@@ -421,8 +429,15 @@ impl VisitService for Grids {
                 }
             }
         }
-        let query =
-            format!("ListVisits|{street}|{}|{}|{}|{}|{}", f.worker, f.household, f.community, f.grid, caller.key());
+        let query = format!(
+            "ListVisits|{street}|{}|{}|{}|{}|{}|{}",
+            f.worker,
+            f.household,
+            f.community,
+            f.grid,
+            f.from,
+            caller.key()
+        );
         let after = self.pages.decode_position(&req.page_token, &query, 2)?.map(|p| (p[0].clone(), p[1].clone()));
         let mut rows = store::list_visits(self.writer.db().reader(), &street, &f, after, size + 1).await?;
         let next_page_token =
