@@ -15,40 +15,59 @@ use crate::domain::{GridName, Place};
 use crate::geometry::{Boundary, GridIndex};
 use crate::store;
 
-/// One street's grids: the index, and each grid's boundary revision.
+/// One street's grids: the index, and each grid's names (as answers carry them) and revision.
 pub struct StreetMap {
-    index: GridIndex<GridName>,
-    revisions: HashMap<GridName, i64>,
+    index: GridIndex<usize>,
+    grids: Vec<Located>,
+}
+
+/// A grid as LocateGrid answers it, its names written once when the map is built.
+pub struct Located {
+    /// The grid.
+    pub name: GridName,
+    /// `name` as text.
+    pub grid: String,
+    /// Its community's name as text.
+    pub community: String,
+    /// Its boundary's revision.
+    pub revision: i64,
 }
 
 impl StreetMap {
     /// The map of `grids`: `(grid, revision, GeoJSON boundary)`. A stored boundary that no
     /// longer parses is left out and logged (it was valid when written).
-    pub fn build(grids: Vec<(GridName, i64, String)>) -> Self {
-        let mut revisions = HashMap::with_capacity(grids.len());
+    pub fn build(mut grids: Vec<(GridName, i64, String)>) -> Self {
+        // Keys in name order, so that a point on a shared edge goes to the grid whose name
+        // sorts first (the index picks the smallest key).
+        grids.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut located = Vec::with_capacity(grids.len());
         let mut boundaries = Vec::with_capacity(grids.len());
         for (name, revision, text) in grids {
             match Boundary::from_geojson(&text) {
                 Ok(boundary) => {
-                    revisions.insert(name.clone(), revision);
-                    boundaries.push((name, boundary));
+                    boundaries.push((located.len(), boundary));
+                    located.push(Located {
+                        grid: name.to_string(),
+                        community: name.community().to_string(),
+                        name,
+                        revision,
+                    });
                 }
                 Err(error) => tracing::error!(grid = %name, %error, "stored grid boundary does not parse"),
             }
         }
-        Self { index: GridIndex::build(boundaries), revisions }
+        Self { index: GridIndex::build(boundaries), grids: located }
     }
 
-    /// The grid containing the point, with its boundary's revision.
-    pub fn locate(&self, longitude: f64, latitude: f64) -> Option<(&GridName, i64)> {
-        let grid = self.index.locate(longitude, latitude)?;
-        Some((grid, self.revisions.get(grid).copied().unwrap_or(1)))
+    /// The grid containing the point.
+    pub fn locate(&self, longitude: f64, latitude: f64) -> Option<&Located> {
+        self.index.locate(longitude, latitude).and_then(|i| self.grids.get(*i))
     }
 
     /// The place of a point: its grid's community and id, or nothing.
     pub fn place(&self, longitude: f64, latitude: f64) -> Place {
         self.locate(longitude, latitude)
-            .map(|(g, _)| Place { community: g.community_id().to_string(), grid: g.id().to_string() })
+            .map(|g| Place { community: g.name.community_id().to_string(), grid: g.name.id().to_string() })
             .unwrap_or_default()
     }
 }

@@ -684,7 +684,7 @@ impl GridService for Grids {
         }
         let (longitude, latitude) = super::check_point("point", req.point.as_ref())?;
         let map = self.maps.of(self.writer.db().reader(), &street).await?;
-        let (grid, revision) = map.locate(longitude, latitude).ok_or_else(|| {
+        let found = map.locate(longitude, latitude).ok_or_else(|| {
             Error::new(
                 tonic::Code::NotFound,
                 "OUTSIDE_EVERY_GRID",
@@ -692,9 +692,9 @@ impl GridService for Grids {
             )
         })?;
         Ok(Response::new(LocateGridResponse {
-            grid: grid.to_string(),
-            community: grid.community().to_string(),
-            boundary_revision: revision,
+            grid: found.grid.clone(),
+            community: found.community.clone(),
+            boundary_revision: found.revision,
         }))
     }
 }
