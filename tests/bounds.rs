@@ -1,6 +1,7 @@
 //! Every bound the protos declare holds on the wire: for every RPC of every civic service, a
-//! request with any one bounded field one past its bound — at the top or inside the messages it
-//! holds — is INVALID_ARGUMENT naming that field, whoever sends it and before any handler runs.
+//! request with any one bounded field one past its bound — a length, a number of items, a
+//! number's range; at the top or inside the messages it holds — is INVALID_ARGUMENT naming that
+//! field, whoever sends it and before any handler runs.
 //! And a query of megabytes is refused at once while other calls go on being answered.
 
 mod common;
@@ -56,6 +57,45 @@ struct Bound {
     steps: Vec<FieldDescriptor>,
     items: Option<u32>,
     length: Option<u32>,
+    /// A number's declared range, `(minimum, maximum)`, either end open.
+    range: Option<(f64, f64)>,
+}
+
+/// A number field's declared range, if it has one.
+fn range_of(field: &FieldDescriptor, pool: &DescriptorPool) -> Option<(f64, f64)> {
+    let limit = |name: &str| {
+        let option = pool.get_extension_by_name(name).expect("option");
+        let options = field.options();
+        options.has_extension(&option).then(|| options.get_extension(&option).as_f64()).flatten()
+    };
+    let (low, high) = (limit("civic.api.v1.minimum"), limit("civic.api.v1.maximum"));
+    (low.is_some() || high.is_some()).then(|| (low.unwrap_or(f64::NEG_INFINITY), high.unwrap_or(f64::INFINITY)))
+}
+
+/// A number of `field`'s kind.
+fn number(field: &FieldDescriptor, x: f64) -> Value {
+    match field.kind() {
+        Kind::Double => Value::F64(x),
+        Kind::Float => Value::F32(x as f32),
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => Value::I64(x as i64),
+        Kind::Uint64 | Kind::Fixed64 => Value::U64(x as u64),
+        Kind::Uint32 | Kind::Fixed32 => Value::U32(x as u32),
+        _ => Value::I32(x as i32),
+    }
+}
+
+/// An empty message of `descriptor` whose ranged numbers hold a value within their range (a
+/// zero may be out of it: a weekday is 1 to 7), so that only the bound under test is broken.
+fn within(descriptor: MessageDescriptor, pool: &DescriptorPool) -> DynamicMessage {
+    let mut message = DynamicMessage::new(descriptor.clone());
+    for field in descriptor.fields() {
+        if let Some((low, high)) = range_of(&field, pool)
+            && !(low..=high).contains(&0.0)
+        {
+            message.set_field(&field, number(&field, if low.is_finite() { low } else { high }));
+        }
+    }
+    message
 }
 
 /// Every bounded field of `message` and of the civic messages it holds (the first element of
@@ -77,11 +117,20 @@ fn bounds_of(
         path_steps.push(field.clone());
         let path = format!("{prefix}{}", field.name());
         if items.is_some() {
-            out.push(Bound { path: path.clone(), steps: path_steps.clone(), items, length: None });
+            out.push(Bound { path: path.clone(), steps: path_steps.clone(), items, length: None, range: None });
         }
         if let Some(n) = length {
             let element = if field.is_list() { format!("{path}[0]") } else { path.clone() };
-            out.push(Bound { path: element, steps: path_steps.clone(), items: None, length: Some(n) });
+            out.push(Bound { path: element, steps: path_steps.clone(), items: None, length: Some(n), range: None });
+        }
+        if let Some(range) = range_of(&field, pool) {
+            out.push(Bound {
+                path: path.clone(),
+                steps: path_steps.clone(),
+                items: None,
+                length: None,
+                range: Some(range),
+            });
         }
         if let Kind::Message(inner) = field.kind()
             && inner.full_name().starts_with("civic.")
@@ -93,13 +142,18 @@ fn bounds_of(
 }
 
 /// The request with the bound's field one past it.
-fn request_beyond(input: &MessageDescriptor, bound: &Bound) -> DynamicMessage {
-    fn set(message: &mut DynamicMessage, steps: &[FieldDescriptor], bound: &Bound) {
+fn request_beyond(input: &MessageDescriptor, bound: &Bound, pool: &DescriptorPool) -> DynamicMessage {
+    fn set(message: &mut DynamicMessage, steps: &[FieldDescriptor], bound: &Bound, pool: &DescriptorPool) {
         let field = &steps[0];
         if steps.len() == 1 {
+            if let Some((low, high)) = bound.range {
+                let beyond = if high.is_finite() { high + 1.0 } else { low - 1.0 };
+                message.set_field(field, number(field, beyond));
+                return;
+            }
             let value = match (bound.items, bound.length, field.kind()) {
                 (Some(n), _, Kind::Message(inner)) => {
-                    Value::List(vec![Value::Message(DynamicMessage::new(inner)); n as usize + 1])
+                    Value::List(vec![Value::Message(within(inner, pool)); n as usize + 1])
                 }
                 (Some(n), _, _) => Value::List(vec![Value::String("x".into()); n as usize + 1]),
                 (None, Some(n), Kind::Bytes) => Value::Bytes(vec![0u8; n as usize + 1].into()),
@@ -113,13 +167,13 @@ fn request_beyond(input: &MessageDescriptor, bound: &Bound) -> DynamicMessage {
             return;
         }
         let Kind::Message(inner) = field.kind() else { unreachable!("only messages hold fields") };
-        let mut child = DynamicMessage::new(inner);
-        set(&mut child, &steps[1..], bound);
+        let mut child = within(inner, pool);
+        set(&mut child, &steps[1..], bound, pool);
         let value = if field.is_list() { Value::List(vec![Value::Message(child)]) } else { Value::Message(child) };
         message.set_field(field, value);
     }
-    let mut message = DynamicMessage::new(input.clone());
-    set(&mut message, &bound.steps, bound);
+    let mut message = within(input.clone(), pool);
+    set(&mut message, &bound.steps, bound, pool);
     message
 }
 
@@ -138,7 +192,7 @@ async fn one_past_any_bound_of_any_request_is_invalid_argument_naming_the_field(
                 method.full_name()
             );
             for bound in &bounds {
-                let body = request_beyond(&method.input(), bound).encode_to_vec();
+                let body = request_beyond(&method.input(), bound, &pool).encode_to_vec();
                 let path: http::uri::PathAndQuery =
                     format!("/{}/{}", service.full_name(), method.name()).parse().expect("path");
                 let mut grpc = tonic::client::Grpc::new(app.channel.clone());

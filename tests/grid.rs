@@ -558,6 +558,50 @@ async fn the_authorisation_matrix_holds_for_every_rpc_and_role() {
         .await
         .expect("covers");
 
+    // What the loop below reads, changes and removes: a desk, a visit of gw-1's to h1, and a
+    // resident of h1 for each caller to try to remove.
+    grids
+        .create_station(with_token(
+            CreateStationRequest {
+                parent: format!("{STREET}/communities/east"),
+                station: Some(Station {
+                    display_name: "办公桌".into(), place: "1号楼下".into(), ..Default::default()
+                }),
+                station_id: "desk-m".into(),
+                request_id: String::new(),
+            },
+            &admin(),
+        ))
+        .await
+        .expect("a desk");
+    visits
+        .create_visit(with_token(
+            CreateVisitRequest {
+                parent: STREET.into(),
+                visit: Some(visit_at(&s.h1, 30)),
+                visit_id: "mx-1".into(),
+                request_id: String::new(),
+            },
+            &token("gw-1", &[Role::GridWorker], "zhongjie"),
+        ))
+        .await
+        .expect("gw-1's visit");
+    let mut removable = Vec::new();
+    for i in 0..12 {
+        let r = roster
+            .create_resident(with_token(
+                CreateResidentRequest {
+                    parent: s.h1.clone(),
+                    resident: Some(Resident { display_name: format!("暂住{i}"), ..Default::default() }),
+                    request_id: String::new(),
+                },
+                &admin(),
+            ))
+            .await
+            .expect("a resident")
+            .into_inner();
+        removable.push(r.name);
+    }
     let callers: [(&str, String); 12] = [
         ("anonymous", String::new()),
         ("own resident", token("resident-1", &[Role::Resident], "zhongjie")),
@@ -929,9 +973,80 @@ async fn the_authorisation_matrix_holds_for_every_rpc_and_role() {
                 .update_monthly_summary(with_token(
                     UpdateMonthlySummaryRequest {
                         parent: STREET.into(),
-                        month,
+                        month: month.clone(),
                         notes: "本月".into(),
                         etag: String::new(),
+                    },
+                    token,
+                ))
+                .await),
+        );
+        check(
+            "submit their own month",
+            &staff,
+            ok(visits
+                .submit_monthly_summary(with_token(
+                    SubmitMonthlySummaryRequest {
+                        parent: STREET.into(),
+                        month,
+                        etag: String::new(),
+                        request_id: String::new(),
+                    },
+                    token,
+                ))
+                .await),
+        );
+        check(
+            "draw a grid in east",
+            &drafters,
+            ok(grids
+                .create_grid(with_token(
+                    CreateGridRequest {
+                        parent: format!("{STREET}/communities/east"),
+                        grid: Some(Grid {
+                            display_name: format!("新网格{i}"),
+                            boundary: rect(110.0 + i as f64 * 0.1, 35.0, 110.05 + i as f64 * 0.1, 35.05),
+                            ..Default::default()
+                        }),
+                        grid_id: format!("new-{i}"),
+                        request_id: String::new(),
+                    },
+                    token,
+                ))
+                .await),
+        );
+        check(
+            "change east's desk",
+            &drafters,
+            ok(grids
+                .update_station(with_token(
+                    UpdateStationRequest {
+                        station: Some(Station {
+                            name: format!("{STREET}/communities/east/stations/desk-m"),
+                            display_name: format!("办公桌 {i}"),
+                            ..Default::default()
+                        }),
+                        update_mask: Some(pbjson_types::FieldMask { paths: vec!["display_name".into()] }),
+                        request_id: String::new(),
+                    },
+                    token,
+                ))
+                .await),
+        );
+        check(
+            "read gw-1's visit to h1",
+            &staff_of_g1,
+            ok(visits.get_visit(with_token(GetVisitRequest { name: format!("{STREET}/visits/mx-1") }, token)).await),
+        );
+        check(
+            "remove a resident of h1",
+            &staff_of_g1,
+            ok(roster
+                .delete_resident(with_token(
+                    DeleteResidentRequest {
+                        name: removable[i].clone(),
+                        etag: String::new(),
+                        request_id: String::new(),
                     },
                     token,
                 ))
