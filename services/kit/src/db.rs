@@ -121,9 +121,15 @@ impl Db {
         &self.write
     }
 
-    /// Begins a write transaction.
+    /// Begins a write transaction. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`, waiting up to the busy timeout): a deferred transaction that read first could
+    /// not upgrade once another process sharing the file had written (SQLITE_BUSY_SNAPSHOT,
+    /// which no busy timeout waits out) — replicas of a service on one embedded store do.
     pub async fn begin(&self) -> Result<Tx> {
-        Ok(self.write.begin().await?)
+        Ok(match self.backend {
+            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.write.begin().await?,
+        })
     }
 
     /// Whether the database answers a trivial query now.
