@@ -48,6 +48,17 @@ fn value(rng: &mut Rng, doc: &Value, schema: &Value) -> Option<String> {
     if schema["format"] == "user-name" {
         return Some(format!("users/{}", id(rng, "user")));
     }
+    if let Some(pattern) = schema["x-resource-pattern"].as_str() {
+        // A name of the referenced resource: each `{variable}` an id.
+        let name: Vec<String> = pattern
+            .split('/')
+            .map(|segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(variable) => id(rng, variable),
+                None => segment.to_owned(),
+            })
+            .collect();
+        return Some(name.join("/"));
+    }
     match schema["type"].as_str() {
         Some("integer") => {
             let min = schema["minimum"].as_i64().unwrap_or(-1000);

@@ -950,7 +950,8 @@ async fn the_authorisation_matrix_holds_for_every_rpc_and_role() {
                 .list_visits(with_token(ListVisitsRequest { parent: STREET.into(), ..Default::default() }, token))
                 .await),
         );
-        let month = (Utc::now() + Duration::hours(8)).format("%Y-%m").to_string();
+        let local = Utc::now() + Duration::hours(8);
+        let (year, month) = (chrono::Datelike::year(&local), chrono::Datelike::month(&local) as i32);
         check(
             "read g1's month",
             &staff_of_g1,
@@ -958,7 +959,8 @@ async fn the_authorisation_matrix_holds_for_every_rpc_and_role() {
                 .get_monthly_summary(with_token(
                     GetMonthlySummaryRequest {
                         parent: STREET.into(),
-                        month: month.clone(),
+                        year,
+                        month,
                         grid: s.g1.clone(),
                         ..Default::default()
                     },
@@ -973,7 +975,8 @@ async fn the_authorisation_matrix_holds_for_every_rpc_and_role() {
                 .update_monthly_summary(with_token(
                     UpdateMonthlySummaryRequest {
                         parent: STREET.into(),
-                        month: month.clone(),
+                        year,
+                        month,
                         notes: "本月".into(),
                         etag: String::new(),
                     },
@@ -988,6 +991,7 @@ async fn the_authorisation_matrix_holds_for_every_rpc_and_role() {
                 .submit_monthly_summary(with_token(
                     SubmitMonthlySummaryRequest {
                         parent: STREET.into(),
+                        year,
                         month,
                         etag: String::new(),
                         request_id: String::new(),
@@ -1283,10 +1287,12 @@ async fn contact_cards_stations_and_monthly_summaries() {
             .await
             .expect("visit");
     }
-    let month = (Utc::now() + Duration::hours(8)).format("%Y-%m").to_string();
+    let local = Utc::now() + Duration::hours(8);
+    let (year, month) = (chrono::Datelike::year(&local), chrono::Datelike::month(&local) as i32);
     let get = |worker: &str, grid: &str, community: &str| GetMonthlySummaryRequest {
         parent: STREET.into(),
-        month: month.clone(),
+        year,
+        month,
         worker: worker.into(),
         grid: grid.into(),
         community: community.into(),
@@ -1303,7 +1309,8 @@ async fn contact_cards_stations_and_monthly_summaries() {
         .update_monthly_summary(with_token(
             UpdateMonthlySummaryRequest {
                 parent: STREET.into(),
-                month: month.clone(),
+                year,
+                month,
                 notes: "本月重点关注独居老人".into(),
                 etag: draft.etag.clone(),
             },
@@ -1315,7 +1322,8 @@ async fn contact_cards_stations_and_monthly_summaries() {
     assert_eq!(edited.notes, "本月重点关注独居老人");
     let submit = || SubmitMonthlySummaryRequest {
         parent: STREET.into(),
-        month: month.clone(),
+        year,
+        month,
         etag: String::new(),
         request_id: String::new(),
     };
@@ -1375,11 +1383,31 @@ async fn contact_cards_stations_and_monthly_summaries() {
     let other_worker = token("gw-2", &[Role::GridWorker], "zhongjie");
     let not_theirs = visits.get_monthly_summary(with_token(get("", &s.g1, ""), &other_worker)).await;
     assert_eq!(not_theirs.expect_err("another grid").code(), Code::PermissionDenied);
-    let future = (Utc::now() + Duration::days(40)).format("%Y-%m").to_string();
+    // A month to come has nothing in it; it cannot be submitted; a month 13 is no month.
+    let later = local + Duration::days(40);
+    let (later_year, later_month) = (chrono::Datelike::year(&later), chrono::Datelike::month(&later) as i32);
     let ahead = visits
-        .get_monthly_summary(with_token(GetMonthlySummaryRequest { month: future, ..get("", "", "") }, &worker))
+        .get_monthly_summary(with_token(
+            GetMonthlySummaryRequest { year: later_year, month: later_month, ..get("", "", "") },
+            &worker,
+        ))
+        .await
+        .expect("a month to come")
+        .into_inner();
+    assert_eq!((ahead.visits, ahead.days_with_records, ahead.days_without_record), (0, 0, 0));
+    let early = visits
+        .submit_monthly_summary(with_token(
+            SubmitMonthlySummaryRequest { year: later_year, month: later_month, ..submit() },
+            &worker,
+        ))
         .await;
-    assert_eq!(ahead.expect_err("not begun").code(), Code::InvalidArgument);
+    assert_eq!(early.expect_err("not begun").code(), Code::InvalidArgument);
+    let thirteen = visits
+        .get_monthly_summary(with_token(GetMonthlySummaryRequest { month: 13, ..get("", "", "") }, &worker))
+        .await;
+    let thirteen = thirteen.expect_err("month 13");
+    assert_eq!(thirteen.code(), Code::InvalidArgument);
+    assert!(thirteen.message().contains("month"), "{}", thirteen.message());
     app.stop().await;
 }
 

@@ -324,6 +324,19 @@ impl Schemas {
         if self.references_user(field) {
             single["format"] = Value::from("user-name");
             single["pattern"] = Value::from(USER_PATTERN);
+        } else if field.kind() == Kind::String
+            && let Some(pattern) = self.referenced_pattern(field)
+        {
+            // A reference to a civic resource: its name pattern, as a regular expression and as
+            // the template (`x-resource-pattern`) clients fill in.
+            let id = ID_PATTERN.trim_start_matches('^').trim_end_matches('$');
+            let regex: Vec<String> = pattern
+                .split('/')
+                .map(|segment| if segment.starts_with('{') { id.to_owned() } else { segment.to_owned() })
+                .collect();
+            single["format"] = Value::from("resource-name");
+            single["pattern"] = Value::from(format!("^{}$", regex.join("/")));
+            single["x-resource-pattern"] = Value::from(pattern);
         }
         match field.name() {
             "page_size" => {
@@ -357,13 +370,39 @@ impl Schemas {
     /// Whether `field` names a user (`(google.api.resource_reference) = {type:
     /// "civic.local/User"}`): `users/{user}`, the user's id at the identity provider.
     fn references_user(&self, field: &FieldDescriptor) -> bool {
-        let Some(extension) = self.pool.get_extension_by_name("google.api.resource_reference") else { return false };
+        self.reference_type(field).as_deref() == Some(USER_TYPE)
+    }
+
+    /// The resource type `field` refers to (`(google.api.resource_reference)`), if any.
+    fn reference_type(&self, field: &FieldDescriptor) -> Option<String> {
+        let extension = self.pool.get_extension_by_name("google.api.resource_reference")?;
         let options = field.options();
         if !options.has_extension(&extension) {
-            return false;
+            return None;
         }
         let reference = options.get_extension(&extension);
-        reference.as_message().and_then(|m| m.get_field_by_name("type")).is_some_and(|t| t.as_str() == Some(USER_TYPE))
+        reference.as_message().and_then(|m| m.get_field_by_name("type")).and_then(|t| t.as_str().map(str::to_owned))
+    }
+
+    /// The name pattern of the civic resource `field` refers to
+    /// (`streets/{street}/communities/{community}`), from the resource's `(google.api.resource)`.
+    fn referenced_pattern(&self, field: &FieldDescriptor) -> Option<String> {
+        let wanted = self.reference_type(field)?;
+        let extension = self.pool.get_extension_by_name("google.api.resource")?;
+        self.pool.all_messages().find_map(|message| {
+            let options = message.options();
+            if !options.has_extension(&extension) {
+                return None;
+            }
+            let resource = options.get_extension(&extension);
+            let resource = resource.as_message()?;
+            let kind = resource.get_field_by_name("type")?;
+            if kind.as_str() != Some(wanted.as_str()) {
+                return None;
+            }
+            let patterns = resource.get_field_by_name("pattern")?;
+            patterns.as_list()?.first()?.as_str().map(str::to_owned)
+        })
     }
 
     /// The value of the range `option` (`civic.api.v1.minimum`) on `field`, when it has one.

@@ -370,7 +370,17 @@ pub struct Month {
 impl Month {
     /// Parses `YYYY-MM` (field `field`) as of `now`: a month that has not begun is refused.
     pub fn parse(field: &str, text: &str, now: DateTime<Utc>) -> Result<Self> {
-        let bad = || Error::invalid(field, "must be a month, YYYY-MM, that has begun");
+        let month = Self::any(field, text, now)?;
+        if month.start > now {
+            return Err(Error::invalid(field, "must be a month that has begun"));
+        }
+        Ok(month)
+    }
+
+    /// Parses `YYYY-MM` as of `now`, a month to come included: nothing has happened in it yet
+    /// (no days gone).
+    pub fn any(field: &str, text: &str, now: DateTime<Utc>) -> Result<Self> {
+        let bad = || Error::invalid(field, "must be a month, YYYY-MM");
         let first_day = NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d").map_err(|_| bad())?;
         if text.len() != 7 {
             return Err(bad());
@@ -381,7 +391,8 @@ impl Month {
         let start = local_midnight(first_day).ok_or_else(bad)?;
         let end = local_midnight(next).ok_or_else(bad)?;
         if start > now {
-            return Err(bad());
+            let due_day = next + Duration::days(4);
+            return Ok(Self { text: text.to_owned(), start, until: start, first_day, days: 0, due_day });
         }
         let until = end.min(now);
         let last = if until == end { next.pred_opt().unwrap_or(first_day) } else { local_date(now) };
@@ -557,6 +568,8 @@ mod tests {
         assert_eq!(percent(1, 0), 0.0);
         let future = local_date(now + Duration::days(40)).format("%Y-%m").to_string();
         assert_eq!(Month::parse("month", &future, now).expect_err("not begun").violations()[0].field, "month");
+        let ahead = Month::any("month", &future, now).expect("a month to come");
+        assert_eq!((ahead.days, ahead.until), (0, ahead.start));
         assert!(Month::parse("month", "2026-13", now).is_err() && Month::parse("month", "2026-1", now).is_err());
     }
 

@@ -521,7 +521,7 @@ impl VisitService for Grids {
         Ok(Response::new(SyncVisitsResponse { results }))
     }
 
-    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent, month = %request.get_ref().month))]
+    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent, year = request.get_ref().year, month = request.get_ref().month))]
     async fn get_monthly_summary(
         &self,
         request: Request<GetMonthlySummaryRequest>,
@@ -533,11 +533,7 @@ impl VisitService for Grids {
         if !reach.is_staff() {
             return Err(denied().into());
         }
-        let month = Month::parse("month", &req.month, Utc::now())?;
-        let given = [!req.worker.is_empty(), !req.grid.is_empty(), !req.community.is_empty()];
-        if given.iter().filter(|g| **g).count() > 1 {
-            return Err(Error::invalid("worker", "give at most one of worker, grid and community").into());
-        }
+        let month = Month::any("month", &month_text(req.year, req.month), Utc::now())?;
         let scope = if !req.grid.is_empty() {
             let grid = GridName::parse("grid", &req.grid)?;
             if grid.street() != &street
@@ -593,14 +589,14 @@ impl VisitService for Grids {
         Ok(Response::new(to_summary(&name, &month, &figures)))
     }
 
-    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent, month = %request.get_ref().month))]
+    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent, year = request.get_ref().year, month = request.get_ref().month))]
     async fn update_monthly_summary(
         &self,
         request: Request<UpdateMonthlySummaryRequest>,
     ) -> Result<Response<MonthlySummary>, Status> {
         let caller = self.caller(&request)?;
         let req = request.into_inner();
-        let (street, worker, month) = self.own_month(&caller, &req.parent, &req.month).await?;
+        let (street, worker, month) = self.own_month(&caller, &req.parent, &month_text(req.year, req.month)).await?;
         let now = Utc::now();
         let notes = req.notes.trim().to_owned();
         let figures = self.figures(&street, &Scope::Worker(worker.clone()), &month).await?;
@@ -634,14 +630,14 @@ impl VisitService for Grids {
         Ok(Response::new(out))
     }
 
-    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent, month = %request.get_ref().month))]
+    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent, year = request.get_ref().year, month = request.get_ref().month))]
     async fn submit_monthly_summary(
         &self,
         request: Request<SubmitMonthlySummaryRequest>,
     ) -> Result<Response<MonthlySummary>, Status> {
         let caller = self.caller(&request)?;
         let req = request.into_inner();
-        let (street, worker, month) = self.own_month(&caller, &req.parent, &req.month).await?;
+        let (street, worker, month) = self.own_month(&caller, &req.parent, &month_text(req.year, req.month)).await?;
         let key = RequestKey::new(caller.key(), "SubmitMonthlySummary", &req.request_id, &req)?;
         let now = Utc::now();
         let figures = self.figures(&street, &Scope::Worker(worker.clone()), &month).await?;
@@ -764,4 +760,9 @@ impl VisitService for Grids {
 /// Checks an etag against a draft's version (0: no draft yet).
 fn check_etag_of(sent: &str, version: i64, month: &str) -> Result<()> {
     civic_kit::idempotency::check_etag(sent, version, &format!("the summary of {month}"))
+}
+
+/// `YYYY-MM` of a year and month as requests carry them (their ranges checked on decoding).
+fn month_text(year: i32, month: i32) -> String {
+    format!("{year:04}-{month:02}")
 }
