@@ -1581,3 +1581,41 @@ async fn the_roster_imports_from_csv_all_or_nothing_and_once() {
     assert!(out.contains("PermissionDenied"), "{out}");
     app.stop().await;
 }
+
+/// Over HTTP/JSON a roster import is one message of rows: checked and written as over gRPC.
+#[tokio::test]
+async fn a_roster_import_over_http_is_one_message_of_rows() {
+    let store = common::Store::fresh().await;
+    let app = common::spawn_on(&store, civic::Target::All, civic::Options { seed: true, ..Default::default() }).await;
+    let body = serde_json::json!({
+        "community": format!("{STREET}/communities/dongyuan"),
+        "rows": [
+            {"rowNumber": "2", "building": "东苑小区 9号楼", "address": "1单元 101",
+             "location": {"latitude": 35.5315, "longitude": 106.6440}, "displayName": "郑华",
+             "idNumber": "620802199001011231", "tags": ["veteran"]},
+            {"rowNumber": "3", "building": "东苑小区 9号楼", "address": "1单元 102",
+             "location": {"latitude": 35.5315, "longitude": 106.6440}, "displayName": "郑错",
+             "idNumber": "620802199001011237"}
+        ]
+    });
+    let path = format!("/v1/{STREET}/households:import");
+    let (status, answer) = common::http(app.http_addr, "POST", &path, &admin(), Some(&body.to_string())).await;
+    assert_eq!(status, 200, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).expect("json");
+    assert!(!answer["imported"].as_bool().unwrap_or(false), "nothing imported (false is left out): {answer}");
+    assert_eq!(answer["errors"][0]["rowNumber"], "3");
+    assert_eq!(answer["errors"][0]["field"], "id_number");
+    let mut skipping = body.clone();
+    skipping["skipBadRows"] = serde_json::Value::Bool(true);
+    let (status, answer) = common::http(app.http_addr, "POST", &path, &admin(), Some(&skipping.to_string())).await;
+    assert_eq!(status, 200, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).expect("json");
+    assert_eq!(
+        (answer["imported"].clone(), answer["residentsCreated"].clone()),
+        (serde_json::Value::Bool(true), serde_json::json!("1"))
+    );
+    let worker = token("gw-01", &[Role::GridWorker], "zhongjie");
+    let (status, _) = common::http(app.http_addr, "POST", &path, &worker, Some(&body.to_string())).await;
+    assert_eq!(status, 403);
+    app.stop().await;
+}

@@ -199,13 +199,8 @@ impl Gateway {
                 problem(StatusCode::NOT_FOUND, tonic::Code::NotFound, "no API method at this path")
             };
         };
-        if route.rpc.is_client_streaming() {
-            return problem(
-                StatusCode::NOT_IMPLEMENTED,
-                tonic::Code::Unimplemented,
-                "client streams are served over gRPC only",
-            );
-        }
+        // A client stream takes the body as its one message: on the wire a unary call and a
+        // client stream of one message are the same frames.
         let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(_) => {
