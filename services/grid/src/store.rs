@@ -1542,3 +1542,82 @@ pub async fn visits_between(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(id: &str) -> Id {
+        Id::parse("id", id).expect("an id")
+    }
+
+    fn resident(household: &HouseholdName, id: &str, now: DateTime<Utc>) -> ResidentRecord {
+        ResidentRecord {
+            name: ResidentName::new(household.clone(), name(id)),
+            display_name: "住户".into(),
+            id_number_sealed: String::new(),
+            id_number_hash: String::new(),
+            phone_sealed: String::new(),
+            phone_hash: String::new(),
+            birth_date: String::new(),
+            tags: Vec::new(),
+            consent_note: String::new(),
+            user: String::new(),
+            version: 1,
+            created: now,
+            updated: now,
+        }
+    }
+
+    /// The purge deletes access records and removed residents past their retention, and nothing
+    /// else: not a recent record, not a resident removed lately, not one still on the roster.
+    #[tokio::test]
+    async fn the_purge_takes_only_what_outlived_its_retention() {
+        let db = civic_kit::testing::test_db("grid").await;
+        db.migrate(crate::MIGRATIONS).await.expect("migrate");
+        let street = StreetId::parse("street", "zhongjie").expect("a street");
+        let now = Utc::now();
+        let long_ago = time::to_text(now - chrono::Duration::days(4000));
+        let lately = time::to_text(now - chrono::Duration::hours(1));
+        let household = HouseholdName::new(street.clone(), name("h1"));
+        let mut tx = db.begin().await.expect("begin");
+        for (id, at) in [("a1", long_ago.as_str()), ("a2", lately.as_str())] {
+            let entry = AccessEntry { reader: "users/gw", role: "grid_worker", resident: "r", reason: "核实", at };
+            insert_access(&mut tx, &AccessRecordName::new(street.clone(), name(id)), &entry).await.expect("record");
+        }
+        let record = HouseholdRecord {
+            name: household.clone(),
+            building: String::new(),
+            address: "1单元 101".into(),
+            latitude: 35.5,
+            longitude: 106.6,
+            place: Place::default(),
+            tags: Vec::new(),
+            resident_count: 3,
+            last_visit: None,
+            version: 1,
+            created: now,
+            updated: now,
+        };
+        insert_household(&mut tx, &record).await.expect("household");
+        for id in ["r1", "r2", "r3"] {
+            insert_resident(&mut tx, &resident(&household, id, now)).await.expect("resident");
+        }
+        remove_resident(&mut tx, &ResidentName::new(household.clone(), name("r1")), &long_ago).await.expect("remove");
+        remove_resident(&mut tx, &ResidentName::new(household.clone(), name("r2")), &lately).await.expect("remove");
+        tx.commit().await.expect("commit");
+
+        let cutoff = time::to_text(now - chrono::Duration::days(365));
+        assert_eq!(purge(db.writer(), &cutoff, &cutoff, 1000).await.expect("purge"), 2);
+        assert_eq!(purge(db.writer(), &cutoff, &cutoff, 1000).await.expect("again"), 0, "nothing more to take");
+        let records: Vec<(String,)> =
+            sqlx::query_as("select record_id from access_records").fetch_all(db.reader()).await.expect("records");
+        assert_eq!(records, [("a2".to_owned(),)]);
+        let kept: Vec<(String,)> = sqlx::query_as("select resident_id from residents order by resident_id")
+            .fetch_all(db.reader())
+            .await
+            .expect("residents");
+        assert_eq!(kept, [("r2".to_owned(),), ("r3".to_owned(),)]);
+        db.cleanup().await;
+    }
+}
