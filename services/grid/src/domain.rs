@@ -155,6 +155,11 @@ pub fn local_date(t: DateTime<Utc>) -> NaiveDate {
     (t + Duration::hours(8)).date_naive()
 }
 
+/// The instant a local day begins.
+pub fn local_midnight(day: NaiveDate) -> Option<DateTime<Utc>> {
+    day.and_hms_opt(0, 0, 0).map(|t| t.and_utc() - Duration::hours(8))
+}
+
 /// Where a household or grid sits: its community and grid ids (empty when outside every grid).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Place {
@@ -386,8 +391,6 @@ impl Month {
             return Err(bad());
         }
         let next = first_day.checked_add_months(chrono::Months::new(1)).ok_or_else(bad)?;
-        let offset = Duration::hours(8);
-        let local_midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc() - offset);
         let start = local_midnight(first_day).ok_or_else(bad)?;
         let end = local_midnight(next).ok_or_else(bad)?;
         if start > now {

@@ -217,6 +217,12 @@ impl Boundary {
         &self.polygon
     }
 
+    /// The bounding box: west, south, east, north.
+    pub fn bbox(&self) -> [f64; 4] {
+        use geo::BoundingRect;
+        self.polygon.bounding_rect().map(|r| [r.min().x, r.min().y, r.max().x, r.max().y]).unwrap_or_default()
+    }
+
     /// Unsigned area in square degrees (planar; only used for ratios).
     pub fn area(&self) -> f64 {
         self.polygon.unsigned_area()

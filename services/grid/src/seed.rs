@@ -380,9 +380,7 @@ fn grid_record(
     boundary: &Boundary,
     now: chrono::DateTime<Utc>,
 ) -> Result<GridRecord> {
-    use geo::BoundingRect;
-    let bbox =
-        boundary.polygon().bounding_rect().map(|r| [r.min().x, r.min().y, r.max().x, r.max().y]).unwrap_or_default();
+    let bbox = boundary.bbox();
     let grid = GridName::new(community, Id::parse("seed", &format!("g{:02}", n + 1))?);
     Ok(GridRecord {
         name: grid,

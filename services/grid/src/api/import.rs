@@ -10,12 +10,12 @@ use chrono::Utc;
 use civic_kit::error::{Error, Result};
 use civic_kit::idempotency::RequestKey;
 use civic_kit::names::{Id, StreetId};
-use civic_kit::time;
 use civic_kit::write::Change;
-use civic_proto::grid::{HouseholdTagsChanged, ImportRosterRequest, ImportRosterResponse, RosterRow, RowError};
+use civic_proto::grid::{ImportRosterRequest, ImportRosterResponse, RosterRow, RowError};
 use tonic::Streaming;
 
-use super::{check_point, household_to_wire};
+use super::check_point;
+use super::roster::{ID_NUMBER, PHONE, seal};
 use crate::Grids;
 use crate::domain::{CommunityName, HouseholdName, Place, ResidentName, TagSets, parse_date};
 use crate::map::StreetMap;
@@ -153,7 +153,7 @@ fn plan(
                 id.to_string()
             }
         };
-        let id_hash = row.id_number.as_ref().map(|id| keyring.lookup_hash("id_number", id.as_str()));
+        let id_hash = row.id_number.as_ref().map(|id| keyring.lookup_hash(ID_NUMBER, id.as_str()));
         let known = match &id_hash {
             Some(hash) => !by_id.insert(hash.clone()),
             None => !by_name.insert((household_id.clone(), row.display_name.clone())),
@@ -164,18 +164,12 @@ fn plan(
         }
         let household = HouseholdName::new(street.clone(), Id::parse("household", &household_id)?);
         let name = ResidentName::new(household.clone(), Id::generate('r'));
-        let seal = |kind: &str, value: &str| -> Result<(String, String)> {
-            let sealed = keyring
-                .seal(value, &format!("{name}#{kind}"))
-                .map_err(|_| Error::internal(std::io::Error::other("sealing personal data failed")))?;
-            Ok((sealed, keyring.lookup_hash(kind, value)))
-        };
         let (id_number_sealed, id_number_hash) = match &row.id_number {
-            Some(id) => seal("id_number", id.as_str())?,
+            Some(id) => seal(keyring, &name, ID_NUMBER, id.as_str())?,
             None => Default::default(),
         };
         let (phone_sealed, phone_hash) = match &row.phone {
-            Some(p) => seal("phone", p.as_str())?,
+            Some(p) => seal(keyring, &name, PHONE, p.as_str())?,
             None => Default::default(),
         };
         if let Some(&at) = new_households.get(&household_id) {
@@ -207,16 +201,6 @@ fn plan(
         });
     }
     Ok(plan)
-}
-
-/// The event of a household's tags as they now are.
-fn tags_changed(h: &HouseholdRecord, now: chrono::DateTime<Utc>) -> HouseholdTagsChanged {
-    HouseholdTagsChanged {
-        household: h.name.to_string(),
-        grid: household_to_wire(h).grid,
-        tags: h.tags.clone(),
-        event_time: Some(time::to_timestamp(now)),
-    }
 }
 
 impl Grids {
@@ -291,24 +275,14 @@ impl Grids {
                 for h in &plan.households {
                     store::insert_household(c.tx(), h).await?;
                     if !h.tags.is_empty() {
-                        c.emit(&h.name.to_string(), &tags_changed(h, now)).await?;
+                        c.emit(&h.name.to_string(), &super::tags_changed(h, now)).await?;
                     }
                 }
                 for r in &plan.residents {
                     store::insert_resident(c.tx(), r).await?;
                 }
                 for household in &plan.touched {
-                    let Some(mut h) = store::get_household(&mut **c.tx(), household).await? else { continue };
-                    let (tags, count) = store::household_tags(c.tx(), household).await?;
-                    let changed = tags != h.tags;
-                    h.tags = tags;
-                    h.resident_count = count;
-                    h.version += 1;
-                    h.updated = now;
-                    store::save_household(c.tx(), &h).await?;
-                    if changed {
-                        c.emit(&household.to_string(), &tags_changed(&h, now)).await?;
-                    }
+                    self.retag(c, household, now).await?;
                 }
                 Ok(pbjson_types::Empty {})
             })

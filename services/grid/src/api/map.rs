@@ -58,15 +58,6 @@ fn union(a: [f64; 4], b: [f64; 4]) -> [f64; 4] {
     [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])]
 }
 
-fn bbox_of(boundary: &Boundary) -> [f64; 4] {
-    use geo::BoundingRect;
-    boundary
-        .polygon()
-        .bounding_rect()
-        .map(|r| [r.min().x, r.min().y, r.max().x, r.max().y])
-        .unwrap_or([0.0, 0.0, 0.0, 0.0])
-}
-
 /// The workers of a grid, checked.
 fn workers(v: &mut Violations, field: &str, sent: &[Assignment]) -> Vec<AssignmentRecord> {
     let mut out: Vec<AssignmentRecord> = Vec::with_capacity(sent.len());
@@ -477,7 +468,7 @@ impl GridService for Grids {
         };
         let key = RequestKey::new(caller.key(), "CreateGrid", &req.request_id, &req)?;
         let now = Utc::now();
-        let bbox = bbox_of(&boundary);
+        let bbox = boundary.bbox();
         let record = GridRecord {
             name: GridName::new(&community, id),
             display_name,
@@ -611,7 +602,7 @@ impl GridService for Grids {
                 grid.version += 1;
                 grid.updated = now;
                 if let Some(boundary) = &boundary {
-                    let bbox = bbox_of(boundary);
+                    let bbox = boundary.bbox();
                     self.check_overlaps(c.tx(), &name, boundary, bbox).await?;
                     grid.boundary = boundary.to_geojson();
                     grid.bbox = bbox;

@@ -124,6 +124,16 @@ pub(crate) fn grid_to_wire(g: &GridRecord) -> Grid {
     }
 }
 
+/// The event of a household's key-group tags as they now are.
+pub(crate) fn tags_changed(h: &HouseholdRecord, now: chrono::DateTime<Utc>) -> civic_proto::grid::HouseholdTagsChanged {
+    civic_proto::grid::HouseholdTagsChanged {
+        household: h.name.to_string(),
+        grid: household_to_wire(h).grid,
+        tags: h.tags.clone(),
+        event_time: Some(time::to_timestamp(now)),
+    }
+}
+
 pub(crate) fn household_to_wire(h: &HouseholdRecord) -> Household {
     let street = h.name.street();
     let (community, grid) = if h.place.grid.is_empty() {

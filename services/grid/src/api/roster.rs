@@ -18,18 +18,27 @@ use tonic::{Request, Response, Status};
 use super::{check_point, denied, household_to_wire, required};
 use crate::Grids;
 use crate::domain::{AccessRecordName, GridName, HouseholdName, Place, Reach, ResidentName, parse_date};
-use crate::protect::{IdNumber, Phone, mask_id_number, mask_phone};
+use crate::protect::{IdNumber, Keyring, Phone, mask_id_number, mask_phone};
 use crate::store::{self, HouseholdFilter, HouseholdRecord, Lookup, ResidentRecord, Scope};
 
 /// Kinds of sealed values, for their look-up hashes and their binding to a row and column.
-const ID_NUMBER: &str = "id_number";
-const PHONE: &str = "phone";
+pub(crate) const ID_NUMBER: &str = "id_number";
+pub(crate) const PHONE: &str = "phone";
 
 /// The most residents FindResidents answers with.
 const MAX_FOUND: usize = 20;
 
 fn aad(resident: &ResidentName, kind: &str) -> String {
     format!("{resident}#{kind}")
+}
+
+/// Seals a value for `resident`'s column `kind` (bound to both): the sealed text and its
+/// look-up hash.
+pub(crate) fn seal(keyring: &Keyring, resident: &ResidentName, kind: &str, value: &str) -> Result<(String, String)> {
+    let sealed = keyring
+        .seal(value, &aad(resident, kind))
+        .map_err(|_| Error::internal(std::io::Error::other("sealing personal data failed")))?;
+    Ok((sealed, keyring.lookup_hash(kind, value)))
 }
 
 /// A resident's ID number and phone as sent, checked.
@@ -69,11 +78,7 @@ impl Grids {
 
     /// Seals a value for `resident`'s column `kind`: the sealed text and its look-up hash.
     pub(crate) fn seal_for(&self, resident: &ResidentName, kind: &str, value: &str) -> Result<(String, String)> {
-        let sealed = self
-            .keyring
-            .seal(value, &aad(resident, kind))
-            .map_err(|_| Error::internal(std::io::Error::other("sealing personal data failed")))?;
-        Ok((sealed, self.keyring.lookup_hash(kind, value)))
+        seal(&self.keyring, resident, kind, value)
     }
 
     /// A request with its ID number and phone replaced by their look-up hashes: what the
@@ -107,7 +112,12 @@ impl Grids {
 
     /// Recomputes a household's tags and resident count after its residents changed, with the
     /// event when the tags did.
-    async fn retag(&self, c: &mut Change, household: &HouseholdName, now: chrono::DateTime<Utc>) -> Result<()> {
+    pub(crate) async fn retag(
+        &self,
+        c: &mut Change,
+        household: &HouseholdName,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<()> {
         let mut h = store::get_household(&mut **c.tx(), household)
             .await?
             .ok_or_else(|| Error::not_found(household.to_string()))?;
@@ -119,13 +129,7 @@ impl Grids {
         h.updated = now;
         store::save_household(c.tx(), &h).await?;
         if changed {
-            let event = HouseholdTagsChanged {
-                household: household.to_string(),
-                grid: household_to_wire(&h).grid,
-                tags: h.tags.clone(),
-                event_time: Some(time::to_timestamp(now)),
-            };
-            c.emit(&household.to_string(), &event).await?;
+            c.emit(&household.to_string(), &super::tags_changed(&h, now)).await?;
         }
         Ok(())
     }

@@ -18,8 +18,8 @@ use tonic::{Request, Response, Status};
 use super::{check_point, denied};
 use crate::Grids;
 use crate::domain::{
-    CommunityName, Figures, GridName, HouseholdName, Month, Place, Reach, VisitName, local_date, parse_date, percent,
-    summarise,
+    CommunityName, Figures, GridName, HouseholdName, Month, Place, Reach, VisitName, local_date, local_midnight,
+    parse_date, percent, summarise,
 };
 use crate::store::{self, VisitFilter, VisitRecord};
 
@@ -383,8 +383,9 @@ impl VisitService for Grids {
                 "day" => {
                     // A day of the diary (民情日记): the street's local day.
                     let day = parse_date("filter", &term.value)?;
-                    let midnight = day.and_hms_opt(0, 0, 0).map(|t| t.and_utc() - Duration::hours(8));
-                    let Some(start) = midnight else { return Err(Error::invalid("filter", "is not a day").into()) };
+                    let Some(start) = local_midnight(day) else {
+                        return Err(Error::invalid("filter", "is not a day").into());
+                    };
                     f.from = time::to_text(start);
                     f.to = time::to_text(start + Duration::days(1));
                 }
