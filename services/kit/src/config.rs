@@ -467,6 +467,9 @@ impl Config {
         if !(-14..=14).contains(&self.calendar.utc_offset_hours) {
             return bad("calendar.utc_offset_hours", "must be between -14 and 14");
         }
+        if let Err(message) = self.calendar.periods() {
+            return bad("calendar.working_hours", &message);
+        }
         self.auth.validate().map_err(|(key, message)| ConfigError { key, message })
     }
 
