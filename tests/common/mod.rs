@@ -126,6 +126,11 @@ pub fn test_config(store: &Store) -> Config {
     config.set("grid.active_data_key", "t1");
     config.set("grid.lookup_key", key.chars().rev().collect::<String>());
     config.set("grid.demo_households", 150);
+    // The issues service: departments with an officer each, a few demo issues, a quick sweep.
+    config.set("issues.departments.police.officers", ["po-1"]);
+    config.set("issues.departments.judicial.officers", ["ju-1"]);
+    config.set("issues.demo_issues", 40);
+    config.set("issues.sweep_every_seconds", 1);
     if let Ok(nats) = std::env::var("CIVIC_TEST_NATS_URL") {
         config.nats_url = nats;
     }

@@ -10,13 +10,7 @@ use civic_kit::error::{Error, Result};
 use civic_kit::names::{self, Collection, Id, Name, StreetId};
 use serde::{Deserialize, Serialize};
 
-/// `streets/{street}/communities/{community}`.
-pub struct Communities;
-impl Collection for Communities {
-    const COLLECTION: &'static str = "communities";
-}
-/// A community's name.
-pub type CommunityName = Name<Communities>;
+pub use civic_kit::names::{CommunityName, GridName};
 
 /// `streets/{street}/households/{household}`.
 pub struct Households;
@@ -41,63 +35,6 @@ impl Collection for AccessRecords {
 }
 /// An access record's name.
 pub type AccessRecordName = Name<AccessRecords>;
-
-/// A grid's name, `streets/{street}/communities/{community}/grids/{grid}`.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct GridName {
-    street: StreetId,
-    community: Id,
-    grid: Id,
-}
-
-impl GridName {
-    /// Parses a grid's name, reporting a malformed one on `field`.
-    pub fn parse(field: &str, name: &str) -> Result<Self> {
-        let ids = names::parse(field, name, &["streets", "communities", "grids"])?;
-        Ok(Self {
-            street: StreetId::parse(field, ids[0])?,
-            community: Id::parse(field, ids[1])?,
-            grid: Id::parse(field, ids[2])?,
-        })
-    }
-
-    /// The grid `grid` of `community`.
-    pub fn new(community: &CommunityName, grid: Id) -> Self {
-        Self { street: community.street().clone(), community: community.id().clone(), grid }
-    }
-
-    /// The street.
-    pub fn street(&self) -> &StreetId {
-        &self.street
-    }
-
-    /// The community's id.
-    pub fn community_id(&self) -> &Id {
-        &self.community
-    }
-
-    /// The community's name.
-    pub fn community(&self) -> CommunityName {
-        CommunityName::new(self.street.clone(), self.community.clone())
-    }
-
-    /// The grid's own id.
-    pub fn id(&self) -> &Id {
-        &self.grid
-    }
-}
-
-impl fmt::Display for GridName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "streets/{}/communities/{}/grids/{}", self.street, self.community, self.grid)
-    }
-}
-
-impl fmt::Debug for GridName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
 
 /// A resident's name, `streets/{street}/households/{household}/residents/{resident}`.
 #[derive(Clone, PartialEq, Eq, Hash)]

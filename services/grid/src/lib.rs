@@ -37,6 +37,7 @@ use civic_proto::grid::GridBoundaryChanged;
 use civic_proto::grid::grid_service_server::GridServiceServer;
 use civic_proto::grid::roster_service_server::RosterServiceServer;
 use civic_proto::grid::visit_service_server::VisitServiceServer;
+use civic_proto::issues::IssueCreated;
 use serde::{Deserialize, Serialize};
 use tonic::server::NamedService;
 use tonic::service::Routes;
@@ -265,12 +266,13 @@ impl Grids {
     pub fn new(parts: Parts, settings: &Settings, keyring: Keyring) -> Self {
         let Parts { db, relay, auth, pages, bus, shutdown, tasks, .. } = parts;
         let maps = Arc::new(map::Maps::default());
-        tasks.spawn("grid.maps", forget_redrawn_streets(bus, maps.clone(), shutdown.clone()));
+        tasks.spawn("grid.maps", forget_redrawn_streets(bus.clone(), maps.clone(), shutdown.clone()));
         let retention = (
             chrono::Duration::days(i64::from(settings.access_log_retention_days)),
             chrono::Duration::days(i64::from(settings.removed_resident_retention_days)),
         );
         let writer = Writer::new(db, relay);
+        tasks.spawn("grid.issue_links", link_issues(bus.clone(), writer.db().clone(), shutdown.clone()));
         tasks.spawn("grid.purge", purge(writer.clone(), retention, shutdown));
         Self {
             writer,
@@ -327,6 +329,48 @@ async fn forget_redrawn_streets(bus: Bus, maps: Arc<map::Maps>, shutdown: Shutdo
                 maps.forget(grid.street());
             }
         }
+    }
+}
+
+/// Links each visit's problem to the issue the issues service opened for it (its "issue
+/// created" events), until shutdown: applied once per event, in the grid's own database.
+async fn link_issues(bus: Bus, db: civic_kit::db::Db, shutdown: Shutdown) {
+    const CONSUMER: &str = "grid";
+    let subscription = loop {
+        match bus.subscribe(CONSUMER, &[<IssueCreated as civic_proto::Event>::TOPIC]).await {
+            Ok(s) => break s,
+            Err(error) => {
+                tracing::warn!(%error, "subscribing to issues failed; retrying");
+                let stop = shutdown.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.wait() => return,
+                }
+            }
+        }
+    };
+    civic_kit::events::consume(db, subscription, CONSUMER, link_handler(), 20, shutdown.wait()).await;
+}
+
+/// The handler of [`link_issues`].
+fn link_handler()
+-> impl for<'a> Fn(&'a mut civic_kit::db::Tx, &'a civic_kit::events::Event) -> futures::future::BoxFuture<'a, Result<()>>
++ Send
++ Sync {
+    |tx, event| {
+        Box::pin(async move {
+            let Some(created) = event.decode::<IssueCreated>() else { return Ok(()) };
+            if created.visit.is_empty() {
+                return Ok(());
+            }
+            let (Ok(visit), Ok(index)) =
+                (domain::VisitName::parse("visit", &created.visit), usize::try_from(created.visit_problem))
+            else {
+                return Ok(());
+            };
+            store::link_problem(tx, &visit, index, &created.issue, &civic_kit::time::now_text()).await?;
+            Ok(())
+        })
     }
 }
 

@@ -1254,6 +1254,26 @@ where
     row.map(|r| visit_of(name.street(), r)).transpose()
 }
 
+/// Links problem `index` of a visit to the issue opened for it; a visit that is gone, a
+/// problem it does not have, or one linked already is left as it is. Returns whether it
+/// changed.
+pub async fn link_problem(tx: &mut Tx, name: &VisitName, index: usize, issue: &str, now: &str) -> Result<bool> {
+    let Some(mut record) = get_visit(&mut **tx, name).await? else { return Ok(false) };
+    let Some(problem) = record.visit.problems.get_mut(index) else { return Ok(false) };
+    if !problem.issue.is_empty() {
+        return Ok(false);
+    }
+    problem.issue = issue.to_owned();
+    sqlx::query("update visits set body = $3, updated_at = $4 where street = $1 and visit_id = $2")
+        .bind(name.street().as_str())
+        .bind(name.id().as_str())
+        .bind(record.visit.encode_to_vec())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(true)
+}
+
 /// A visit of a list, with its time.
 type ListedVisit = (String, String, String, String, String, Vec<u8>, String);
 

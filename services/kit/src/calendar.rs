@@ -99,9 +99,8 @@ impl WorkCalendar {
         if !self.is_working_day(day) {
             return Vec::new();
         }
-        let at = |t: NaiveTime| {
-            self.offset.from_local_datetime(&day.and_time(t)).single().map(|t| t.with_timezone(&Utc))
-        };
+        let at =
+            |t: NaiveTime| self.offset.from_local_datetime(&day.and_time(t)).single().map(|t| t.with_timezone(&Utc));
         self.periods.iter().filter_map(|(a, b)| Some((at(*a)?, at(*b)?))).collect()
     }
 

@@ -193,6 +193,71 @@ impl<C> std::hash::Hash for Name<C> {
     }
 }
 
+/// `streets/{street}/communities/{community}`.
+pub struct Communities;
+impl Collection for Communities {
+    const COLLECTION: &'static str = "communities";
+}
+/// A community's name.
+pub type CommunityName = Name<Communities>;
+
+/// A grid's name, `streets/{street}/communities/{community}/grids/{grid}`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GridName {
+    street: StreetId,
+    community: Id,
+    grid: Id,
+}
+
+impl GridName {
+    /// Parses a grid's name, reporting a malformed one on `field`.
+    pub fn parse(field: &str, name: &str) -> Result<Self> {
+        let ids = parse(field, name, &["streets", "communities", "grids"])?;
+        Ok(Self {
+            street: StreetId::parse(field, ids[0])?,
+            community: Id::parse(field, ids[1])?,
+            grid: Id::parse(field, ids[2])?,
+        })
+    }
+
+    /// The grid `grid` of `community`.
+    pub fn new(community: &CommunityName, grid: Id) -> Self {
+        Self { street: community.street().clone(), community: community.id().clone(), grid }
+    }
+
+    /// The street.
+    pub fn street(&self) -> &StreetId {
+        &self.street
+    }
+
+    /// The community's id.
+    pub fn community_id(&self) -> &Id {
+        &self.community
+    }
+
+    /// The community's name.
+    pub fn community(&self) -> CommunityName {
+        CommunityName::new(self.street.clone(), self.community.clone())
+    }
+
+    /// The grid's own id.
+    pub fn id(&self) -> &Id {
+        &self.grid
+    }
+}
+
+impl fmt::Display for GridName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "streets/{}/communities/{}/grids/{}", self.street, self.community, self.grid)
+    }
+}
+
+impl fmt::Debug for GridName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 /// Parses `name` against collection ids, such as `["streets", "items"]` for
 /// `streets/{street}/items/{item}`, returning the ids in order. A name of another shape, or
 /// with an invalid id, is INVALID_ARGUMENT naming `field`.

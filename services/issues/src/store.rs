@@ -1,0 +1,510 @@
+//! The issues service's tables: issues (the issue encoded whole, with the columns lists,
+//! sweeps and authorisation filter on), their reporters, and their timelines. Reads return the
+//! domain's types.
+
+use civic_kit::db::Tx;
+use civic_kit::error::{Error, Result};
+use civic_kit::names::StreetId;
+use civic_kit::time;
+use civic_proto::issues::issue::{Placement, State};
+use civic_proto::issues::{Issue, IssueUpdate};
+use prost::Message;
+use sqlx::AnyPool;
+
+use crate::domain::{Case, IssueName, at, source_key};
+
+/// Where a new issue came from, when intake must be idempotent on it.
+pub fn origin_key(issue: &Issue) -> Option<String> {
+    if !issue.visit.is_empty() {
+        Some(format!("{}#{}", issue.visit, issue.visit_problem))
+    } else if !issue.external_id.is_empty() {
+        Some(format!("{}|{}", issue.created_by, issue.external_id))
+    } else {
+        None
+    }
+}
+
+fn ids(grid: &str) -> (String, String) {
+    // `streets/{s}/communities/{c}/grids/{g}` → (c, g)
+    let parts: Vec<&str> = grid.split('/').collect();
+    match parts.as_slice() {
+        ["streets", _, "communities", c, "grids", g] => ((*c).to_owned(), (*g).to_owned()),
+        _ => (String::new(), String::new()),
+    }
+}
+
+fn pending_of(issue: &Issue) -> &'static str {
+    if issue.placement() == Placement::ToLocate {
+        "locate"
+    } else if !issue.visit.is_empty() && issue.description.is_empty() {
+        "details"
+    } else {
+        ""
+    }
+}
+
+fn decode(version: i64, body: &[u8]) -> Result<Case> {
+    let issue = Issue::decode(body).map_err(Error::internal)?;
+    let name = IssueName::parse("name", &issue.name).map_err(|_| Error::internal(BadRecord("name")))?;
+    Ok(Case { name, version, issue })
+}
+
+/// The columns of a case, bound in the order of [`COLUMNS`].
+struct Row {
+    state: String,
+    triage: String,
+    source: String,
+    community: String,
+    grid: String,
+    referred_to: String,
+    pending: &'static str,
+    response_due: String,
+    resolution_due: String,
+    paused: i64,
+    resolve_time: String,
+    location: (Option<f64>, Option<f64>),
+}
+
+fn row(case: &Case) -> Row {
+    let issue = &case.issue;
+    let (community, grid) = ids(&issue.grid);
+    let clock = issue.clock.clone().unwrap_or_default();
+    let text = |t: Option<&pbjson_types::Timestamp>| at(t).map(time::to_text).unwrap_or_default();
+    Row {
+        state: issue.state().as_str_name().to_owned(),
+        triage: issue.triage().as_str_name().to_owned(),
+        source: source_key(issue.source()),
+        community,
+        grid,
+        referred_to: case.referred_to().unwrap_or_default().to_owned(),
+        pending: pending_of(issue),
+        response_due: if issue.state() == State::New { text(clock.response_due_time.as_ref()) } else { String::new() },
+        resolution_due: text(clock.resolution_due_time.as_ref()),
+        paused: i64::from(clock.paused),
+        resolve_time: text(clock.resolve_time.as_ref()),
+        location: issue.location.map_or((None, None), |p| (Some(p.latitude), Some(p.longitude))),
+    }
+}
+
+/// Inserts a new issue and its reporter. An issue of the same origin that exists already is
+/// returned instead (nothing is written).
+pub async fn insert(tx: &mut Tx, case: &Case) -> Result<Option<Case>> {
+    let origin = origin_key(&case.issue);
+    if let Some(key) = &origin {
+        let found: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("select version, body from issues where street = $1 and source_key = $2")
+                .bind(case.name.street().as_str())
+                .bind(key)
+                .fetch_optional(&mut **tx)
+                .await?;
+        if let Some((v, b)) = found {
+            return Ok(Some(decode(v, &b)?));
+        }
+    }
+    let r = row(case);
+    let issue = &case.issue;
+    let sql = "insert into issues (street, issue_id, state, triage, source, category, community_id, grid_id, assignee,
+                   department, referred_to, reporter, created_by, pending, escalation, response_due, resolution_due,
+                   paused, revisit_date, resolve_time, latitude, longitude, source_key, reporter_count, version, body,
+                   created_at, updated_at)
+               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
+                   $22, $23, $24, $25, $26, $27, $27)";
+    let now = at(issue.create_time.as_ref()).map(time::to_text).unwrap_or_else(time::now_text);
+    sqlx::query(sql)
+        .bind(case.name.street().as_str())
+        .bind(case.name.id().as_str())
+        .bind(&r.state)
+        .bind(&r.triage)
+        .bind(&r.source)
+        .bind(&issue.category)
+        .bind(&r.community)
+        .bind(&r.grid)
+        .bind(&issue.assignee)
+        .bind(&issue.assignee_department)
+        .bind(&r.referred_to)
+        .bind(&issue.reporter)
+        .bind(&issue.created_by)
+        .bind(r.pending)
+        .bind(i64::from(issue.escalation_level))
+        .bind(&r.response_due)
+        .bind(&r.resolution_due)
+        .bind(r.paused)
+        .bind(&issue.revisit_date)
+        .bind(&r.resolve_time)
+        .bind(r.location.0)
+        .bind(r.location.1)
+        .bind(origin)
+        .bind(i64::from(issue.reporter_count))
+        .bind(case.version)
+        .bind(issue.encode_to_vec())
+        .bind(&now)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| civic_kit::db::exists_on(e, "issues_pkey", &case.name))?;
+    if !issue.reporter.is_empty() {
+        add_reporter(tx, &case.name, &issue.reporter, &now).await?;
+    }
+    Ok(None)
+}
+
+/// Records `reporter` as a reporter of `name` (once).
+pub async fn add_reporter(tx: &mut Tx, name: &IssueName, reporter: &str, now: &str) -> Result<()> {
+    sqlx::query(
+        "insert into issue_reporters (street, issue_id, reporter, created_at, updated_at) values ($1, $2, $3, $4, $4)
+         on conflict (street, issue_id, reporter) do nothing",
+    )
+    .bind(name.street().as_str())
+    .bind(name.id().as_str())
+    .bind(reporter)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Copies the reporters of `from` to `to` (a merge).
+pub async fn copy_reporters(tx: &mut Tx, from: &IssueName, to: &IssueName, now: &str) -> Result<()> {
+    sqlx::query(
+        "insert into issue_reporters (street, issue_id, reporter, created_at, updated_at)
+         select street, $3, reporter, $4, $4 from issue_reporters where street = $1 and issue_id = $2
+         on conflict (street, issue_id, reporter) do nothing",
+    )
+    .bind(from.street().as_str())
+    .bind(from.id().as_str())
+    .bind(to.id().as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Whether `reporter` is among the reporters of `name`.
+pub async fn is_reporter(pool: &AnyPool, name: &IssueName, reporter: &str) -> Result<bool> {
+    let found: Option<(i64,)> =
+        sqlx::query_as("select 1 from issue_reporters where street = $1 and issue_id = $2 and reporter = $3")
+            .bind(name.street().as_str())
+            .bind(name.id().as_str())
+            .bind(reporter)
+            .fetch_optional(pool)
+            .await?;
+    Ok(found.is_some())
+}
+
+/// Writes a changed case (its version already bumped).
+pub async fn save(tx: &mut Tx, case: &Case) -> Result<()> {
+    let r = row(case);
+    let issue = &case.issue;
+    let sql =
+        "update issues set state = $3, triage = $4, community_id = $5, grid_id = $6, assignee = $7, department = $8,
+                   referred_to = $9, pending = $10, escalation = $11, response_due = $12, resolution_due = $13,
+                   paused = $14, revisit_date = $15, resolve_time = $16, latitude = $17, longitude = $18,
+                   reporter_count = $19, version = $20, body = $21, updated_at = $22
+               where street = $1 and issue_id = $2";
+    sqlx::query(sql)
+        .bind(case.name.street().as_str())
+        .bind(case.name.id().as_str())
+        .bind(&r.state)
+        .bind(&r.triage)
+        .bind(&r.community)
+        .bind(&r.grid)
+        .bind(&issue.assignee)
+        .bind(&issue.assignee_department)
+        .bind(&r.referred_to)
+        .bind(r.pending)
+        .bind(i64::from(issue.escalation_level))
+        .bind(&r.response_due)
+        .bind(&r.resolution_due)
+        .bind(r.paused)
+        .bind(&issue.revisit_date)
+        .bind(&r.resolve_time)
+        .bind(r.location.0)
+        .bind(r.location.1)
+        .bind(i64::from(issue.reporter_count))
+        .bind(case.version)
+        .bind(issue.encode_to_vec())
+        .bind(at(issue.update_time.as_ref()).map(time::to_text).unwrap_or_else(time::now_text))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const SELECT_ONE: &str = "select version, body from issues where street = $1 and issue_id = $2";
+
+/// Reads an issue inside a write transaction.
+pub async fn get_in(tx: &mut Tx, name: &IssueName) -> Result<Option<Case>> {
+    let row: Option<(i64, Vec<u8>)> = sqlx::query_as(SELECT_ONE)
+        .bind(name.street().as_str())
+        .bind(name.id().as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.map(|(v, b)| decode(v, &b)).transpose()
+}
+
+/// Reads an issue.
+pub async fn get(pool: &AnyPool, name: &IssueName) -> Result<Option<Case>> {
+    let row: Option<(i64, Vec<u8>)> =
+        sqlx::query_as(SELECT_ONE).bind(name.street().as_str()).bind(name.id().as_str()).fetch_optional(pool).await?;
+    row.map(|(v, b)| decode(v, &b)).transpose()
+}
+
+/// Which issues a list returns; empty strings mean "any". `scope` narrows to what the caller
+/// may see.
+#[derive(Debug, Default, Clone)]
+pub struct IssueFilter {
+    pub state: String,
+    pub triage: String,
+    pub source: String,
+    pub category: String,
+    pub escalation: Option<i64>,
+    pub community: String,
+    pub grid: String,
+    pub assignee: String,
+    pub reporter: String,
+    pub department: String,
+    /// When set (a stored time): open issues with a deadline before it.
+    pub overdue_at: String,
+    /// What the caller may see.
+    pub scope: Scope,
+}
+
+/// What a caller may list.
+#[derive(Debug, Default, Clone)]
+pub enum Scope {
+    /// The whole street.
+    #[default]
+    Street,
+    /// A community (its id).
+    Community(String),
+    /// Grids (their ids).
+    Grids(Vec<String>),
+    /// The issues a department is referred.
+    Department(String),
+    /// The issues a user reported (`users/{user}`).
+    Reporter(String),
+    /// The work orders a service filed (`services/{service}`).
+    CreatedBy(String),
+}
+
+/// One page of a street's issues, newest first, after the position (created_at, id).
+pub async fn list(
+    pool: &AnyPool,
+    street: &StreetId,
+    filter: &IssueFilter,
+    after: Option<(String, String)>,
+    limit: usize,
+) -> Result<Vec<(Case, String, String)>> {
+    let mut sql = String::from(
+        "select i.version, i.body, i.created_at, i.issue_id from issues i
+         where i.street = $1 and ($2 = '' or i.state = $2) and ($3 = '' or i.triage = $3) and ($4 = '' or i.source = $4)
+           and ($5 = '' or i.category = $5) and ($6 < 0 or i.escalation = $6) and ($7 = '' or i.community_id = $7)
+           and ($8 = '' or i.grid_id = $8) and ($9 = '' or i.assignee = $9) and ($10 = '' or i.referred_to = $10 or i.department = $10)
+           and ($11 = '' or (i.state in ('NEW', 'ACKNOWLEDGED', 'IN_PROGRESS', 'REFERRED', 'REOPENED') and i.paused = 0
+                and ((i.response_due <> '' and i.response_due < $11) or (i.resolution_due <> '' and i.resolution_due < $11))))
+           and ($12 = '' or i.created_at < $12 or (i.created_at = $12 and i.issue_id < $13))
+           and ($14 = '' or exists (select 1 from issue_reporters r where r.street = i.street and r.issue_id = i.issue_id and r.reporter = $14))",
+    );
+    let mut scope_values: Vec<String> = Vec::new();
+    match &filter.scope {
+        Scope::Street => {}
+        Scope::Community(c) => {
+            sql.push_str(" and i.community_id = $16");
+            scope_values.push(c.clone());
+        }
+        Scope::Grids(grids) => {
+            if grids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let marks: Vec<String> = (0..grids.len()).map(|k| format!("${}", 16 + k)).collect();
+            sql.push_str(&format!(" and i.grid_id in ({})", marks.join(", ")));
+            scope_values.extend(grids.iter().cloned());
+        }
+        Scope::Department(d) => {
+            sql.push_str(" and i.referred_to = $16");
+            scope_values.push(d.clone());
+        }
+        Scope::Reporter(u) => {
+            sql.push_str(
+                " and exists (select 1 from issue_reporters r where r.street = i.street and r.issue_id = i.issue_id and r.reporter = $16)",
+            );
+            scope_values.push(u.clone());
+        }
+        Scope::CreatedBy(s) => {
+            sql.push_str(" and i.created_by = $16");
+            scope_values.push(s.clone());
+        }
+    }
+    // Only placeholders are added to the text: every value is bound.
+    sql.push_str(" order by i.created_at desc, i.issue_id desc limit $15");
+    let (created, id) = after.unwrap_or_default();
+    let mut query = sqlx::query_as::<_, (i64, Vec<u8>, String, String)>(sqlx::AssertSqlSafe(sql))
+        .bind(street.as_str())
+        .bind(&filter.state)
+        .bind(&filter.triage)
+        .bind(&filter.source)
+        .bind(&filter.category)
+        .bind(filter.escalation.unwrap_or(-1))
+        .bind(&filter.community)
+        .bind(&filter.grid)
+        .bind(&filter.assignee)
+        .bind(&filter.department)
+        .bind(&filter.overdue_at)
+        .bind(created)
+        .bind(id)
+        .bind(&filter.reporter)
+        .bind(limit as i64);
+    for value in scope_values {
+        query = query.bind(value);
+    }
+    let rows = query.fetch_all(pool).await?;
+    rows.into_iter().map(|(v, b, c, i)| Ok((decode(v, &b)?, c, i))).collect()
+}
+
+/// Open issues of `category` in `street` created since `since`, within the box around a point
+/// (south, west, north, east), at most `limit`.
+pub async fn near(
+    pool: &AnyPool,
+    street: &StreetId,
+    category: &str,
+    since: &str,
+    (south, west, north, east): (f64, f64, f64, f64),
+    limit: usize,
+) -> Result<Vec<Case>> {
+    let sql = "select version, body from issues
+               where street = $1 and category = $2 and created_at >= $3
+                 and state in ('NEW', 'ACKNOWLEDGED', 'IN_PROGRESS', 'REFERRED', 'REOPENED')
+                 and latitude between $4 and $5 and longitude between $6 and $7
+               order by created_at desc limit $8";
+    let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(sql)
+        .bind(street.as_str())
+        .bind(category)
+        .bind(since)
+        .bind(south)
+        .bind(north)
+        .bind(west)
+        .bind(east)
+        .bind(limit as i64)
+        .fetch_all(pool)
+        .await?;
+    rows.into_iter().map(|(v, b)| decode(v, &b)).collect()
+}
+
+/// What the sweep looks for.
+#[derive(Debug, Clone, Copy)]
+pub enum Due {
+    /// Open issues with a running clock past a deadline at the time, below the street level.
+    Overdue,
+    /// Explained issues whose revisit date (a `YYYY-MM-DD`) has come.
+    Revisit,
+    /// Resolved issues resolved before the time.
+    Unrated,
+    /// Issues waiting to be placed or for a visit's words.
+    Pending,
+}
+
+/// Up to `limit` issues of any street the sweep must handle at `now` (a stored time, or a date
+/// for revisits), oldest first.
+pub async fn due(pool: &AnyPool, what: Due, now: &str, limit: usize) -> Result<Vec<Case>> {
+    let sql = match what {
+        Due::Overdue => {
+            "select version, body from issues
+             where state in ('NEW', 'ACKNOWLEDGED', 'IN_PROGRESS', 'REFERRED', 'REOPENED') and paused = 0 and escalation < 2
+               and ((response_due <> '' and response_due < $1) or (resolution_due <> '' and resolution_due < $1))
+             order by resolution_due limit $2"
+        }
+        Due::Revisit => {
+            "select version, body from issues where state = 'EXPLAINED' and revisit_date <> '' and revisit_date <= $1
+             order by revisit_date limit $2"
+        }
+        Due::Unrated => {
+            "select version, body from issues where state = 'RESOLVED' and resolve_time < $1 order by resolve_time limit $2"
+        }
+        Due::Pending => "select version, body from issues where pending <> '' and $1 <> '' order by created_at limit $2",
+    };
+    let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(sql).bind(now).bind(limit as i64).fetch_all(pool).await?;
+    rows.into_iter().map(|(v, b)| decode(v, &b)).collect()
+}
+
+/// Appends an update to an issue's timeline; returns it with its name and number.
+pub async fn append_update(tx: &mut Tx, name: &IssueName, update: &IssueUpdate) -> Result<IssueUpdate> {
+    let (last,): (i64,) =
+        sqlx::query_as("select coalesce(max(seq), 0) from issue_updates where street = $1 and issue_id = $2")
+            .bind(name.street().as_str())
+            .bind(name.id().as_str())
+            .fetch_one(&mut **tx)
+            .await?;
+    let seq = last + 1;
+    let created = at(update.create_time.as_ref()).map(time::to_text).unwrap_or_else(time::now_text);
+    sqlx::query(
+        "insert into issue_updates (street, issue_id, seq, visibility, action, author, state, body, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+    )
+    .bind(name.street().as_str())
+    .bind(name.id().as_str())
+    .bind(seq)
+    .bind(update.visibility().as_str_name())
+    .bind(&update.action)
+    .bind(&update.author)
+    .bind(update.state().as_str_name())
+    .bind(&update.text)
+    .bind(&created)
+    .execute(&mut **tx)
+    .await?;
+    Ok(IssueUpdate { name: format!("{name}/updates/{seq}"), ..update.clone() })
+}
+
+/// The number of public updates of an issue.
+pub async fn public_updates(tx: &mut Tx, name: &IssueName) -> Result<i32> {
+    let (n,): (i64,) = sqlx::query_as(
+        "select count(*) from issue_updates where street = $1 and issue_id = $2 and visibility = 'PUBLIC'",
+    )
+    .bind(name.street().as_str())
+    .bind(name.id().as_str())
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(n as i32)
+}
+
+/// A page of an issue's timeline, oldest first, after update `after`; only public ones when
+/// `public_only`.
+pub async fn updates(
+    pool: &AnyPool,
+    name: &IssueName,
+    public_only: bool,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<(IssueUpdate, i64)>> {
+    let rows: Vec<(i64, String, String, String, String, String, String)> = sqlx::query_as(
+        "select seq, visibility, action, author, state, body, created_at from issue_updates
+         where street = $1 and issue_id = $2 and seq > $3 and ($4 = 0 or visibility = 'PUBLIC')
+         order by seq limit $5",
+    )
+    .bind(name.street().as_str())
+    .bind(name.id().as_str())
+    .bind(after)
+    .bind(i64::from(public_only))
+    .bind(limit as i64)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|(seq, visibility, action, author, state, text, created)| {
+            let created = time::from_text(&created).ok_or_else(|| Error::internal(BadRecord("created_at")))?;
+            Ok((
+                IssueUpdate {
+                    name: format!("{name}/updates/{seq}"),
+                    visibility: civic_proto::issues::issue_update::Visibility::from_str_name(&visibility)
+                        .unwrap_or_default() as i32,
+                    text,
+                    author,
+                    state: State::from_str_name(&state).unwrap_or_default() as i32,
+                    create_time: Some(time::to_timestamp(created)),
+                    action,
+                },
+                seq,
+            ))
+        })
+        .collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("a stored issue has an unreadable {0}")]
+struct BadRecord(&'static str);

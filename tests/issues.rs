@@ -1,0 +1,543 @@
+//! The issues service end to end: intake placed in its grid through the grid service, the
+//! three lists, the clock paused and resumed, referral with its closed loop, the resident's
+//! public timeline and feedback, work orders of the city platform, bad input, who may do what,
+//! visits' problems opened as issues exactly once (and linked back) however often the events
+//! come, and overdue issues escalating.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use civic::{Options, Target};
+use civic_kit::auth::{Principal, Role};
+use civic_proto::grid::grid_service_client::GridServiceClient;
+use civic_proto::grid::roster_service_client::RosterServiceClient;
+use civic_proto::grid::visit_service_client::VisitServiceClient;
+use civic_proto::issues::issue::{EscalationLevel, Placement, Source, State, Triage};
+use civic_proto::issues::issue_service_client::IssueServiceClient;
+use civic_proto::issues::issue_update::Visibility;
+use civic_proto::issues::*;
+use common::{DEV_KEY, Store, spawn_on, spawn_with, test_config, token, with_token};
+use tonic::Code;
+use tonic::transport::Channel;
+
+const STREET: &str = "streets/zhongjie";
+
+fn admin() -> String {
+    token("admin", &[Role::Admin], "zhongjie")
+}
+
+/// A token of `subject` with `roles`, scoped to `grids` of the street.
+fn token_for_grids(subject: &str, roles: &[Role], grids: &[&str]) -> String {
+    let settings = civic_kit::auth::AuthSettings { dev_key: Some(DEV_KEY.into()), ..Default::default() };
+    let principal = Principal {
+        subject: subject.into(),
+        roles: roles.to_vec(),
+        street: Some("zhongjie".into()),
+        community: None,
+        grids: grids.iter().map(|g| (*g).to_owned()).collect(),
+    };
+    civic_kit::auth::mint_dev_token(&settings, &principal, Duration::from_secs(3600)).expect("mint")
+}
+
+fn rect(west: f64, south: f64, east: f64, north: f64) -> String {
+    format!(
+        r#"{{"type":"Polygon","coordinates":[[[{west},{south}],[{east},{south}],[{east},{north}],[{west},{north}],[{west},{south}]]]}}"#
+    )
+}
+
+/// A street with community `east` of two grids side by side: `g1` (106.0–106.1) and `g2`
+/// (106.1–106.2), between latitudes 35.0 and 35.1; and a household in `g1`.
+async fn street(channel: Channel) -> String {
+    use civic_proto::grid::*;
+    let mut grids = GridServiceClient::new(channel.clone());
+    grids
+        .create_community(with_token(
+            CreateCommunityRequest {
+                parent: STREET.into(),
+                community: Some(Community { display_name: "东苑社区".into(), ..Default::default() }),
+                community_id: "east".into(),
+                request_id: String::new(),
+            },
+            &admin(),
+        ))
+        .await
+        .expect("community");
+    for (id, west, worker) in [("g1", 106.0, "gw-1"), ("g2", 106.1, "gw-2")] {
+        grids
+            .create_grid(with_token(
+                CreateGridRequest {
+                    parent: format!("{STREET}/communities/east"),
+                    grid: Some(Grid {
+                        display_name: format!("网格 {id}"),
+                        boundary: rect(west, 35.0, west + 0.1, 35.1),
+                        workers: vec![Assignment { worker: format!("users/{worker}"), ..Default::default() }],
+                        ..Default::default()
+                    }),
+                    grid_id: id.into(),
+                    request_id: String::new(),
+                },
+                &admin(),
+            ))
+            .await
+            .expect("grid");
+    }
+    let household = RosterServiceClient::new(channel)
+        .create_household(with_token(
+            CreateHouseholdRequest {
+                parent: STREET.into(),
+                household: Some(Household {
+                    building: "1号楼".into(),
+                    address: "1单元 101".into(),
+                    location: Some(Point { latitude: 35.05, longitude: 106.05 }),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &admin(),
+        ))
+        .await
+        .expect("household")
+        .into_inner();
+    household.name
+}
+
+fn new_issue(category: &str, longitude: f64) -> Issue {
+    Issue {
+        source: Source::App as i32,
+        category: category.into(),
+        title: "路灯不亮".into(),
+        description: "小区东侧路灯不亮两周了".into(),
+        location: Some(Point { latitude: 35.05, longitude }),
+        ..Default::default()
+    }
+}
+
+async fn create(client: &mut IssueServiceClient<Channel>, issue: Issue, token: &str) -> Result<Issue, tonic::Status> {
+    let request = CreateIssueRequest { parent: STREET.into(), issue: Some(issue), request_id: String::new() };
+    client.create_issue(with_token(request, token)).await.map(|r| r.into_inner())
+}
+
+fn state(issue: &Issue) -> State {
+    issue.state()
+}
+
+#[tokio::test]
+async fn an_issue_goes_from_intake_through_referral_to_the_residents_feedback() {
+    let store = Store::fresh().await;
+    let app = spawn_on(&store, Target::All, Options::default()).await;
+    street(app.channel.clone()).await;
+    let mut issues = IssueServiceClient::new(app.channel.clone());
+    let resident = token("res-1", &[Role::Resident], "zhongjie");
+    let worker = token_for_grids("gw-1", &[Role::GridWorker], &["g1"]);
+    let other_worker = token_for_grids("gw-2", &[Role::GridWorker], &["g2"]);
+    let officer = token("po-1", &[Role::DepartmentOfficer], "zhongjie");
+    let judicial = token("ju-1", &[Role::DepartmentOfficer], "zhongjie");
+
+    // Taken from the app: placed in g1, clocked, retried once.
+    let request = CreateIssueRequest {
+        parent: STREET.into(),
+        issue: Some(new_issue("facilities", 106.05)),
+        request_id: "req-1".into(),
+    };
+    let taken = issues.create_issue(with_token(request.clone(), &resident)).await.expect("create").into_inner();
+    assert_eq!(state(&taken), State::New);
+    assert_eq!(taken.placement(), Placement::Located);
+    assert_eq!(taken.grid, format!("{STREET}/communities/east/grids/g1"));
+    assert_eq!(taken.reporter, "users/res-1");
+    let clock = taken.clock.clone().expect("clock");
+    assert!(clock.response_due_time.is_some() && clock.resolution_due_time.is_some());
+    let again = issues.create_issue(with_token(request, &resident)).await.expect("retry").into_inner();
+    assert_eq!(again.name, taken.name, "a retry returns the first answer");
+
+    // Bad input names the field and writes nothing.
+    let mut blank = new_issue("environment", 106.05);
+    blank.description = "  ".into();
+    let mut far = new_issue("environment", 106.05);
+    far.location = Some(Point { latitude: 35.05, longitude: 190.0 });
+    for (bad, field) in [
+        (new_issue("Not A Category", 106.05), "issue.category"),
+        (blank, "issue.description"),
+        (far, "issue.location.longitude"),
+    ] {
+        let status = create(&mut issues, bad, &resident).await.expect_err("invalid");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains(field), "{field}: {}", status.message());
+    }
+    let listed = issues
+        .list_issues(with_token(ListIssuesRequest { parent: STREET.into(), ..Default::default() }, &admin()))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.issues.len(), 1, "the refused issue was not written");
+
+    // Who sees it: its grid's worker yes, another grid's worker and another resident no.
+    let name = taken.name.clone();
+    let get = |token: &str| with_token(GetIssueRequest { name: name.clone() }, token);
+    issues.get_issue(get(&worker)).await.expect("the grid's worker sees it");
+    for outsider in [other_worker.clone(), token("res-2", &[Role::Resident], "zhongjie"), officer.clone()] {
+        let status = issues.get_issue(get(&outsider)).await.expect_err("out of reach");
+        assert_eq!(status.code(), Code::PermissionDenied);
+    }
+    let missing = GetIssueRequest { name: format!("{STREET}/issues/nope") };
+    let status = issues.get_issue(with_token(missing.clone(), &other_worker)).await.expect_err("missing");
+    assert_eq!(status.code(), Code::PermissionDenied, "existence is not revealed");
+
+    // Triage comes after acknowledging.
+    let triage = |triage: Triage, etag: &str| TriageIssueRequest {
+        name: name.clone(),
+        triage: triage as i32,
+        etag: etag.into(),
+        ..Default::default()
+    };
+    let status = issues.triage_issue(with_token(triage(Triage::FixByDeadline, ""), &worker)).await.expect_err("new");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    let status = issues
+        .acknowledge_issue(with_token(
+            AcknowledgeIssueRequest { name: name.clone(), ..Default::default() },
+            &other_worker,
+        ))
+        .await
+        .expect_err("another grid's worker");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let acked = issues
+        .acknowledge_issue(with_token(
+            AcknowledgeIssueRequest {
+                name: name.clone(), note: "已收到，明天上门查看".into(), ..Default::default()
+            },
+            &worker,
+        ))
+        .await
+        .expect("acknowledge")
+        .into_inner();
+    assert!(acked.clock.as_ref().expect("clock").acknowledge_time.is_some());
+    let status = issues.triage_issue(with_token(triage(Triage::FixByDeadline, &taken.etag), &worker)).await;
+    assert_eq!(status.expect_err("stale etag").code(), Code::Aborted);
+    let in_progress =
+        issues.triage_issue(with_token(triage(Triage::FixByDeadline, &acked.etag), &worker)).await.expect("triage");
+    assert_eq!(state(&in_progress.into_inner()), State::InProgress);
+
+    // The clock pauses while waiting for the resident; only a cadre approves an extension.
+    let pause = |reason: PauseReason| PauseIssueClockRequest {
+        name: name.clone(),
+        reason: reason as i32,
+        note: "居民出差，下周回来".into(),
+        ..Default::default()
+    };
+    let status = issues.pause_issue_clock(with_token(pause(PauseReason::ExtensionApproved), &worker)).await;
+    assert_eq!(status.expect_err("a worker approves no extension").code(), Code::PermissionDenied);
+    let paused = issues.pause_issue_clock(with_token(pause(PauseReason::WaitingForResident), &worker)).await;
+    assert!(paused.expect("pause").into_inner().clock.expect("clock").paused);
+    let resume = ResumeIssueClockRequest { name: name.clone(), ..Default::default() };
+    let resumed = issues.resume_issue_clock(with_token(resume, &worker)).await.expect("resume").into_inner();
+    assert!(!resumed.clock.expect("clock").paused);
+
+    // Referred to the police: their officer answers, the judicial office's cannot.
+    let refer = ReferIssueRequest {
+        name: name.clone(),
+        department: "police".into(),
+        reason: "涉及私拉电线安全隐患".into(),
+        ..Default::default()
+    };
+    let referred = issues.refer_issue(with_token(refer.clone(), &worker)).await.expect("refer").into_inner();
+    assert_eq!(state(&referred), State::Referred);
+    let mut unknown = refer;
+    unknown.department = "fire".into();
+    let status = issues.refer_issue(with_token(unknown, &worker)).await.expect_err("unknown department");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let accept = AcceptReferralRequest { name: name.clone(), ..Default::default() };
+    let status = issues.accept_referral(with_token(accept.clone(), &judicial)).await.expect_err("another department");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    issues.get_issue(get(&officer)).await.expect("the department sees what is referred to it");
+    issues.accept_referral(with_token(accept, &officer)).await.expect("accept");
+    let complete = CompleteReferralRequest {
+        name: name.clone(),
+        outcome: "已拆除私拉电线，并约谈住户".into(),
+        ..Default::default()
+    };
+    let resolved = issues.complete_referral(with_token(complete, &officer)).await.expect("complete").into_inner();
+    assert_eq!(state(&resolved), State::Resolved);
+
+    // The resident sees the public timeline only, with the outcome; staff see everything.
+    let timeline = |token: &str| {
+        let mut client = issues.clone();
+        let request = with_token(ListIssueUpdatesRequest { parent: name.clone(), ..Default::default() }, token);
+        async move { client.list_issue_updates(request).await.expect("timeline").into_inner().issue_updates }
+    };
+    let public = timeline(&resident).await;
+    let staff = timeline(&worker).await;
+    assert!(public.iter().all(|u| u.visibility() == Visibility::Public));
+    assert!(public.iter().any(|u| u.action == "referral_completed" && u.text.contains("私拉电线")));
+    assert!(staff.iter().any(|u| u.action == "paused"), "the pause is on the internal timeline");
+    assert!(!public.iter().any(|u| u.action == "paused"));
+    let seen = issues.get_issue(get(&resident)).await.expect("the reporter sees it").into_inner();
+    assert!(seen.referrals.iter().all(|r| r.reason.is_empty()), "referral reasons are internal");
+
+    // Not fixed reopens it; fixed closes it. Only the reporter rates.
+    let feedback = |fixed: bool| SubmitIssueFeedbackRequest {
+        name: name.clone(),
+        rating: if fixed { 5 } else { 2 },
+        fixed,
+        comment: String::new(),
+        request_id: String::new(),
+    };
+    let status = issues.submit_issue_feedback(with_token(feedback(true), &worker)).await.expect_err("staff");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let reopened = issues.submit_issue_feedback(with_token(feedback(false), &resident)).await.expect("rate");
+    assert_eq!(state(&reopened.into_inner()), State::Reopened);
+    issues.triage_issue(with_token(triage(Triage::FixAtOnce, ""), &worker)).await.expect("again");
+    let resolve =
+        ResolveIssueRequest { name: name.clone(), resolution: "已更换灯泡".into(), ..Default::default() };
+    issues.resolve_issue(with_token(resolve, &worker)).await.expect("resolve");
+    let closed = issues.submit_issue_feedback(with_token(feedback(true), &resident)).await.expect("rate").into_inner();
+    assert_eq!(state(&closed), State::Closed);
+    assert_eq!(closed.feedback.expect("feedback").rating, 5);
+    let status = issues.resolve_issue(with_token(
+        ResolveIssueRequest { name: name.clone(), resolution: "again".into(), ..Default::default() },
+        &worker,
+    ));
+    assert_eq!(status.await.expect_err("closed").code(), Code::FailedPrecondition);
+
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn duplicates_are_suggested_and_merged_and_the_platform_files_its_work_orders_once() {
+    let store = Store::fresh().await;
+    let app = spawn_on(&store, Target::All, Options::default()).await;
+    street(app.channel.clone()).await;
+    let mut issues = IssueServiceClient::new(app.channel.clone());
+    let first = create(&mut issues, new_issue("environment", 106.05), &token("res-1", &[Role::Resident], "zhongjie"))
+        .await
+        .expect("first");
+    // 30 m away, same category: suggested; another category or 2 km away: not.
+    let near = create(&mut issues, new_issue("environment", 106.0503), &token("res-2", &[Role::Resident], "zhongjie"))
+        .await
+        .expect("near");
+    assert_eq!(near.possible_duplicates, vec![first.name.clone()]);
+    let other = create(&mut issues, new_issue("safety", 106.0501), &admin()).await;
+    assert_eq!(other.expect_err("staff file for a source").code(), Code::InvalidArgument, "admins name the source");
+    let mut hotline = new_issue("safety", 106.0501);
+    hotline.source = Source::Hotline as i32;
+    let other = create(&mut issues, hotline, &admin()).await.expect("hotline");
+    assert!(other.possible_duplicates.is_empty());
+
+    let suggestions = issues
+        .list_duplicate_suggestions(with_token(ListDuplicateSuggestionsRequest { name: first.name.clone() }, &admin()))
+        .await
+        .expect("suggestions")
+        .into_inner()
+        .suggestions;
+    assert_eq!(suggestions.len(), 1);
+    assert!((suggestions[0].distance_metres - 27.0).abs() < 5.0, "{}", suggestions[0].distance_metres);
+
+    let merge = MergeIssueRequest { name: near.name.clone(), into: first.name.clone(), ..Default::default() };
+    let merged = issues.merge_issue(with_token(merge, &admin())).await.expect("merge").into_inner();
+    assert_eq!((state(&merged), merged.merged_into.as_str()), (State::Merged, first.name.as_str()));
+    // The second reporter now follows the first issue, which counts both.
+    let target = issues
+        .get_issue(with_token(
+            GetIssueRequest { name: first.name.clone() },
+            &token("res-2", &[Role::Resident], "zhongjie"),
+        ))
+        .await
+        .expect("the merged reporter follows it")
+        .into_inner();
+    assert_eq!(target.reporter_count, 2);
+
+    // The city platform: its order id is the idempotency key; it reads only its own orders.
+    let settings = civic_kit::auth::AuthSettings { dev_key: Some(DEV_KEY.into()), ..Default::default() };
+    let platform =
+        civic_kit::auth::mint_service_token(&settings, "city_platform", Duration::from_secs(600)).expect("mint");
+    let order = Issue {
+        source: Source::CityPlatform as i32,
+        category: "environment".into(),
+        description: "12345 工单：小区垃圾清运不及时".into(),
+        location: Some(Point { latitude: 35.02, longitude: 106.15 }),
+        external_id: "GD-2026-000123".into(),
+        ..Default::default()
+    };
+    let filed = create(&mut issues, order.clone(), &platform).await.expect("work order");
+    assert_eq!(filed.grid, format!("{STREET}/communities/east/grids/g2"));
+    assert_eq!(filed.created_by, "services/city_platform");
+    let again = create(&mut issues, order.clone(), &platform).await.expect("the same order again");
+    assert_eq!(again.name, filed.name);
+    let mut without_id = order;
+    without_id.external_id.clear();
+    let status = create(&mut issues, without_id, &platform).await.expect_err("no order id");
+    assert!(status.message().contains("issue.external_id"));
+    let listed = issues
+        .list_issues(with_token(ListIssuesRequest { parent: STREET.into(), ..Default::default() }, &platform))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.issues.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), vec![filed.name.as_str()]);
+    let status = issues.get_issue(with_token(GetIssueRequest { name: first.name.clone() }, &platform)).await;
+    assert_eq!(status.expect_err("not its order").code(), Code::PermissionDenied);
+    let stranger = civic_kit::auth::mint_service_token(&settings, "volunteer", Duration::from_secs(600)).expect("mint");
+    let status = create(&mut issues, new_issue("environment", 106.05), &stranger).await;
+    assert_eq!(status.expect_err("not a platform").code(), Code::PermissionDenied);
+
+    app.stop().await;
+}
+
+/// Waits up to 20 s for `check` to hold.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what} within 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_visit_with_two_problems_opens_two_issues_and_two_links_exactly_once() {
+    use civic_proto::grid::{CreateVisitRequest, GetVisitRequest, Problem, Visit, visit::Kind};
+    let store = Store::fresh().await;
+    let app = spawn_on(&store, Target::All, Options::default()).await;
+    let household = street(app.channel.clone()).await;
+    let worker = token_for_grids("gw-1", &[Role::GridWorker], &["g1"]);
+    let mut visits = VisitServiceClient::new(app.channel.clone());
+    let at = Utc::now() - chrono::Duration::minutes(30);
+    let problem = |category: &str, words: &str| Problem {
+        category: category.into(),
+        description: words.into(),
+        location: None,
+        issue: String::new(),
+    };
+    let visit = visits
+        .create_visit(with_token(
+            CreateVisitRequest {
+                parent: STREET.into(),
+                visit: Some(Visit {
+                    household: household.clone(),
+                    kind: Kind::DoorToDoor as i32,
+                    visit_time: Some(pbjson_types::Timestamp { seconds: at.timestamp(), nanos: 0 }),
+                    problems: vec![problem("environment", "楼道堆放杂物"), problem("welfare", "咨询高龄津贴")],
+                    ..Default::default()
+                }),
+                visit_id: "v-two".into(),
+                request_id: String::new(),
+            },
+            &worker,
+        ))
+        .await
+        .expect("visit")
+        .into_inner();
+
+    let mut issues = IssueServiceClient::new(app.channel.clone());
+    let from_visits = || {
+        let mut client = issues.clone();
+        async move {
+            let request =
+                ListIssuesRequest { parent: STREET.into(), filter: "source = VISIT".into(), ..Default::default() };
+            client.list_issues(with_token(request, &admin())).await.expect("list").into_inner().issues
+        }
+    };
+    let linked = || {
+        let mut client = visits.clone();
+        let name = visit.name.clone();
+        let token = worker.clone();
+        async move {
+            let visit =
+                client.get_visit(with_token(GetVisitRequest { name }, &token)).await.expect("visit").into_inner();
+            visit.problems.iter().filter(|p| !p.issue.is_empty()).map(|p| p.issue.clone()).collect::<Vec<_>>()
+        }
+    };
+    eventually("two issues with the problems' words, and two links", || async {
+        let opened = from_visits().await;
+        opened.len() == 2 && opened.iter().all(|i| !i.description.is_empty()) && linked().await.len() == 2
+    })
+    .await;
+    let opened = from_visits().await;
+    let mut categories: Vec<&str> = opened.iter().map(|i| i.category.as_str()).collect();
+    categories.sort_unstable();
+    assert_eq!(categories, ["environment", "welfare"]);
+    assert!(opened.iter().all(|i| i.visit == visit.name && i.grid.ends_with("/grids/g1")));
+    assert!(opened.iter().any(|i| i.description == "咨询高龄津贴"));
+    let mut links = linked().await;
+    links.sort();
+    let mut names: Vec<String> = opened.iter().map(|i| i.name.clone()).collect();
+    names.sort();
+    assert_eq!(links, names, "each problem links to its own issue");
+
+    // Every event delivered again, with the same ids: nothing more is opened or linked.
+    let config = test_config(&store);
+    for (service, topic) in [("grid", "grid.visit.recorded"), ("issues", "issues.issue.created")] {
+        let db = civic_kit::db::Db::connect(&config.database_url_for(service), service, 2).await.expect("db");
+        sqlx::query("update civic_outbox set published_at = null where topic = $1")
+            .bind(topic)
+            .execute(db.writer())
+            .await
+            .expect("send again");
+        let pending = || {
+            let db = db.clone();
+            async move {
+                let (n,): (i64,) = sqlx::query_as("select count(*) from civic_outbox where published_at is null")
+                    .fetch_one(db.reader())
+                    .await
+                    .expect("count");
+                n == 0
+            }
+        };
+        eventually("the events were delivered again", pending).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(from_visits().await.len(), 2, "still two issues");
+    assert_eq!(linked().await.len(), 2, "still two links");
+    let _ = issues
+        .list_issues(with_token(ListIssuesRequest { parent: STREET.into(), ..Default::default() }, &admin()))
+        .await;
+
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn overdue_issues_escalate_and_are_listed_per_level() {
+    let store = Store::fresh().await;
+    let mut config = test_config(&store);
+    // Nothing may wait: every issue is overdue as soon as it is taken.
+    config.set(
+        "issues.limits",
+        [std::collections::BTreeMap::from([("source", "*"), ("category", "*"), ("respond", "0h"), ("resolve", "0h")])],
+    );
+    config.set("issues.escalate_to_street_after", "30d");
+    let app = spawn_with(config, Target::All, Options::default()).await;
+    street(app.channel.clone()).await;
+    let mut issues = IssueServiceClient::new(app.channel.clone());
+    let late = create(&mut issues, new_issue("environment", 106.05), &token("res-1", &[Role::Resident], "zhongjie"))
+        .await
+        .expect("create");
+    let lister = issues.clone();
+    let list = |filter: &str| {
+        let mut client = lister.clone();
+        let request = ListIssuesRequest { parent: STREET.into(), filter: filter.into(), ..Default::default() };
+        async move { client.list_issues(with_token(request, &admin())).await.expect("list").into_inner().issues }
+    };
+    eventually("the issue escalates to the community", || async {
+        list("escalation_level = COMMUNITY").await.iter().any(|i| i.name == late.name)
+    })
+    .await;
+    assert!(list("escalation_level = STREET").await.is_empty());
+    assert_eq!(list("overdue = true").await.len(), 1);
+    let escalated = list("escalation_level = COMMUNITY").await.remove(0);
+    assert_eq!(escalated.escalation_level(), EscalationLevel::Community);
+    // A paused clock keeps an issue off the overdue list.
+    let worker = token_for_grids("gw-1", &[Role::GridWorker], &["g1"]);
+    let ack = AcknowledgeIssueRequest { name: late.name.clone(), ..Default::default() };
+    issues.acknowledge_issue(with_token(ack, &worker)).await.expect("ack");
+    let pause = PauseIssueClockRequest {
+        name: late.name.clone(),
+        reason: PauseReason::WaitingForResident as i32,
+        ..Default::default()
+    };
+    issues.pause_issue_clock(with_token(pause, &worker)).await.expect("pause");
+    assert!(list("overdue = true").await.is_empty());
+
+    app.stop().await;
+}
