@@ -25,8 +25,10 @@ run: ## Run every service on SQLite with the Zhongjie Street demo data (the READ
 test: ## Run the tests on SQLite with in-process events (the README's second command)
 	$(CARGO) test --workspace
 
-test-split: ## Run the tests on SQLite with each service as its own target (split mode)
-	CIVIC_TEST_MODE=split $(CARGO) test --workspace
+# Split mode is deployed with a broker: services hear each other's events (a visit's problems
+# become issues) only through NATS, so the split tests on SQLite use it too.
+test-split: ## Run the tests on SQLite with each service as its own target (split mode, NATS events)
+	CIVIC_TEST_NATS_URL='$(CIVIC_TEST_NATS_URL)' CIVIC_TEST_MODE=split $(CARGO) test --workspace
 
 test-services: ## Run the same tests against PostgreSQL and NATS JetStream, all-in-one then split
 	CIVIC_TEST_POSTGRES_URL='$(CIVIC_TEST_POSTGRES_URL)' CIVIC_TEST_NATS_URL='$(CIVIC_TEST_NATS_URL)' \

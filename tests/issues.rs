@@ -146,7 +146,7 @@ async fn an_issue_goes_from_intake_through_referral_to_the_residents_feedback() 
     assert_eq!(taken.placement(), Placement::Located);
     assert_eq!(taken.grid, format!("{STREET}/communities/east/grids/g1"));
     assert_eq!(taken.reporter, "users/res-1");
-    let clock = taken.clock.clone().expect("clock");
+    let clock = taken.clock.expect("clock");
     assert!(clock.response_due_time.is_some() && clock.resolution_due_time.is_some());
     let again = issues.create_issue(with_token(request, &resident)).await.expect("retry").into_inner();
     assert_eq!(again.name, taken.name, "a retry returns the first answer");

@@ -133,6 +133,7 @@ async fn residents_words_never_reach_logs_spans_or_events() {
         .await
         .expect_err("too long");
     grid_work(&app, &secrets).await;
+    issues_work(&app, &secrets).await;
     app.stop().await;
 
     let text = recorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
@@ -169,12 +170,94 @@ async fn residents_words_never_reach_logs_spans_or_events() {
             .expect("outbox");
     db.close().await;
     assert!(payloads.len() >= 3, "the case's two events and the inquiry's");
-    for payload in payloads {
+    // The issues service's events: an issue filed with the resident's words and steps with
+    // staff's notes.
+    let db = civic_kit::db::Db::connect(&common::test_config(&store).database_url_for("issues"), "issues", 1)
+        .await
+        .expect("db");
+    let issue_payloads: Vec<Vec<u8>> =
+        sqlx::query_scalar("select payload from civic_outbox where topic like 'issues.issue.%'")
+            .fetch_all(db.reader())
+            .await
+            .expect("outbox");
+    db.close().await;
+    assert!(issue_payloads.len() >= 4, "the issue's creation, acknowledgement, triage and resolution");
+    for payload in payloads.into_iter().chain(issue_payloads) {
         let payload = String::from_utf8_lossy(&payload);
         for secret in secrets {
             assert!(!payload.contains(secret), "{secret} in an event");
         }
     }
+}
+
+/// The issues service's part: a resident's issue whose description holds their words, phone
+/// and ID number, staff's steps with notes that repeat them, and refused input carrying them.
+async fn issues_work(app: &common::TestApp, secrets: &[&str; 5]) {
+    use civic_proto::issues::issue::{Source, Triage};
+    use civic_proto::issues::issue_service_client::IssueServiceClient;
+    use civic_proto::issues::*;
+    let resident = token("resident-7", &[Role::Resident], "zhongjie");
+    let admin = token("admin-7", &[Role::Admin], "zhongjie");
+    let mut issues = IssueServiceClient::new(app.channel.clone());
+    let words = format!("{} 电话 {} 身份证 {}", secrets[0], secrets[1], secrets[4]);
+    let filed = issues
+        .create_issue(with_token(
+            CreateIssueRequest {
+                parent: "streets/zhongjie".into(),
+                issue: Some(Issue {
+                    source: Source::App as i32,
+                    category: "welfare".into(),
+                    title: secrets[3].into(),
+                    description: words.clone(),
+                    address: secrets[0].into(),
+                    location: Some(Point { latitude: 30.05, longitude: 100.05 }),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &resident,
+        ))
+        .await
+        .expect("filed")
+        .into_inner();
+    let name = filed.name;
+    issues
+        .acknowledge_issue(with_token(
+            AcknowledgeIssueRequest { name: name.clone(), note: words.clone(), ..Default::default() },
+            &admin,
+        ))
+        .await
+        .expect("acknowledged");
+    issues
+        .triage_issue(with_token(
+            TriageIssueRequest { name: name.clone(), triage: Triage::FixAtOnce as i32, ..Default::default() },
+            &admin,
+        ))
+        .await
+        .expect("triaged");
+    issues
+        .resolve_issue(with_token(
+            ResolveIssueRequest { name: name.clone(), resolution: words.clone(), ..Default::default() },
+            &admin,
+        ))
+        .await
+        .expect("resolved");
+    let _ = issues
+        .create_issue(with_token(
+            CreateIssueRequest {
+                parent: "streets/zhongjie".into(),
+                issue: Some(Issue {
+                    source: Source::App as i32,
+                    category: secrets[1].into(),
+                    description: format!("{words}{}", "x".repeat(5000)),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &resident,
+        ))
+        .await
+        .expect_err("too long, and not a category");
 }
 
 /// The grid service's part: a resident with an ID number and phone, a full read with its

@@ -120,7 +120,7 @@ pub(crate) fn to_wire(case: &Case, access: &Access) -> Issue {
 /// The event of a step on `case` by `actor`.
 pub(crate) fn changed(case: &Case, action: Action, actor: &str, public_updates: i32) -> IssueChanged {
     let issue = &case.issue;
-    let clock = issue.clock.clone().unwrap_or_default();
+    let clock = issue.clock.unwrap_or_default();
     IssueChanged {
         issue: case.name.to_string(),
         action: action as i32,
@@ -383,7 +383,7 @@ impl Issues {
         };
         store::append_update(tx, &case.name, &update).await?;
         let issue = &case.issue;
-        let clock = issue.clock.clone().unwrap_or_default();
+        let clock = issue.clock.unwrap_or_default();
         let event = IssueCreated {
             issue: case.name.to_string(),
             source: issue.source,

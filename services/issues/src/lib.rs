@@ -57,7 +57,7 @@ pub const MIGRATIONS: &[Migration] =
     &[Migration { version: 1, name: "issues and their timelines", sql: include_str!("../migrations/0001_issues.sql") }];
 
 /// A department issues are referred to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Department {
     /// Its name as people say it (派出所).
@@ -65,12 +65,6 @@ pub struct Department {
     /// Its officers' user ids (the tokens' subjects); they also need the role
     /// `department_officer` in the street.
     pub officers: Vec<String>,
-}
-
-impl Default for Department {
-    fn default() -> Self {
-        Self { display_name: String::new(), officers: Vec::new() }
-    }
 }
 
 /// The issues service's own settings, `[issues]`.

@@ -112,7 +112,7 @@ impl Issues {
                         let step = case.triage(Triage::CannotFixNow, choice, &calendar, now)?;
                         return record(c, &case, &step, cadre).await;
                     }
-                    let triage = if roll % 2 == 0 { Triage::FixAtOnce } else { Triage::FixByDeadline };
+                    let triage = if roll.is_multiple_of(2) { Triage::FixAtOnce } else { Triage::FixByDeadline };
                     let step = case.triage(triage, TriageChoice::default(), &calendar, now)?;
                     record(c, &case, &step, cadre).await?;
                     if roll < 35 {

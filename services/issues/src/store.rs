@@ -68,7 +68,7 @@ struct Row {
 fn row(case: &Case) -> Row {
     let issue = &case.issue;
     let (community, grid) = ids(&issue.grid);
-    let clock = issue.clock.clone().unwrap_or_default();
+    let clock = issue.clock.unwrap_or_default();
     let text = |t: Option<&pbjson_types::Timestamp>| at(t).map(time::to_text).unwrap_or_default();
     Row {
         state: issue.state().as_str_name().to_owned(),
