@@ -1,7 +1,9 @@
 -- Issues: the columns lists, sweeps and authorisation filter on, and the issue itself encoded
 -- (civic.issues.v1.Issue, without its etag). `source_key` makes intake idempotent by origin: a
 -- work order of the city platform (`{service}|{order id}`) or a visit's problem
--- (`{visit}#{index}`); NULL for the rest.
+-- (`{visit}#{index}`); `self|{issue}` for the rest. An issue without a location has `located` 0 and
+-- zeros for its coordinates (numbers are never bound as NULL: a statement prepared with a NULL
+-- there would take the wrong type on PostgreSQL).
 create table issues (
     street text not null,
     issue_id text not null,
@@ -23,9 +25,10 @@ create table issues (
     paused bigint not null,
     revisit_date text not null,
     resolve_time text not null,
-    latitude double precision,
-    longitude double precision,
-    source_key text,
+    located bigint not null,
+    latitude double precision not null,
+    longitude double precision not null,
+    source_key text not null,
     reporter_count bigint not null,
     version bigint not null,
     body blob not null,

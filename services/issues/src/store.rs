@@ -62,7 +62,8 @@ struct Row {
     resolution_due: String,
     paused: i64,
     resolve_time: String,
-    location: (Option<f64>, Option<f64>),
+    /// Whether it has a location, and its latitude and longitude (zeros without).
+    location: (i64, f64, f64),
 }
 
 fn row(case: &Case) -> Row {
@@ -82,7 +83,7 @@ fn row(case: &Case) -> Row {
         resolution_due: text(clock.resolution_due_time.as_ref()),
         paused: i64::from(clock.paused),
         resolve_time: text(clock.resolve_time.as_ref()),
-        location: issue.location.map_or((None, None), |p| (Some(p.latitude), Some(p.longitude))),
+        location: issue.location.map_or((0, 0.0, 0.0), |p| (1, p.latitude, p.longitude)),
     }
 }
 
@@ -106,9 +107,9 @@ pub async fn insert(tx: &mut Tx, case: &Case) -> Result<Option<Case>> {
     let sql = "insert into issues (street, issue_id, state, triage, source, category, community_id, grid_id, assignee,
                    department, referred_to, reporter, created_by, pending, escalation, response_due, resolution_due,
                    paused, revisit_date, resolve_time, latitude, longitude, source_key, reporter_count, version, body,
-                   created_at, updated_at)
+                   created_at, updated_at, located)
                values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
-                   $22, $23, $24, $25, $26, $27, $27)";
+                   $22, $23, $24, $25, $26, $27, $27, $28)";
     let now = at(issue.create_time.as_ref()).map(time::to_text).unwrap_or_else(time::now_text);
     sqlx::query(sql)
         .bind(case.name.street().as_str())
@@ -131,13 +132,15 @@ pub async fn insert(tx: &mut Tx, case: &Case) -> Result<Option<Case>> {
         .bind(r.paused)
         .bind(&issue.revisit_date)
         .bind(&r.resolve_time)
-        .bind(r.location.0)
         .bind(r.location.1)
-        .bind(origin)
+        .bind(r.location.2)
+        // An issue of no particular origin is its own (no NULL is bound: see the migration).
+        .bind(origin.unwrap_or_else(|| format!("self|{}", case.name.id())))
         .bind(i64::from(issue.reporter_count))
         .bind(case.version)
         .bind(issue.encode_to_vec())
         .bind(&now)
+        .bind(r.location.0)
         .execute(&mut **tx)
         .await
         .map_err(|e| civic_kit::db::exists_on(e, "issues_pkey", &case.name))?;
@@ -198,7 +201,7 @@ pub async fn save(tx: &mut Tx, case: &Case) -> Result<()> {
         "update issues set state = $3, triage = $4, community_id = $5, grid_id = $6, assignee = $7, department = $8,
                    referred_to = $9, pending = $10, escalation = $11, response_due = $12, resolution_due = $13,
                    paused = $14, revisit_date = $15, resolve_time = $16, latitude = $17, longitude = $18,
-                   reporter_count = $19, version = $20, body = $21, updated_at = $22
+                   reporter_count = $19, version = $20, body = $21, updated_at = $22, located = $23
                where street = $1 and issue_id = $2";
     sqlx::query(sql)
         .bind(case.name.street().as_str())
@@ -217,12 +220,13 @@ pub async fn save(tx: &mut Tx, case: &Case) -> Result<()> {
         .bind(r.paused)
         .bind(&issue.revisit_date)
         .bind(&r.resolve_time)
-        .bind(r.location.0)
         .bind(r.location.1)
+        .bind(r.location.2)
         .bind(i64::from(issue.reporter_count))
         .bind(case.version)
         .bind(issue.encode_to_vec())
         .bind(at(issue.update_time.as_ref()).map(time::to_text).unwrap_or_else(time::now_text))
+        .bind(r.location.0)
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -372,7 +376,7 @@ pub async fn near(
     let sql = "select version, body from issues
                where street = $1 and category = $2 and created_at >= $3
                  and state in ('NEW', 'ACKNOWLEDGED', 'IN_PROGRESS', 'REFERRED', 'REOPENED')
-                 and latitude between $4 and $5 and longitude between $6 and $7
+                 and located = 1 and latitude between $4 and $5 and longitude between $6 and $7
                order by created_at desc limit $8";
     let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(sql)
         .bind(street.as_str())
@@ -508,3 +512,51 @@ pub async fn updates(
 #[derive(Debug, thiserror::Error)]
 #[error("a stored issue has an unreadable {0}")]
 struct BadRecord(&'static str);
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use civic_kit::calendar::{CalendarSettings, WorkCalendar};
+    use civic_kit::names::{Id, StreetId};
+    use civic_kit::testing::test_db;
+    use civic_proto::issues::issue::Source;
+    use civic_proto::issues::{Issue, Point};
+
+    use super::*;
+    use crate::domain::{Limit, Span};
+
+    fn case(id: &str, location: Option<Point>) -> Case {
+        let name = IssueName::new(StreetId::parse("s", "zhongjie").expect("street"), Id::parse("i", id).expect("id"));
+        let issue = Issue {
+            source: Source::App as i32,
+            category: "environment".into(),
+            description: "路灯不亮".into(),
+            reporter: "users/res-1".into(),
+            location,
+            ..Default::default()
+        };
+        let limit = Limit { respond: Span::Hours(2), resolve: Span::Days(5) };
+        Case::take(name, issue, limit, &WorkCalendar::new(&CalendarSettings::default()), Utc::now())
+    }
+
+    /// An issue goes in and changes, with and without a location, and reads back as written.
+    #[tokio::test]
+    async fn issues_are_written_and_read_back() {
+        let db = test_db("issues").await;
+        db.db.migrate(crate::MIGRATIONS).await.expect("migrate");
+        // Without a location first: a statement prepared with a missing location still takes one.
+        let located = Some(Point { latitude: 35.5, longitude: 106.6 });
+        for (id, location) in [("a0", None), ("a1", located), ("a2", None), ("a3", located)] {
+            let mut c = case(id, location);
+            let mut tx = db.db.begin().await.expect("begin");
+            assert!(insert(&mut tx, &c).await.expect("insert").is_none());
+            c.acknowledge("", Utc::now()).expect("ack");
+            save(&mut tx, &c).await.expect("save");
+            tx.commit().await.expect("commit");
+            let back = get(db.db.reader(), &c.name).await.expect("get").expect("found");
+            assert_eq!(back, c);
+            assert!(is_reporter(db.db.reader(), &c.name, "users/res-1").await.expect("reporter"));
+        }
+        db.cleanup().await;
+    }
+}

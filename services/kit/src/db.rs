@@ -5,7 +5,11 @@
 //! One query set serves both backends. The rules that keep it portable:
 //! `$1` placeholders; ids, timestamps (RFC 3339, UTC, microseconds, so text order is time
 //! order) and UUIDs as TEXT; booleans and counters as BIGINT bound as `i64`; binary data as `blob`
-//! in migrations (written `bytea` for PostgreSQL by the migrator); lowercase SQL.
+//! in migrations (written `bytea` for PostgreSQL by the migrator); lowercase SQL. Never bind a
+//! `None` where the same statement elsewhere binds a value: through `Any`, PostgreSQL prepares
+//! the statement with the NULL's type, and a later number or text in that place is refused
+//! ("incorrect binary data format"). Columns a statement may leave empty are `not null` with an
+//! empty value (`''`, `0` and a flag) instead.
 
 use std::time::Duration;
 
