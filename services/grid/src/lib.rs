@@ -27,7 +27,7 @@ use civic_kit::auth::Verifier;
 use civic_kit::config::{ConfigError, Section, Value};
 use civic_kit::db::{Backend, Migration};
 use civic_kit::error::Result;
-use civic_kit::events::Bus;
+use civic_kit::events::{Bus, Subscription};
 use civic_kit::module::{Instance, Module, Parts};
 use civic_kit::names::StreetId;
 use civic_kit::page::PageTokens;
@@ -242,7 +242,9 @@ impl Module for GridModule {
                  service keeps no local key to seal residents' ID numbers and phones",
             )));
         };
-        Ok(Box::new(Grids::new(parts, &settings, keyring)))
+        // Subscribed before the process's relays start, so no event passes the consumer by.
+        let issue_links = parts.bus.subscribe(LINKS, &[<IssueCreated as civic_proto::Event>::TOPIC]).await?;
+        Ok(Box::new(Grids::new(parts, &settings, keyring, issue_links)))
     }
 }
 
@@ -263,7 +265,7 @@ pub struct Grids {
 impl Grids {
     /// The service over the process's parts. Its maps follow boundary changes from events, and
     /// a task purges the access log and removed residents after their retention periods.
-    pub fn new(parts: Parts, settings: &Settings, keyring: Keyring) -> Self {
+    pub fn new(parts: Parts, settings: &Settings, keyring: Keyring, issue_links: Subscription) -> Self {
         let Parts { db, relay, auth, pages, bus, shutdown, tasks, .. } = parts;
         let maps = Arc::new(map::Maps::default());
         tasks.spawn("grid.maps", forget_redrawn_streets(bus.clone(), maps.clone(), shutdown.clone()));
@@ -272,7 +274,15 @@ impl Grids {
             chrono::Duration::days(i64::from(settings.removed_resident_retention_days)),
         );
         let writer = Writer::new(db, relay);
-        tasks.spawn("grid.issue_links", link_issues(bus.clone(), writer.db().clone(), shutdown.clone()));
+        let links = civic_kit::events::consume(
+            writer.db().clone(),
+            issue_links,
+            LINKS,
+            link_handler(),
+            20,
+            shutdown.clone().wait(),
+        );
+        tasks.spawn("grid.issue_links", links);
         tasks.spawn("grid.purge", purge(writer.clone(), retention, shutdown));
         Self {
             writer,
@@ -332,27 +342,11 @@ async fn forget_redrawn_streets(bus: Bus, maps: Arc<map::Maps>, shutdown: Shutdo
     }
 }
 
-/// Links each visit's problem to the issue the issues service opened for it (its "issue
-/// created" events), until shutdown: applied once per event, in the grid's own database.
-async fn link_issues(bus: Bus, db: civic_kit::db::Db, shutdown: Shutdown) {
-    const CONSUMER: &str = "grid";
-    let subscription = loop {
-        match bus.subscribe(CONSUMER, &[<IssueCreated as civic_proto::Event>::TOPIC]).await {
-            Ok(s) => break s,
-            Err(error) => {
-                tracing::warn!(%error, "subscribing to issues failed; retrying");
-                let stop = shutdown.clone();
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.wait() => return,
-                }
-            }
-        }
-    };
-    civic_kit::events::consume(db, subscription, CONSUMER, link_handler(), 20, shutdown.wait()).await;
-}
+/// The consumer that links each visit's problem to the issue the issues service opened for it
+/// (its "issue created" events), applied once per event in the grid's own database.
+const LINKS: &str = "grid";
 
-/// The handler of [`link_issues`].
+/// The handler of the [`LINKS`] consumer.
 fn link_handler()
 -> impl for<'a> Fn(&'a mut civic_kit::db::Tx, &'a civic_kit::events::Event) -> futures::future::BoxFuture<'a, Result<()>>
 + Send

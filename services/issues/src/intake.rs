@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use civic_kit::db::Tx;
 use civic_kit::error::{Error, Result};
-use civic_kit::events::{self, Event};
+use civic_kit::events::{self, Event, Subscription};
 use civic_kit::idempotency::RequestKey;
 use civic_kit::names::StreetId;
 use civic_kit::server::Shutdown;
@@ -27,7 +27,7 @@ use crate::domain::{Case, IssueName};
 use crate::store::{self, Due};
 
 /// The consumer's name in the inbox and on the bus.
-const CONSUMER: &str = "issues";
+pub(crate) const CONSUMER: &str = "issues";
 /// How often a failing event is tried before it is set aside.
 const DEAD_AFTER: u32 = 20;
 /// How many issues one sweep takes of each kind.
@@ -36,22 +36,9 @@ const BATCH: usize = 200;
 pub(crate) const SELF: &str = "services/issues";
 
 /// Opens issues from visits until shutdown.
-pub(crate) async fn consume_visits(issues: Issues, shutdown: Shutdown) {
-    let subscription = loop {
-        match issues.bus.subscribe(CONSUMER, &[VisitRecorded::TOPIC]).await {
-            Ok(s) => break s,
-            Err(error) => {
-                tracing::warn!(%error, "subscribing to visits failed; retrying");
-                let stop = shutdown.clone();
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.wait() => return,
-                }
-            }
-        }
-    };
+pub(crate) async fn consume_visits(issues: Issues, visits: Subscription, shutdown: Shutdown) {
     let db = issues.writer.db().clone();
-    events::consume(db, subscription, CONSUMER, visit_handler(issues), DEAD_AFTER, shutdown.wait()).await;
+    events::consume(db, visits, CONSUMER, visit_handler(issues), DEAD_AFTER, shutdown.wait()).await;
 }
 
 /// The consumer's handler: a visit's problems opened as issues in the delivery's transaction.

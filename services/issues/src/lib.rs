@@ -32,13 +32,14 @@ use civic_kit::config::{ConfigError, Section, Value};
 use civic_kit::db::Migration;
 use civic_kit::directory::Directory;
 use civic_kit::error::Result;
-use civic_kit::events::Bus;
+use civic_kit::events::{Bus, Subscription};
 use civic_kit::module::{Instance, Module, Parts};
 use civic_kit::names::StreetId;
 use civic_kit::page::PageTokens;
 use civic_kit::server::Shutdown;
 use civic_kit::watch::Streams;
 use civic_kit::write::Writer;
+use civic_proto::grid::VisitRecorded;
 use civic_proto::issues::issue_service_server::IssueServiceServer;
 use serde::{Deserialize, Serialize};
 use tonic::server::NamedService;
@@ -199,7 +200,9 @@ impl Module for IssuesModule {
     async fn build(&self, parts: Parts) -> Result<Box<dyn Instance>> {
         let settings = parts.section.extract::<Settings>().map_err(civic_kit::Error::internal)?;
         let settings = settings.check().map_err(civic_kit::Error::internal)?;
-        Ok(Box::new(Issues::new(parts, settings)))
+        // Subscribed before the process's relays start, so no event passes the consumer by.
+        let visits = parts.bus.subscribe(intake::CONSUMER, &[<VisitRecorded as civic_proto::Event>::TOPIC]).await?;
+        Ok(Box::new(Issues::new(parts, settings, visits)))
     }
 }
 
@@ -234,7 +237,7 @@ struct Rules {
 impl Issues {
     /// The service over the process's parts, with its tasks: the consumer of visits, and the
     /// sweep (escalation, revisits, unrated issues, placing issues the grid service could not).
-    pub fn new(parts: Parts, settings: Settings) -> Self {
+    pub fn new(parts: Parts, settings: Settings, visits: Subscription) -> Self {
         let Parts { db, relay, auth, pages, bus, directory, calendar, shutdown, tasks, streams, .. } = parts;
         let rules = Rules {
             limits: Limits::new(&settings.limits).unwrap_or_else(|_| Limits::new(&[]).expect("no rules")),
@@ -261,7 +264,7 @@ impl Issues {
             shutdown: shutdown.clone(),
             rules: Arc::new(rules),
         };
-        tasks.spawn("issues.visits", intake::consume_visits(issues.clone(), shutdown.clone()));
+        tasks.spawn("issues.visits", intake::consume_visits(issues.clone(), visits, shutdown.clone()));
         tasks.spawn("issues.sweep", intake::sweep(issues.clone(), shutdown));
         issues
     }
