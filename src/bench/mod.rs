@@ -5,6 +5,7 @@
 //! machines. See docs/performance.md.
 
 mod grid;
+mod issues;
 mod load;
 mod server;
 
@@ -24,6 +25,10 @@ use load::{Call, Shape, Stats};
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
+/// The scenarios that need the whole of civic in one process (the split set-up starts the
+/// catalogue and a gateway only): the grid street of a thousand grids, the issues placed by it.
+const ALL_IN_ONE: &[&str] = &["grid-locate", "grid-due", "grid-import", "issue-list", "issue-create"];
+
 /// The scenarios, in the order `all` runs them: `desk-create` last, since the thousands of
 /// events it leaves for the relay to publish would otherwise fall into the next measurement.
 const SCENARIOS: &[&str] = &[
@@ -33,16 +38,18 @@ const SCENARIOS: &[&str] = &[
     "grid-index",
     "grid-locate",
     "grid-due",
+    "issue-list",
     "mixed",
     "grid-import",
     "desk-create",
+    "issue-create",
 ];
 
 /// `civic bench` options.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// A scenario (catalogue-get, catalogue-search, gateway-get, grid-index, grid-locate,
-    /// grid-due, grid-import, desk-create, mixed) or `all`.
+    /// grid-due, issue-list, grid-import, desk-create, issue-create, mixed) or `all`.
     #[arg(long, default_value = "all")]
     scenario: String,
     /// What to start: every service in one process, or the catalogue and a gateway apart.
@@ -161,14 +168,13 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     // The grid scenarios draw a street of a thousand grids first (all-in-one: the split set-up
     // starts the catalogue alone).
-    let grid_setup =
-        if scenarios.iter().any(|s| matches!(*s, "grid-locate" | "grid-due" | "grid-import")) && args.mode != "split" {
-            Some(grid::Setup::load(&target).await?)
-        } else {
-            None
-        };
+    let grid_setup = if scenarios.iter().any(|s| ALL_IN_ONE.contains(s)) && args.mode != "split" {
+        Some(grid::Setup::load(&target).await?)
+    } else {
+        None
+    };
     for scenario in scenarios {
-        if matches!(scenario, "grid-locate" | "grid-due" | "grid-import") && grid_setup.is_none() {
+        if ALL_IN_ONE.contains(&scenario) && grid_setup.is_none() {
             if !args.json {
                 println!("{scenario:<18} (all-in-one only)");
             }
@@ -196,6 +202,16 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "catalogue-get" => with_rss(measure(&target, shape, catalogue_get(&target, &fixtures)).await),
             "catalogue-search" => with_rss(measure(&target, shape, catalogue_search(&target)).await),
             "gateway-get" => with_rss(measure(&target, shape, gateway_get(&target, &fixtures)).await),
+            "issue-list" => with_rss(measure(&target, shape, issues::list(&target)?).await),
+            "issue-create" => {
+                let (stats, rss) = measure(&target, shape, issues::create(&target)?).await;
+                let raw = issues::raw_inserts(&target, shape).await?;
+                let extra = json!({
+                    "raw_insert_rps": round(raw.rps()),
+                    "raw_ratio": round3(stats.rps() / raw.rps().max(1e-9)),
+                });
+                (stats, rss, extra)
+            }
             "desk-create" => {
                 let (stats, rss) = measure(&target, shape, desk_create(&target, &fixtures)).await;
                 let raw = raw_inserts(&target, shape, &fixtures).await?;
@@ -598,19 +614,7 @@ fn desk_create(target: &Target, fixtures: &Fixtures) -> Call {
 /// kind and schema, from the same number of callers: what the desk costs above its storage.
 async fn raw_inserts(target: &Target, shape: Shape, fixtures: &Fixtures) -> anyhow::Result<Stats> {
     use prost::Message;
-    let dir = tempfile::tempdir()?;
-    let mut config = civic_kit::config::Config::default();
-    config.data_dir = dir.path().to_path_buf();
-    config.database_url = target.database_url.clone();
-    // Tables of its own (a file of its own, or a schema of its own beside the server's).
-    let db = civic_kit::db::Db::connect(
-        &config.database_url_for("bench_raw"),
-        "bench_raw",
-        config.server.db_max_connections,
-    )
-    .await
-    .context("opening the raw-insert database")?;
-    db.migrate(civic_catalogue::MIGRATIONS).await.context("migrating the raw-insert database")?;
+    let (_dir, db) = raw_database(target, "bench_raw", civic_catalogue::MIGRATIONS).await?;
     let answer = application(fixtures, 0).encode_to_vec();
     let db2 = db.clone();
     let call: Call = Arc::new(move |n| {
@@ -637,32 +641,14 @@ async fn raw_inserts(target: &Target, shape: Shape, fixtures: &Fixtures) -> anyh
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| e.to_string())?;
-                sqlx::query(
-                    "insert into civic_outbox (id, topic, event_key, payload, traceparent, created_at, updated_at, published_at)
-                     values ($1, $2, $3, $4, $5, $6, $6, null)",
-                )
-                .bind(&id)
-                .bind(<civic_proto::catalogue::ApplicationChanged as civic_proto::Event>::TOPIC)
-                .bind(format!("streets/zhongjie/applications/a{n}"))
-                .bind(body.clone())
-                .bind("")
-                .bind(&now)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| e.to_string())?;
-                sqlx::query(
-                    "insert into civic_idempotency (caller, method, request_id, request_hash, response, created_at, updated_at)
-                     values ($1, $2, $3, $4, $5, $6, $6)",
-                )
-                .bind("users/bench-staff")
-                .bind("CreateApplication")
-                .bind(&id)
-                .bind("0")
-                .bind(body)
-                .bind(&now)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| e.to_string())?;
+                let event = RawEvent {
+                    id: &id,
+                    topic: <civic_proto::catalogue::ApplicationChanged as civic_proto::Event>::TOPIC,
+                    key: format!("streets/zhongjie/applications/a{n}"),
+                    caller: "users/bench-staff".into(),
+                    method: "CreateApplication",
+                };
+                raw_event_and_answer(&mut tx, event, body, &now).await?;
                 tx.commit().await.map_err(|e| e.to_string())
             };
             run.await
@@ -671,6 +657,71 @@ async fn raw_inserts(target: &Target, shape: Shape, fixtures: &Fixtures) -> anyh
     let stats = load::closed_loop(shape, call).await;
     db.close().await;
     Ok(stats)
+}
+
+/// A fresh database of the server's kind for raw inserts, migrated with `migrations`: a file
+/// of its own (kept while the directory lives), or a schema `name` of its own beside the
+/// server's.
+async fn raw_database(
+    target: &Target,
+    name: &str,
+    migrations: &[civic_kit::db::Migration],
+) -> anyhow::Result<(tempfile::TempDir, civic_kit::db::Db)> {
+    let dir = tempfile::tempdir()?;
+    let mut config = civic_kit::config::Config::default();
+    config.data_dir = dir.path().to_path_buf();
+    config.database_url = target.database_url.clone();
+    let db = civic_kit::db::Db::connect(&config.database_url_for(name), name, config.server.db_max_connections)
+        .await
+        .context("opening the raw-insert database")?;
+    db.migrate(migrations).await.context("migrating the raw-insert database")?;
+    Ok((dir, db))
+}
+
+/// What a raw write adds beside its rows: its event in the outbox and its saved answer.
+struct RawEvent<'a> {
+    id: &'a str,
+    topic: &'static str,
+    key: String,
+    caller: String,
+    method: &'static str,
+}
+
+/// Inserts the outbox row and the saved answer a write makes, in `tx`, as a service's writer
+/// does: the raw side of a `…-create` ratio.
+async fn raw_event_and_answer(
+    tx: &mut civic_kit::db::Tx,
+    event: RawEvent<'_>,
+    body: Vec<u8>,
+    now: &str,
+) -> Result<(), String> {
+    sqlx::query(
+        "insert into civic_outbox (id, topic, event_key, payload, traceparent, created_at, updated_at, published_at)
+         values ($1, $2, $3, $4, $5, $6, $6, null)",
+    )
+    .bind(event.id)
+    .bind(event.topic)
+    .bind(event.key)
+    .bind(body.clone())
+    .bind("")
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| e.to_string())?;
+    sqlx::query(
+        "insert into civic_idempotency (caller, method, request_id, request_hash, response, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, $6, $6)",
+    )
+    .bind(event.caller)
+    .bind(event.method)
+    .bind(event.id)
+    .bind("0")
+    .bind(body)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 /// The city's design load through the gateway: writes (CreateApplication) and reads

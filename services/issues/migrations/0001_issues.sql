@@ -38,9 +38,12 @@ create table issues (
 );
 create unique index issues_by_source_key on issues (street, source_key);
 create index issues_newest on issues (street, created_at, issue_id);
-create index issues_by_grid on issues (street, community_id, grid_id, created_at);
+create index issues_by_grid on issues (street, grid_id, created_at, issue_id);
+create index issues_by_community on issues (street, community_id, created_at, issue_id);
 create index issues_by_state on issues (state, resolution_due);
 create index issues_by_category on issues (street, category, created_at);
+-- Duplicate suggestions: a narrow band of latitude within a category, then the rest.
+create index issues_near on issues (street, category, latitude, longitude);
 create index issues_pending on issues (pending);
 
 -- Everyone who reported an issue: its reporter, and the reporters of the duplicates merged

@@ -364,12 +364,11 @@ impl Issues {
         Ok(out)
     }
 
-    /// Takes a new issue in `tx`: checked for duplicates, written with its first timeline
-    /// entry. Returns it with the event to write — or, when an issue of the same origin (a
-    /// visit's problem, a work order) exists already, that issue and no event.
-    pub(crate) async fn take_in(&self, tx: &mut Tx, mut case: Case) -> Result<(Case, Option<IssueCreated>)> {
-        let duplicates = self.duplicates_of(&case).await?;
-        case.issue.possible_duplicates = duplicates.iter().map(|(d, _)| d.name.to_string()).collect();
+    /// Takes a new issue in `tx` (its possible duplicates found before, outside the write),
+    /// written with its first timeline entry. Returns it with the event to write — or, when an
+    /// issue of the same origin (a visit's problem, a work order) exists already, that issue and
+    /// no event.
+    pub(crate) async fn take_in(&self, tx: &mut Tx, case: Case) -> Result<(Case, Option<IssueCreated>)> {
         if let Some(existing) = store::insert(tx, &case).await? {
             return Ok((existing, None));
         }
@@ -381,7 +380,7 @@ impl Issues {
             action: "created".into(),
             ..Default::default()
         };
-        store::append_update(tx, &case.name, &update).await?;
+        store::first_update(tx, &case.name, &update).await?;
         let issue = &case.issue;
         let clock = issue.clock.unwrap_or_default();
         let event = IssueCreated {
@@ -512,7 +511,10 @@ impl IssueService for Issues {
         let key = RequestKey::new(caller.key(), "CreateIssue", &request_id, &req)?;
         let point = issue.location.map(|p| (p.latitude, p.longitude));
         let placed = self.locate(&street, point).await;
-        let case = self.new_case(&street, issue, placed);
+        let mut case = self.new_case(&street, issue, placed);
+        // Read before the write begins: the suggestions need not hold the writer.
+        let duplicates = self.duplicates_of(&case).await?;
+        case.issue.possible_duplicates = duplicates.iter().map(|(d, _)| d.name.to_string()).collect();
         let out = self
             .writer
             .write(&key, async |c: &mut Change| {

@@ -83,6 +83,8 @@ impl Issues {
             let mut case = self.new_case(street, issue, placed);
             case.name = name;
             case.issue.name = case.name.to_string();
+            let duplicates = self.duplicates_of(&case).await?;
+            case.issue.possible_duplicates = duplicates.iter().map(|(d, _)| d.name.to_string()).collect();
             let (rules, calendar) = (self.rules.clone(), self.calendar.clone());
             let written = self
                 .writer

@@ -373,11 +373,12 @@ pub async fn near(
     (south, west, north, east): (f64, f64, f64, f64),
     limit: usize,
 ) -> Result<Vec<Case>> {
+    // The band of latitude is the index's range; the rest is checked on its rows.
     let sql = "select version, body from issues
-               where street = $1 and category = $2 and created_at >= $3
+               where street = $1 and category = $2 and latitude between $4 and $5 and located = 1
+                 and longitude between $6 and $7 and created_at >= $3
                  and state in ('NEW', 'ACKNOWLEDGED', 'IN_PROGRESS', 'REFERRED', 'REOPENED')
-                 and located = 1 and latitude between $4 and $5 and longitude between $6 and $7
-               order by created_at desc limit $8";
+               limit $8";
     let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(sql)
         .bind(street.as_str())
         .bind(category)
@@ -436,7 +437,15 @@ pub async fn append_update(tx: &mut Tx, name: &IssueName, update: &IssueUpdate) 
             .bind(name.id().as_str())
             .fetch_one(&mut **tx)
             .await?;
-    let seq = last + 1;
+    insert_update(tx, name, last + 1, update).await
+}
+
+/// Writes the first update of a new issue's timeline (number 1).
+pub async fn first_update(tx: &mut Tx, name: &IssueName, update: &IssueUpdate) -> Result<IssueUpdate> {
+    insert_update(tx, name, 1, update).await
+}
+
+async fn insert_update(tx: &mut Tx, name: &IssueName, seq: i64, update: &IssueUpdate) -> Result<IssueUpdate> {
     let created = at(update.create_time.as_ref()).map(time::to_text).unwrap_or_else(time::now_text);
     sqlx::query(
         "insert into issue_updates (street, issue_id, seq, visibility, action, author, state, body, created_at, updated_at)
