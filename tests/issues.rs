@@ -541,3 +541,112 @@ async fn overdue_issues_escalate_and_are_listed_per_level() {
 
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_meetings_decisions_open_issues_and_add_to_them() {
+    use civic_proto::issues::decision::Action as DecisionAction;
+    use civic_proto::issues::meeting::{Kind, State as MeetingState};
+    use civic_proto::issues::meeting_service_client::MeetingServiceClient;
+    let store = Store::fresh().await;
+    let app = spawn_on(&store, Target::All, Options::default()).await;
+    street(app.channel.clone()).await;
+    let mut issues = IssueServiceClient::new(app.channel.clone());
+    let mut meetings = MeetingServiceClient::new(app.channel.clone());
+    let resident = token("res-1", &[Role::Resident], "zhongjie");
+    let cadre = common::token_in("cadre-e", &[Role::Cadre], "zhongjie", "east");
+    let other_cadre = common::token_in("cadre-w", &[Role::Cadre], "zhongjie", "west");
+    let raised = create(&mut issues, new_issue("environment", 106.05), &resident).await.expect("issue");
+
+    let start = Utc::now() + chrono::Duration::days(2);
+    let meeting = Meeting {
+        kind: Kind::Opinion as i32,
+        community: format!("{STREET}/communities/east"),
+        title: "东苑社区社情民意建言会".into(),
+        start_time: Some(pbjson_types::Timestamp { seconds: start.timestamp(), nanos: 0 }),
+        place: "社区活动室".into(),
+        attendees: vec![
+            Attendee { display_name: "王大爷".into(), represents: "3号楼居民".into(), ..Default::default() },
+            Attendee {
+                display_name: "物业李经理".into(), represents: "物业公司".into(), ..Default::default()
+            },
+        ],
+        agenda: vec![AgendaItem { title: "楼道杂物清理".into(), issue: raised.name.clone() }],
+        ..Default::default()
+    };
+    let request =
+        CreateMeetingRequest { parent: STREET.into(), meeting: Some(meeting.clone()), request_id: String::new() };
+    let status =
+        meetings.create_meeting(with_token(request.clone(), &other_cadre)).await.expect_err("another community");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let called = meetings.create_meeting(with_token(request, &cadre)).await.expect("called").into_inner();
+    assert_eq!(called.state(), MeetingState::Scheduled);
+    let status = meetings.get_meeting(with_token(GetMeetingRequest { name: called.name.clone() }, &resident)).await;
+    assert_eq!(status.expect_err("residents do not read minutes").code(), Code::PermissionDenied);
+    let status = meetings.get_meeting(with_token(GetMeetingRequest { name: called.name.clone() }, &other_cadre)).await;
+    assert_eq!(status.expect_err("another community's cadre").code(), Code::PermissionDenied);
+
+    let decision = |action: DecisionAction, text: &str| Decision {
+        text: text.into(),
+        action: action as i32,
+        ..Default::default()
+    };
+    let mut open = decision(DecisionAction::CreateIssue, "3号楼南侧增设电动车充电桩");
+    open.category = "safety".into();
+    open.location = Some(Point { latitude: 35.05, longitude: 106.15 });
+    let mut update = decision(DecisionAction::UpdateIssue, "物业承诺本周五前清理楼道杂物");
+    update.issue = raised.name.clone();
+    update.agenda_item = 1;
+    let mut bad = decision(DecisionAction::CreateIssue, "没有类别");
+    bad.agenda_item = 2;
+    let record = |decisions: Vec<Decision>| RecordMeetingMinutesRequest {
+        name: called.name.clone(),
+        minutes: "与会居民反映楼道杂物和充电难问题，物业现场答复。".into(),
+        present: vec!["王大爷".into()],
+        decisions,
+        etag: String::new(),
+        request_id: String::new(),
+    };
+    let status = meetings.record_meeting_minutes(with_token(record(vec![bad]), &cadre)).await.expect_err("bad");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let held = meetings
+        .record_meeting_minutes(with_token(
+            record(vec![open, update, decision(DecisionAction::Record, "下次会议在一月召开")]),
+            &cadre,
+        ))
+        .await
+        .expect("held")
+        .into_inner();
+    assert_eq!(held.state(), MeetingState::Held);
+    assert_eq!(held.attendees.iter().filter(|a| a.present).count(), 1);
+    let opened = &held.decisions[0].issue;
+    let new_issue = issues.get_issue(with_token(GetIssueRequest { name: opened.clone() }, &cadre)).await;
+    let new_issue = new_issue.expect("the decision's issue").into_inner();
+    assert_eq!(
+        (new_issue.source(), new_issue.grid.as_str()),
+        (Source::Meeting, format!("{STREET}/communities/east/grids/g2").as_str())
+    );
+    // The resident's issue carries the decision on its public timeline.
+    let timeline = issues
+        .list_issue_updates(with_token(
+            ListIssueUpdatesRequest { parent: raised.name.clone(), ..Default::default() },
+            &resident,
+        ))
+        .await
+        .expect("timeline")
+        .into_inner()
+        .issue_updates;
+    assert!(timeline.iter().any(|u| u.text == "物业承诺本周五前清理楼道杂物"));
+    let again = meetings.record_meeting_minutes(with_token(record(Vec::new()), &cadre)).await;
+    assert_eq!(again.expect_err("held once").code(), Code::FailedPrecondition);
+    let listed = meetings
+        .list_meetings(with_token(
+            ListMeetingsRequest { parent: STREET.into(), filter: "state = HELD".into(), ..Default::default() },
+            &cadre,
+        ))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.meetings.len(), 1);
+
+    app.stop().await;
+}

@@ -410,3 +410,75 @@ async fn every_issue_rpc_answers_each_caller_as_the_rules_say() {
 
     app.stop().await;
 }
+
+/// The meetings' part of the matrix: the street's staff read them, a community's cadres (and
+/// the street's admins) call, change, record and cancel them.
+#[tokio::test]
+async fn every_meeting_rpc_answers_each_caller_as_the_rules_say() {
+    use civic_proto::issues::decision::Action as DecisionAction;
+    use civic_proto::issues::meeting::Kind;
+    use civic_proto::issues::meeting_service_client::MeetingServiceClient;
+    let store = Store::fresh().await;
+    let app = spawn_on(&store, Target::All, Options::default()).await;
+    let tokens = tokens();
+    let admin = tokens[10].clone();
+    street(app.channel.clone(), &admin).await;
+    let mut meetings = MeetingServiceClient::new(app.channel.clone());
+    let draft = Meeting {
+        kind: Kind::JointWorking as i32,
+        community: format!("{STREET}/communities/east"),
+        title: "联席会".into(),
+        start_time: Some(pbjson_types::Timestamp { seconds: 1_900_000_000, nanos: 0 }),
+        ..Default::default()
+    };
+    let create = |meeting: Meeting| CreateMeetingRequest {
+        parent: STREET.into(),
+        meeting: Some(meeting),
+        request_id: String::new(),
+    };
+    let fresh = async || -> String {
+        let mut client = MeetingServiceClient::new(app.channel.clone());
+        client.create_meeting(with_token(create(draft.clone()), &admin)).await.expect("meeting").into_inner().name
+    };
+    // anon, reporter, res-b, gw-1, gw-2, cadre-e, cadre-w, police, judicial, other street,
+    // admin, platform, other service
+    let readers = [UNAUTH, NO, NO, OK, OK, OK, NO, OK, OK, NO, OK, NO, NO];
+    let listers = [UNAUTH, NO, NO, OK, OK, OK, OK, OK, OK, NO, OK, NO, NO];
+    let writers = [UNAUTH, NO, NO, NO, NO, OK, NO, NO, NO, NO, OK, NO, NO];
+    let code = |r: Result<(), tonic::Status>| r.err().map_or(OK, |s| s.code());
+    for (caller, token) in tokens.iter().enumerate() {
+        let who = CALLERS[caller];
+        let name = fresh().await;
+        let got =
+            code(meetings.get_meeting(with_token(GetMeetingRequest { name: name.clone() }, token)).await.map(drop));
+        assert_eq!(got, readers[caller], "GetMeeting by {who}");
+        let list = ListMeetingsRequest { parent: STREET.into(), ..Default::default() };
+        let got = code(meetings.list_meetings(with_token(list, token)).await.map(drop));
+        assert_eq!(got, listers[caller], "ListMeetings by {who}");
+        let got = code(meetings.create_meeting(with_token(create(draft.clone()), token)).await.map(drop));
+        assert_eq!(got, writers[caller], "CreateMeeting by {who}");
+        let update = UpdateMeetingRequest {
+            meeting: Some(Meeting { name: name.clone(), place: "会议室".into(), ..Default::default() }),
+            update_mask: Some(pbjson_types::FieldMask { paths: vec!["place".into()] }),
+            request_id: String::new(),
+        };
+        let got = code(meetings.update_meeting(with_token(update, token)).await.map(drop));
+        assert_eq!(got, writers[caller], "UpdateMeeting by {who}");
+        let record = RecordMeetingMinutesRequest {
+            name: name.clone(),
+            minutes: "纪要".into(),
+            decisions: vec![Decision {
+                text: "记录".into(),
+                action: DecisionAction::Record as i32,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let got = code(meetings.record_meeting_minutes(with_token(record, token)).await.map(drop));
+        assert_eq!(got, writers[caller], "RecordMeetingMinutes by {who}");
+        let cancel = CancelMeetingRequest { name: fresh().await, reason: "改期".into(), ..Default::default() };
+        let got = code(meetings.cancel_meeting(with_token(cancel, token)).await.map(drop));
+        assert_eq!(got, writers[caller], "CancelMeeting by {who}");
+    }
+    app.stop().await;
+}

@@ -254,6 +254,11 @@ impl Issues {
         })
     }
 
+    /// Whether `access` may work on `case` as staff (a meeting's decision on it, say).
+    pub(crate) async fn may_handle(&self, access: &Access, case: &Case) -> Result<bool> {
+        self.may(access, Who::Staff, case).await
+    }
+
     /// Reads an issue the caller may see; PERMISSION_DENIED alike for one that does not exist
     /// and one out of reach (street-wide callers learn NOT_FOUND).
     async fn visible(&self, caller: &Caller, name: &IssueName) -> Result<(Case, Access)> {

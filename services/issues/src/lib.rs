@@ -5,6 +5,7 @@
 //! street's three lists, worked on or referred to a department, resolved or explained, and
 //! rated by the resident; a deadline clock in working time runs throughout, pauses with a
 //! reason, and escalates overdue issues to the community's and then the street's leaders.
+//! The community's meetings (三会) live here too: their decisions open issues or add to them.
 //! [`MODULE`] is its entry in the binary's registry.
 //!
 //! Who reaches what: a resident the issues they reported (and the public timeline only); a
@@ -19,6 +20,7 @@
 mod api;
 pub mod domain;
 mod intake;
+mod meetings;
 mod seed;
 mod store;
 
@@ -41,6 +43,7 @@ use civic_kit::watch::Streams;
 use civic_kit::write::Writer;
 use civic_proto::grid::VisitRecorded;
 use civic_proto::issues::issue_service_server::IssueServiceServer;
+use civic_proto::issues::meeting_service_server::MeetingServiceServer;
 use serde::{Deserialize, Serialize};
 use tonic::server::NamedService;
 use tonic::service::Routes;
@@ -54,8 +57,10 @@ pub const ZHONGJIE_STREET: &str = "zhongjie";
 pub static MODULE: IssuesModule = IssuesModule;
 
 /// The issues service's schema, in order.
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "issues and their timelines", sql: include_str!("../migrations/0001_issues.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "issues and their timelines", sql: include_str!("../migrations/0001_issues.sql") },
+    Migration { version: 2, name: "meetings", sql: include_str!("../migrations/0002_meetings.sql") },
+];
 
 /// A department issues are referred to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,7 +190,7 @@ impl Module for IssuesModule {
     }
 
     fn grpc_services(&self) -> &'static [&'static str] {
-        &[<IssueServiceServer<Issues> as NamedService>::NAME]
+        &[<IssueServiceServer<Issues> as NamedService>::NAME, <MeetingServiceServer<Issues> as NamedService>::NAME]
     }
 
     fn migrations(&self) -> &'static [Migration] {
@@ -273,7 +278,7 @@ impl Issues {
 #[tonic::async_trait]
 impl Instance for Issues {
     fn add_routes(&self, routes: Routes) -> Routes {
-        routes.add_service(IssueServiceServer::new(self.clone()))
+        routes.add_service(IssueServiceServer::new(self.clone())).add_service(MeetingServiceServer::new(self.clone()))
     }
 
     async fn seed(&self) -> Result<String> {

@@ -140,6 +140,7 @@ impl Issues {
                 Err(e) => return Err(e),
             }
         }
-        Ok(format!("{added} issues"))
+        let meetings = self.seed_meetings(street).await?;
+        Ok(format!("{added} issues, {meetings} meetings"))
     }
 }
