@@ -260,7 +260,7 @@ fn bounds(pool: &DescriptorPool) -> Result<String, String> {
             let unit = if field.kind() == Kind::Bytes { "bytes" } else { "characters" };
             let longer = |value: &str, n: u32| {
                 if field.kind() == Kind::Bytes {
-                    format!("{value}.len() > {n}")
+                    format!("({value}).len() > {n}")
                 } else {
                     format!("crate::bounds::longer({value}, {n})")
                 }

@@ -650,3 +650,91 @@ async fn a_meetings_decisions_open_issues_and_add_to_them() {
 
     app.stop().await;
 }
+
+/// A JPEG's skeleton with an EXIF block that holds a position.
+fn photo(tag: u8) -> Vec<u8> {
+    let segment = |marker: u8, payload: &[u8]| {
+        let mut s = vec![0xFF, marker];
+        s.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
+        s.extend_from_slice(payload);
+        s
+    };
+    let mut out = vec![0xFF, 0xD8];
+    out.extend(segment(0xE0, b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0"));
+    out.extend(segment(0xE1, b"Exif\0\0GPSLatitude 35.05N GPSLongitude 106.05E"));
+    out.extend(segment(0xDB, &[tag; 65]));
+    out.extend(segment(0xDA, &[1, 1, 0, 0, 63, 0]));
+    out.extend_from_slice(&[0x12, 0x34, 0x56, 0xFF, 0xD9]);
+    out
+}
+
+#[tokio::test]
+async fn photos_are_checked_stripped_of_their_location_and_stored_once() {
+    use base64::Engine as _;
+    let store = Store::fresh().await;
+    let app = spawn_on(&store, Target::All, Options::default()).await;
+    street(app.channel.clone()).await;
+    let mut issues = IssueServiceClient::new(app.channel.clone());
+    let resident = token("res-1", &[Role::Resident], "zhongjie");
+    let stranger = token("res-2", &[Role::Resident], "zhongjie");
+    let worker = token_for_grids("gw-1", &[Role::GridWorker], &["g1"]);
+    let first = create(&mut issues, new_issue("environment", 106.05), &resident).await.expect("first");
+    let second = create(&mut issues, new_issue("facilities", 106.07), &resident).await.expect("second");
+    let attach = |parent: &str, content: Vec<u8>| AddIssueAttachmentRequest {
+        parent: parent.into(),
+        content,
+        request_id: String::new(),
+    };
+
+    let added = issues.add_issue_attachment(with_token(attach(&first.name, photo(7)), &resident)).await;
+    let added = added.expect("attached").into_inner();
+    assert_eq!(added.content_type, "image/jpeg");
+    let got = issues
+        .get_issue_attachment(with_token(GetIssueAttachmentRequest { name: added.name.clone() }, &worker))
+        .await
+        .expect("the grid's worker reads it")
+        .into_inner();
+    assert!(!got.content.windows(11).any(|w| w == b"GPSLatitude"), "the position is gone");
+    assert!(got.content.ends_with(&[0x12, 0x34, 0x56, 0xFF, 0xD9]), "the image is kept");
+    assert_eq!(got.content.len() as i64, added.size_bytes);
+
+    // The same photo on another issue, by staff, through HTTP/JSON: stored once.
+    let body = serde_json::json!({"content": base64::engine::general_purpose::STANDARD.encode(photo(7))}).to_string();
+    let (status, answer) =
+        common::http(app.http_addr, "POST", &format!("/v1/{}/attachments", second.name), &worker, Some(&body)).await;
+    assert_eq!(status, 200, "{answer}");
+    let again: Attachment = serde_json::from_str(&answer).expect("an attachment");
+    assert_eq!(again.sha256, added.sha256);
+    let db =
+        civic_kit::db::Db::connect(&test_config(&store).database_url_for("issues"), "issues", 1).await.expect("db");
+    let (stored,): (i64,) =
+        sqlx::query_as("select count(*) from attachments").fetch_one(db.reader()).await.expect("count");
+    let (links,): (i64,) =
+        sqlx::query_as("select count(*) from issue_attachments").fetch_one(db.reader()).await.expect("count");
+    db.close().await;
+    assert_eq!((stored, links), (1, 2));
+    let issue = issues.get_issue(with_token(GetIssueRequest { name: first.name.clone() }, &resident)).await;
+    assert_eq!(issue.expect("issue").into_inner().attachments.len(), 1);
+
+    // Not an image, too large, someone else's issue: refused, nothing written.
+    let status = issues
+        .add_issue_attachment(with_token(attach(&first.name, b"%PDF-1.7 not a photo".to_vec()), &resident))
+        .await
+        .expect_err("a PDF");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("content"), "{}", status.message());
+    let mut huge = photo(8);
+    huge.resize(1_200_000, 0);
+    let status = issues.add_issue_attachment(with_token(attach(&first.name, huge), &resident)).await;
+    assert_eq!(status.expect_err("too large").code(), Code::InvalidArgument);
+    let status = issues.add_issue_attachment(with_token(attach(&first.name, photo(9)), &stranger)).await;
+    assert_eq!(status.expect_err("not theirs").code(), Code::PermissionDenied);
+    let status = issues
+        .get_issue_attachment(with_token(GetIssueAttachmentRequest { name: added.name.clone() }, &stranger))
+        .await;
+    assert_eq!(status.expect_err("not theirs").code(), Code::PermissionDenied);
+    let issue = issues.get_issue(with_token(GetIssueRequest { name: first.name.clone() }, &resident)).await;
+    assert_eq!(issue.expect("issue").into_inner().attachments.len(), 1, "nothing more was attached");
+
+    app.stop().await;
+}

@@ -112,6 +112,24 @@ enum Call {
     Merge,
     PublicNote,
     InternalNote,
+    Attach,
+    GetAttachment,
+}
+
+/// A small PNG's skeleton.
+fn png() -> Vec<u8> {
+    let chunk = |kind: &[u8; 4], data: &[u8]| {
+        let mut c = (data.len() as u32).to_be_bytes().to_vec();
+        c.extend_from_slice(kind);
+        c.extend_from_slice(data);
+        c.extend_from_slice(&[0, 0, 0, 0]);
+        c
+    };
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    out.extend(chunk(b"IHDR", &[0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0]));
+    out.extend(chunk(b"IDAT", &[1, 2, 3]));
+    out.extend(chunk(b"IEND", &[]));
+    out
 }
 
 struct World {
@@ -271,6 +289,18 @@ impl World {
                 let r = MergeIssueRequest { name: n, into, ..Default::default() };
                 self.client.merge_issue(with_token(r, &token)).await.map(drop)
             }
+            Call::Attach => {
+                let r = AddIssueAttachmentRequest { parent: n, content: png(), request_id: String::new() };
+                c.add_issue_attachment(with_token(r, &token)).await.map(drop)
+            }
+            Call::GetAttachment => {
+                let r = AddIssueAttachmentRequest { parent: n, content: png(), request_id: String::new() };
+                let reporter = self.tokens[1].clone();
+                let added = c.add_issue_attachment(with_token(r, &reporter)).await.expect("attach").into_inner();
+                c.get_issue_attachment(with_token(GetIssueAttachmentRequest { name: added.name }, &token))
+                    .await
+                    .map(drop)
+            }
             Call::PublicNote | Call::InternalNote => {
                 let visibility =
                     if matches!(call, Call::PublicNote) { Visibility::Public } else { Visibility::Internal };
@@ -326,7 +356,7 @@ async fn every_issue_rpc_answers_each_caller_as_the_rules_say() {
     let cadres = [UNAUTH, NO, NO, NO, NO, OK, NO, NO, NO, NO, OK, NO, NO];
     let reporter = [UNAUTH, OK, NO, NO, NO, NO, NO, NO, NO, NO, NO, NO, NO];
     let public_note = [UNAUTH, OK, NO, OK, NO, OK, NO, NO, NO, NO, OK, NO, NO];
-    let table: [(Call, [Code; 13]); 20] = [
+    let table: [(Call, [Code; 13]); 22] = [
         (Call::Get, readers),
         (Call::ListUpdates, readers),
         (Call::Watch, readers),
@@ -347,6 +377,8 @@ async fn every_issue_rpc_answers_each_caller_as_the_rules_say() {
         (Call::Merge, staff),
         (Call::PublicNote, public_note),
         (Call::InternalNote, staff),
+        (Call::Attach, public_note),
+        (Call::GetAttachment, readers),
     ];
     for (call, expected) in table {
         for (caller, want) in expected.iter().enumerate() {

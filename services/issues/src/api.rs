@@ -48,7 +48,7 @@ impl Access {
 }
 
 /// PERMISSION_DENIED that says nothing of whether the issue exists.
-fn denied() -> Error {
+pub(crate) fn denied() -> Error {
     Error::permission_denied("you may not see or change this issue, or it does not exist")
 }
 
@@ -94,6 +94,7 @@ fn action_of(word: &str) -> Action {
         "duplicate_merged" => Action::DuplicateMerged,
         "closed" | "feedback" => Action::Closed,
         "escalated" => Action::Escalated,
+        "attached" => Action::Attached,
         "note" => Action::Noted,
         _ => Action::Unspecified,
     }
@@ -226,7 +227,7 @@ impl Issues {
     }
 
     /// Whether `access` may see `case`.
-    async fn sees(&self, access: &Access, case: &Case) -> Result<bool> {
+    pub(crate) async fn sees(&self, access: &Access, case: &Case) -> Result<bool> {
         let (community, grid) = ids_of(&case.issue.grid);
         Ok(match access {
             Access::Street => true,
@@ -261,7 +262,7 @@ impl Issues {
 
     /// Reads an issue the caller may see; PERMISSION_DENIED alike for one that does not exist
     /// and one out of reach (street-wide callers learn NOT_FOUND).
-    async fn visible(&self, caller: &Caller, name: &IssueName) -> Result<(Case, Access)> {
+    pub(crate) async fn visible(&self, caller: &Caller, name: &IssueName) -> Result<(Case, Access)> {
         let access = self.access(caller, name.street())?;
         let case = store::get(self.writer.db().reader(), name).await?;
         match case {
@@ -1028,6 +1029,22 @@ impl IssueService for Issues {
             issue_updates: rows.into_iter().map(|(u, _)| u).collect(),
             next_page_token,
         }))
+    }
+
+    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
+    async fn add_issue_attachment(
+        &self,
+        request: Request<AddIssueAttachmentRequest>,
+    ) -> Result<Response<Attachment>, Status> {
+        Ok(Response::new(self.add_attachment(request).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn get_issue_attachment(
+        &self,
+        request: Request<GetIssueAttachmentRequest>,
+    ) -> Result<Response<AttachmentContent>, Status> {
+        Ok(Response::new(self.get_attachment(request).await?))
     }
 
     type WatchIssueStream = WatchStream<WatchIssueResponse>;

@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod attach;
 pub mod domain;
 mod intake;
 mod meetings;
@@ -60,6 +61,7 @@ pub static MODULE: IssuesModule = IssuesModule;
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "issues and their timelines", sql: include_str!("../migrations/0001_issues.sql") },
     Migration { version: 2, name: "meetings", sql: include_str!("../migrations/0002_meetings.sql") },
+    Migration { version: 3, name: "photos", sql: include_str!("../migrations/0003_attachments.sql") },
 ];
 
 /// A department issues are referred to.
@@ -101,6 +103,9 @@ pub struct Settings {
     pub sweep_every_seconds: u64,
     /// How many issues `civic seed` puts in the demo street (0 to 5000).
     pub demo_issues: usize,
+    /// The largest photo taken, in bytes (64 KiB to 3 MiB; over HTTP/JSON the gateway's 1 MiB
+    /// body holds about 750 KB of image).
+    pub max_attachment_bytes: usize,
 }
 
 impl Default for Settings {
@@ -132,6 +137,7 @@ impl Default for Settings {
             locate_timeout_ms: 1000,
             sweep_every_seconds: 60,
             demo_issues: 300,
+            max_attachment_bytes: 1 << 20,
         }
     }
 }
@@ -171,6 +177,9 @@ impl Settings {
         }
         if !(1..=3600).contains(&self.sweep_every_seconds) {
             return Err(bad("sweep_every_seconds", "must be 1 to 3600"));
+        }
+        if !((64 << 10)..=(3 << 20)).contains(&self.max_attachment_bytes) {
+            return Err(bad("max_attachment_bytes", "must be 65536 to 3145728"));
         }
         if self.demo_issues > 5000 {
             return Err(bad("demo_issues", "must be at most 5000"));
@@ -237,6 +246,7 @@ struct Rules {
     locate_timeout: Duration,
     sweep_every: Duration,
     demo_issues: usize,
+    max_attachment_bytes: usize,
 }
 
 impl Issues {
@@ -257,6 +267,7 @@ impl Issues {
             locate_timeout: Duration::from_millis(settings.locate_timeout_ms),
             sweep_every: Duration::from_secs(settings.sweep_every_seconds),
             demo_issues: settings.demo_issues,
+            max_attachment_bytes: settings.max_attachment_bytes,
         };
         let issues = Self {
             writer: Writer::new(db, relay),
