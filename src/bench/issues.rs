@@ -58,8 +58,8 @@ pub fn create(target: &Target) -> anyhow::Result<Call> {
     }))
 }
 
-/// A grid worker of g01 lists their grid's issues, fifty a page, over gRPC.
-pub fn list(target: &Target) -> anyhow::Result<Call> {
+/// A grid worker of g01's token.
+fn worker_token(target: &Target) -> anyhow::Result<String> {
     let settings = AuthSettings { dev_key: Some(target.dev_key.clone()), ..Default::default() };
     let principal = Principal {
         subject: "gw-01".into(),
@@ -68,8 +68,13 @@ pub fn list(target: &Target) -> anyhow::Result<Call> {
         community: None,
         grids: vec!["g01".into()],
     };
-    let token = civic_kit::auth::mint_dev_token(&settings, &principal, std::time::Duration::from_secs(3600))
-        .context("minting the worker's token")?;
+    civic_kit::auth::mint_dev_token(&settings, &principal, std::time::Duration::from_secs(3600))
+        .context("minting the worker's token")
+}
+
+/// A grid worker of g01 lists their grid's issues, fifty a page, over gRPC.
+pub fn list(target: &Target) -> anyhow::Result<Call> {
+    let token = worker_token(target)?;
     let channels = target.grpc.clone();
     Ok(Arc::new(move |n| {
         let mut client = IssueServiceClient::new(channels[n as usize % channels.len()].clone());
@@ -80,6 +85,17 @@ pub fn list(target: &Target) -> anyhow::Result<Call> {
         };
         let request = bearer(request, &token);
         Box::pin(async move { client.list_issues(request).await.map(|_| ()).map_err(|s| s.to_string()) })
+    }))
+}
+
+/// The same list through the gateway: GET /v1/streets/zhongjie/issues?pageSize=20.
+pub fn list_http(target: &Target) -> anyhow::Result<Call> {
+    let token = worker_token(target)?;
+    let client = http_client();
+    let url = format!("http://{}/v1/streets/{}/issues?pageSize=20", target.http, civic_issues::ZHONGJIE_STREET);
+    Ok(Arc::new(move |_| {
+        let (client, url, token) = (client.clone(), url.clone(), token.clone());
+        Box::pin(async move { http_call(&client, http::Method::GET, &url, &token, Bytes::new()).await })
     }))
 }
 

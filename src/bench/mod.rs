@@ -221,7 +221,10 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 });
                 (stats, rss, extra)
             }
-            _ => mixed(&target, shape, &fixtures, args.write_rate, args.read_rate).await,
+            _ => {
+                let rates = (args.write_rate, args.read_rate);
+                mixed(&target, shape, &fixtures, rates, args.mode != "split").await?
+            }
         };
         let report = report(scenario, &stats, &baseline, rss, extra);
         if args.json {
@@ -724,29 +727,39 @@ async fn raw_event_and_answer(
     Ok(())
 }
 
-/// The city's design load through the gateway: writes (CreateApplication) and reads
-/// (GetServiceItem) at fixed rates, side by side, open loop.
+/// The city's design load through the gateway, open loop, reads and writes at fixed rates side
+/// by side: with every service in the process (`across`), writes are CreateApplication and
+/// residents' CreateIssue in turn, and reads GetServiceItem with, one in four, a grid worker's
+/// list of issues; otherwise (the split set-up runs the catalogue alone) the catalogue's only.
 async fn mixed(
     target: &Target,
     shape: Shape,
     fixtures: &Fixtures,
-    write_rate: f64,
-    read_rate: f64,
-) -> (Stats, Option<f64>, Value) {
-    let reads = gateway_get(target, fixtures);
+    (write_rate, read_rate): (f64, f64),
+    across: bool,
+) -> anyhow::Result<(Stats, Option<f64>, Value)> {
+    let items = gateway_get(target, fixtures);
     let client = http_client();
     let url = format!("http://{}/v1/{}/applications", target.http, street());
     let staff = fixtures.staff.clone();
     let drafts: Arc<Vec<Bytes>> = Arc::new(
         (0..64).map(|n| Bytes::from(serde_json::to_vec(&application(fixtures, n)).unwrap_or_default())).collect(),
     );
-    let writes: Call = Arc::new(move |n| {
+    let applications: Call = Arc::new(move |n| {
         let client = client.clone();
         let url = format!("{url}?requestId={}", uuid::Uuid::new_v4());
         let body = drafts[n as usize % drafts.len()].clone();
         let staff = staff.clone();
         Box::pin(async move { http_call(&client, http::Method::POST, &url, &staff, body).await })
     });
+    let (reads, writes): (Call, Call) = if across {
+        let (lists, creates) = (issues::list_http(target)?, issues::create(target)?);
+        let reads: Call = Arc::new(move |n| if n % 4 == 3 { lists(n) } else { items(n) });
+        let writes: Call = Arc::new(move |n| if n % 2 == 1 { creates(n) } else { applications(n) });
+        (reads, writes)
+    } else {
+        (items, applications)
+    };
     let sampler = Sampler::start(target);
     let (read_stats, write_stats) = tokio::join!(
         load::open_loop(read_rate, shape, 10_000, reads),
@@ -759,6 +772,7 @@ async fn mixed(
         "write_rps": round(write_stats.rps()),
         "read_p99_ms": round3(read_stats.ms(0.99)),
         "write_p99_ms": round3(write_stats.ms(0.99)),
+        "services": if across { "catalogue, issues (and grid)" } else { "catalogue" },
     });
-    (all, rss, extra)
+    Ok((all, rss, extra))
 }

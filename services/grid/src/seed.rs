@@ -4,6 +4,7 @@
 //! records, sealing and events as the API. Running it again adds nothing.
 
 use chrono::{Duration, NaiveDate, Utc};
+use civic_kit::demo::Gen;
 use civic_kit::error::Result;
 use civic_kit::idempotency::RequestKey;
 use civic_kit::names::{Id, StreetId};
@@ -61,31 +62,6 @@ const GIVEN: &[&str] = &[
     "伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明", "超", "秀英",
     "桂兰", "建国",
 ];
-
-/// A small deterministic generator (splitmix64).
-struct Gen(u64);
-
-impl Gen {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn chance(&mut self, per_thousand: u64) -> bool {
-        self.below(1000) < per_thousand
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 impl Grids {
     /// Seeds `street`: the map when it has no communities yet, then the roster up to the
@@ -171,7 +147,7 @@ impl Grids {
         }
         let map = StreetMap::build(store::boundaries(pool, street).await?);
         let (west, south, width, height) = EXTENT;
-        let mut rng = Gen(0x5EED_2026);
+        let mut rng = Gen::new(0x5EED_2026);
         let now = Utc::now();
         let today = now.date_naive();
         let (mut households, mut residents) = (0, 0);

@@ -304,7 +304,23 @@ impl Issues {
 
     /// Places `point` in its grid through the grid service: `(placement, grid, community)`.
     pub(crate) async fn locate(&self, street: &StreetId, point: Option<(f64, f64)>) -> (Placement, String, String) {
-        let Some((latitude, longitude)) = point else { return (Placement::NoLocation, String::new(), String::new()) };
+        self.try_locate(street, point).await.unwrap_or_else(|why| {
+            tracing::warn!(why, "the grid service did not place an issue; it is placed later");
+            (Placement::ToLocate, String::new(), String::new())
+        })
+    }
+
+    /// As [`Issues::locate`], saying why when the grid service did not answer (the issue is then
+    /// `TO_LOCATE`), for a caller that reports it its own way (the seed, which runs before the
+    /// process serves).
+    pub(crate) async fn try_locate(
+        &self,
+        street: &StreetId,
+        point: Option<(f64, f64)>,
+    ) -> std::result::Result<(Placement, String, String), &'static str> {
+        let Some((latitude, longitude)) = point else {
+            return Ok((Placement::NoLocation, String::new(), String::new()));
+        };
         let message = civic_proto::grid::LocateGridRequest {
             parent: street.parent(),
             point: Some(civic_proto::grid::Point { latitude, longitude }),
@@ -318,23 +334,14 @@ impl Issues {
         match tokio::time::timeout(self.rules.locate_timeout, call).await {
             Ok(Ok(Ok(found))) => {
                 let found = found.into_inner();
-                (Placement::Located, found.grid, found.community)
+                Ok((Placement::Located, found.grid, found.community))
             }
             Ok(Ok(Err(status))) if status.code() == tonic::Code::NotFound => {
-                (Placement::Outside, String::new(), String::new())
+                Ok((Placement::Outside, String::new(), String::new()))
             }
-            Ok(Ok(Err(status))) => {
-                tracing::warn!(code = ?status.code(), "the grid service did not place an issue; it is placed later");
-                (Placement::ToLocate, String::new(), String::new())
-            }
-            Ok(Err(error)) => {
-                tracing::warn!(code = ?error.code(), "the grid service cannot be reached; the issue is placed later");
-                (Placement::ToLocate, String::new(), String::new())
-            }
-            Err(_) => {
-                tracing::warn!("the grid service did not answer in time; the issue is placed later");
-                (Placement::ToLocate, String::new(), String::new())
-            }
+            Ok(Ok(Err(_))) => Err("the grid service refused the call"),
+            Ok(Err(_)) => Err("the grid service cannot be reached"),
+            Err(_) => Err("the grid service did not answer in time"),
         }
     }
 

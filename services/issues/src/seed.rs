@@ -3,11 +3,12 @@
 //! come by themselves, from the grid service's events.
 
 use chrono::{Duration, Utc};
+use civic_kit::demo::Gen;
 use civic_kit::error::Result;
 use civic_kit::idempotency::RequestKey;
 use civic_kit::names::{Id, StreetId};
 use civic_kit::write::Change;
-use civic_proto::issues::issue::{Source, Triage};
+use civic_proto::issues::issue::{Placement, Source, Triage};
 use civic_proto::issues::{Feedback, Issue, IssueCreated, Point};
 
 use crate::Issues;
@@ -31,34 +32,14 @@ const PROBLEMS: &[(&str, &str, &str)] = &[
 
 const SOURCES: [Source; 4] = [Source::WalkIn, Source::Hotline, Source::App, Source::Meeting];
 
-/// A small deterministic generator (splitmix64).
-struct Gen(u64);
-
-impl Gen {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 impl Issues {
     /// The street's demo issues: taken from every source, placed through the grid service, and
     /// carried through the steps of the API to a spread of states. Running it again adds
     /// nothing.
     pub(crate) async fn seed_street(&self, street: &StreetId) -> Result<String> {
-        let mut rng = Gen(0x155E_5EED);
+        let mut rng = Gen::new(0x155E_5EED);
         let mut added = 0;
+        let mut unplaced = 0;
         let cadre = "users/cadre-demo";
         for k in 0..self.rules.demo_issues {
             let name = IssueName::new(street.clone(), Id::parse("seed", &format!("demo-{k}"))?);
@@ -79,7 +60,12 @@ impl Issues {
                 created_by: cadre.into(),
                 ..Default::default()
             };
-            let placed = self.locate(street, Some(point)).await;
+            // Seeding may run before the grid service serves: such issues are placed by the
+            // sweep once it does (said once, below).
+            let placed = self.try_locate(street, Some(point)).await.unwrap_or_else(|_| {
+                unplaced += 1;
+                (Placement::ToLocate, String::new(), String::new())
+            });
             let mut case = self.new_case(street, issue, placed);
             case.name = name;
             case.issue.name = case.name.to_string();
@@ -139,6 +125,9 @@ impl Issues {
                 Err(e) if e.code() == tonic::Code::AlreadyExists => {}
                 Err(e) => return Err(e),
             }
+        }
+        if unplaced > 0 {
+            tracing::info!(unplaced, "demo issues taken before the grid service answered; the sweep places them");
         }
         let meetings = self.seed_meetings(street).await?;
         Ok(format!("{added} issues, {meetings} meetings"))

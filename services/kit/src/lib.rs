@@ -8,6 +8,7 @@ pub mod calendar;
 pub mod client;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod directory;
 pub mod error;
 pub mod events;
