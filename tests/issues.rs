@@ -738,3 +738,49 @@ async fn photos_are_checked_stripped_of_their_location_and_stored_once() {
 
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_resident_watches_their_issue_change() {
+    use civic_proto::issues::watch_issue_response::ChangeType;
+    let store = Store::fresh().await;
+    let app = spawn_on(&store, Target::All, Options::default()).await;
+    street(app.channel.clone()).await;
+    let mut issues = IssueServiceClient::new(app.channel.clone());
+    let resident = token("res-1", &[Role::Resident], "zhongjie");
+    let filed = create(&mut issues, new_issue("facilities", 106.05), &resident).await.expect("filed");
+    let mut stream = issues
+        .watch_issue(with_token(WatchIssueRequest { name: filed.name.clone() }, &resident))
+        .await
+        .expect("watch")
+        .into_inner();
+    let next = async |stream: &mut tonic::Streaming<WatchIssueResponse>| {
+        tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("in time")
+            .expect("ok")
+            .expect("a message")
+    };
+    let first = next(&mut stream).await;
+    assert_eq!(first.change_type(), ChangeType::Existing);
+    let status = first.status.expect("status");
+    assert_eq!((status.state(), status.public_updates), (State::New, 1));
+    assert_eq!(next(&mut stream).await.change_type(), ChangeType::Current);
+
+    let admin = admin();
+    let ack = AcknowledgeIssueRequest { name: filed.name.clone(), note: "已收到".into(), ..Default::default() };
+    issues.acknowledge_issue(with_token(ack, &admin)).await.expect("ack");
+    let changed = next(&mut stream).await;
+    assert_eq!(changed.change_type(), ChangeType::Changed);
+    let status = changed.status.expect("status");
+    assert_eq!((status.state(), status.public_updates), (State::Acknowledged, 2));
+    // An internal note changes the issue but not what the resident may read.
+    let note =
+        IssueUpdate { visibility: Visibility::Internal as i32, text: "内部备注".into(), ..Default::default() };
+    let request =
+        CreateIssueUpdateRequest { parent: filed.name.clone(), issue_update: Some(note), request_id: String::new() };
+    issues.create_issue_update(with_token(request, &admin)).await.expect("note");
+    let noted = next(&mut stream).await.status.expect("status");
+    assert_eq!(noted.public_updates, 2, "internal notes are not counted for the resident");
+    drop(stream);
+    app.stop().await;
+}
