@@ -427,7 +427,14 @@ async fn visits_sync_exactly_once_and_the_due_list_follows_policy_and_covers() {
     assert!(first.results[2].reason.contains("household"), "{}", first.results[2].reason);
     let again = visits.sync_visits(with_token(batch, &worker)).await.expect("sync again").into_inner();
     assert_eq!(again.results[0].outcome(), Outcome::Duplicate);
-    assert_eq!(again.results[0].visit, first.results[0].visit);
+    // The stored visit comes back; its problem may meanwhile link to the issue the issues
+    // service opened for it (from the visit's event), which is all that may differ.
+    let unlinked = |visit: &Option<Visit>| {
+        let mut visit = visit.clone();
+        visit.iter_mut().flat_map(|v| v.problems.iter_mut()).for_each(|p| p.issue.clear());
+        visit
+    };
+    assert_eq!(unlinked(&again.results[0].visit), unlinked(&first.results[0].visit));
     let listed = visits
         .list_visits(with_token(
             ListVisitsRequest { parent: STREET.into(), filter: format!("household = {}", s.h1), ..Default::default() },
