@@ -162,24 +162,12 @@ pub(crate) async fn note(c: &mut Change, case: &Case, step: &Step, actor: &str) 
         action: step.action.to_owned(),
     };
     store::append_update(c.tx(), &case.name, &update).await?;
-    let public = store::public_updates(c.tx(), &case.name).await?;
+    let public = store::public_updates(&mut **c.tx(), &case.name).await?;
     let action = match (step.action, case.state()) {
         ("feedback", State::Reopened) => Action::Reopened,
         (word, _) => action_of(word),
     };
     c.emit(&case.name.to_string(), &changed(case, action, actor, public)).await
-}
-
-/// A checked point: (latitude, longitude).
-fn check_point(field: &str, point: Option<&Point>) -> Result<Option<(f64, f64)>> {
-    let Some(p) = point else { return Ok(None) };
-    if !p.latitude.is_finite() || !(-90.0..=90.0).contains(&p.latitude) {
-        return Err(Error::invalid(format!("{field}.latitude"), "must be a number from -90 to 90"));
-    }
-    if !p.longitude.is_finite() || !(-180.0..=180.0).contains(&p.longitude) {
-        return Err(Error::invalid(format!("{field}.longitude"), "must be a number from -180 to 180"));
-    }
-    Ok(Some((p.latitude, p.longitude)))
 }
 
 impl Issues {
@@ -439,7 +427,7 @@ fn check_new(req: &CreateIssueRequest, street: &StreetId, access: &Access, calle
     if draft.description.trim().is_empty() {
         v.add("issue.description", "is required");
     }
-    v.check(check_point("issue.location", draft.location.as_ref()));
+    // The location's ranges (NaN included) are the codec's, declared on `Point`.
     if !draft.household.is_empty() {
         let parts = civic_kit::names::parse("issue.household", &draft.household, &["streets", "households"]);
         if let Some(p) = v.check(parts)
@@ -1004,7 +992,7 @@ impl IssueService for Issues {
                     ..Default::default()
                 };
                 let written = store::append_update(c.tx(), &case.name, &update).await?;
-                let public = store::public_updates(c.tx(), &case.name).await?;
+                let public = store::public_updates(&mut **c.tx(), &case.name).await?;
                 c.emit(&case.name.to_string(), &changed(&case, Action::Noted, &actor, public)).await?;
                 Ok(written)
             })
@@ -1068,9 +1056,7 @@ impl IssueService for Issues {
         // Listen before reading the snapshot, so no change falls between the two.
         let listener = self.bus.listen("issues.issue.changed").await?;
         let (case, _) = self.visible(&caller, &name).await?;
-        let mut tx = self.writer.db().begin().await?;
-        let public = store::public_updates(&mut tx, &name).await?;
-        drop(tx);
+        let public = store::public_updates(self.writer.db().reader(), &name).await?;
         let snapshot = vec![status_of(&changed(&case, Action::Unspecified, "", public))];
         let watch = IssueWatch { name: name.to_string() };
         Ok(Response::new(watch::stream(watch, snapshot, listener, permit, self.shutdown.clone())))

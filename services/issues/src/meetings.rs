@@ -233,11 +233,6 @@ fn check_decisions(street: &StreetId, agenda: usize, decisions: &[Decision]) -> 
                 if !is_category(&d.category) {
                     v.add(at("category"), "is required: 1 to 40 lowercase letters, digits and _");
                 }
-                if let Some(p) = d.location
-                    && (!(-90.0..=90.0).contains(&p.latitude) || !(-180.0..=180.0).contains(&p.longitude))
-                {
-                    v.add(at("location"), "must be latitude -90 to 90 and longitude -180 to 180");
-                }
             }
             DecisionAction::UpdateIssue => {
                 if let Some(name) = v.check(IssueName::parse(&at("issue"), &d.issue)) {

@@ -466,13 +466,16 @@ async fn insert_update(tx: &mut Tx, name: &IssueName, seq: i64, update: &IssueUp
 }
 
 /// The number of public updates of an issue.
-pub async fn public_updates(tx: &mut Tx, name: &IssueName) -> Result<i32> {
+pub async fn public_updates<'e, E>(executor: E, name: &IssueName) -> Result<i32>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     let (n,): (i64,) = sqlx::query_as(
         "select count(*) from issue_updates where street = $1 and issue_id = $2 and visibility = 'PUBLIC'",
     )
     .bind(name.street().as_str())
     .bind(name.id().as_str())
-    .fetch_one(&mut **tx)
+    .fetch_one(executor)
     .await?;
     Ok(n as i32)
 }
