@@ -434,8 +434,9 @@ impl Application {
             local.clone()
         };
         let api = if target.serves_api() {
-            let gateway =
-                civic_gateway::Gateway::new(civic_proto::FILE_DESCRIPTOR_SET).context("building the HTTP routes")?;
+            let gateway = civic_gateway::Gateway::new(civic_proto::FILE_DESCRIPTOR_SET)
+                .context("building the HTTP routes")?
+                .with_open311(&config.gateway.open311, &config.auth);
             // On the HTTP address the edge policy bounds and identifies each call; a gateway's
             // routed calls then go straight on to the service, whose own stack serves them.
             let trusted = civic_kit::client::TrustedProxies::parse(&config.server.trusted_proxies).unwrap_or_default();

@@ -417,6 +417,68 @@ async fn every_issue_rpc_answers_each_caller_as_the_rules_say() {
         assert_eq!(got.err(), Some(if caller == 0 { UNAUTH } else { NO }), "ListIssues by {}", CALLERS[caller]);
     }
 
+    // Reports: without a token the public board (a public category: there, without its words);
+    // with one, what the caller reaches, in full; strangers refused.
+    let public_note =
+        IssueUpdate { visibility: Visibility::Public as i32, text: "已联系物业".into(), ..Default::default() };
+    let note = CreateIssueUpdateRequest {
+        parent: reporter_issue.clone(),
+        issue_update: Some(public_note),
+        request_id: String::new(),
+    };
+    world.client.create_issue_update(with_token(note, world.admin())).await.expect("a public note");
+    for (caller, sees) in [
+        (0, Some(false)),
+        (1, Some(true)),
+        (2, None),
+        (3, Some(true)),
+        (4, None),
+        (5, Some(true)),
+        (6, None),
+        (7, None),
+        (8, None),
+        (10, Some(true)),
+        (11, None),
+    ] {
+        let token = world.tokens[caller].clone();
+        let request = ListIssueReportsRequest {
+            parent: STREET.into(),
+            issues: vec![reporter_issue.clone()],
+            ..Default::default()
+        };
+        let listed = world
+            .client
+            .list_issue_reports(with_token(request, &token))
+            .await
+            .expect("reports")
+            .into_inner()
+            .issue_reports;
+        let who = CALLERS[caller];
+        match sees {
+            None => assert!(listed.is_empty(), "ListIssueReports by {who}: {listed:?}"),
+            Some(full) => {
+                let report = listed.first().unwrap_or_else(|| panic!("ListIssueReports by {who}: not listed"));
+                assert_eq!(report.full, full, "{who}");
+                assert_eq!(report.description.is_empty(), !full, "{who}: the words only in full");
+                assert_eq!(report.status_notes == "已联系物业", full, "{who}: {}", report.status_notes);
+                let place = report.location.expect("a place");
+                assert!((place.latitude - 35.05).abs() < 1e-9, "{who}: {place:?}");
+            }
+        }
+    }
+    for (caller, want) in [(9, NO), (12, NO)] {
+        let token = world.tokens[caller].clone();
+        let request = ListIssueReportsRequest { parent: STREET.into(), ..Default::default() };
+        let got = world.client.list_issue_reports(with_token(request, &token)).await.map(drop).map_err(|s| s.code());
+        assert_eq!(got.err(), Some(want), "ListIssueReports by {}", CALLERS[caller]);
+    }
+    for (caller, token) in world.tokens.clone().iter().enumerate() {
+        let request = ListIssueCategoriesRequest { parent: STREET.into() };
+        let got = world.client.list_issue_categories(with_token(request, token)).await;
+        let categories = got.unwrap_or_else(|s| panic!("ListIssueCategories by {}: {s}", CALLERS[caller]));
+        assert!(categories.into_inner().issue_categories.iter().any(|c| c.category == "facilities" && c.public));
+    }
+
     // Creating: residents from the app, staff for a source, officers and strangers not at all.
     for (caller, source, want) in [
         (0, Source::App, UNAUTH),

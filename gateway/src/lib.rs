@@ -8,6 +8,7 @@
 
 pub mod edge;
 mod lobby;
+mod open311;
 mod openapi;
 mod template;
 
@@ -50,6 +51,7 @@ enum BodyRule {
 pub struct Gateway {
     routes: Arc<Vec<Route>>,
     pool: DescriptorPool,
+    open311: Option<Arc<open311::Open311>>,
 }
 
 /// The descriptors could not be turned into routes.
@@ -85,7 +87,18 @@ impl Gateway {
         // A custom verb is part of the last segment (`items/x:publish`), which a template without
         // one would also take as a resource id: templates with verbs are tried first.
         routes.sort_by_key(|r| !r.template.has_verb());
-        Ok(Self { routes: Arc::new(routes), pool })
+        Ok(Self { routes: Arc::new(routes), pool, open311: None })
+    }
+
+    /// Serves the Open311 GeoReport v2 interface at `/open311/v2/` too, with `settings`; tokens
+    /// of its clients' principals without a token file are minted with `auth`'s dev key.
+    pub fn with_open311(
+        mut self,
+        settings: &civic_kit::config::Open311Settings,
+        auth: &civic_kit::auth::AuthSettings,
+    ) -> Self {
+        self.open311 = Some(Arc::new(open311::Open311::new(settings, auth)));
+        self
     }
 
     /// How many HTTP routes the descriptors declare.
@@ -105,7 +118,8 @@ impl Gateway {
 
     /// Everything the HTTP address serves besides the operations endpoints, behind the edge
     /// policy: gRPC and gRPC-Web requests (by content type) passed to `grpc` as they are, every
-    /// other request transcoded and called on `grpc`; `/openapi.json`; and the lobby screen.
+    /// other request transcoded and called on `grpc`; `/openapi.json`; the lobby screen; and
+    /// Open311 when it is on ([`Gateway::with_open311`]).
     /// `grpc` is the in-process stack of the services in the all-in-one mode, or the balanced
     /// channels to them in a gateway of its own. `verifier` checks bearer tokens at the edge.
     pub fn router(
@@ -119,6 +133,10 @@ impl Gateway {
         let request_id = http::HeaderName::from_static("x-request-id");
         let document = Bytes::from(serde_json::to_vec(&self.openapi()).unwrap_or_default());
         let gateway = self.clone();
+        let open311 = match &self.open311 {
+            Some(o) => o.clone().routes(grpc.clone()),
+            None => axum::Router::new(),
+        };
         // Outermost first: CORS answers preflights before anything counts them; the request id
         // is set before the policy and returned on every answer, refusals included.
         axum::Router::new()
@@ -129,6 +147,7 @@ impl Gateway {
                 }),
             )
             .merge(lobby::routes())
+            .merge(open311)
             .fallback(move |request: axum::extract::Request| {
                 let gateway = self.clone();
                 let grpc = grpc.clone();

@@ -613,8 +613,8 @@ impl IssueService for Issues {
             Access::Community(c) => Scope::Community(c.clone()),
             Access::Grids(g) => Scope::Grids(g.clone()),
             Access::Officer(d) => match (d.as_slice(), f.department.as_str()) {
-                ([one], "") => Scope::Department(one.clone()),
-                (all, wanted) if all.iter().any(|x| x == wanted) => Scope::Department(wanted.to_owned()),
+                ([one], "") => Scope::Department(vec![one.clone()]),
+                (all, wanted) if all.iter().any(|x| x == wanted) => Scope::Department(vec![wanted.to_owned()]),
                 ([], _) => return Ok(Response::new(ListIssuesResponse::default())),
                 _ => return Err(Error::invalid("filter", "name one of your departments: department = <id>").into()),
             },
@@ -1043,6 +1043,22 @@ impl IssueService for Issues {
     }
 
     type WatchIssueStream = WatchStream<WatchIssueResponse>;
+
+    async fn list_issue_categories(
+        &self,
+        request: Request<ListIssueCategoriesRequest>,
+    ) -> Result<Response<ListIssueCategoriesResponse>, Status> {
+        Ok(Response::new(self.issue_categories(request.get_ref())?))
+    }
+
+    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
+    async fn list_issue_reports(
+        &self,
+        request: Request<ListIssueReportsRequest>,
+    ) -> Result<Response<ListIssueReportsResponse>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(self.issue_reports(&caller, request.get_ref()).await?))
+    }
 
     #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
     async fn watch_issue(

@@ -22,6 +22,7 @@ mod attach;
 pub mod domain;
 mod intake;
 mod meetings;
+mod reports;
 mod seed;
 mod store;
 
@@ -75,6 +76,21 @@ pub struct Department {
     pub officers: Vec<String>,
 }
 
+/// A kind of problem the street takes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Category {
+    /// Its name as people say it (环境卫生).
+    pub display_name: String,
+    /// What it covers.
+    pub description: String,
+    /// Whether its issues are on the public board (ListIssueReports without a token, Open311
+    /// without an API key): problems of shared spaces only, never a household's.
+    pub public: bool,
+    /// Words residents use for it.
+    pub keywords: Vec<String>,
+}
+
 /// The issues service's own settings, `[issues]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -86,6 +102,10 @@ pub struct Settings {
     pub escalate_to_street_after: String,
     /// The departments issues are referred to, by id (`police`).
     pub departments: BTreeMap<String, Department>,
+    /// The kinds of problem the street takes, by id (`environment`): what apps and Open311
+    /// clients offer. Issues of other categories are still taken (a visit may raise anything);
+    /// they are never on the public board.
+    pub categories: BTreeMap<String, Category>,
     /// The services that file work orders of the city platform (service tokens' `service`).
     pub platform_services: Vec<String>,
     /// How near an open issue of the same category must be to be suggested as a duplicate, in
@@ -117,6 +137,12 @@ impl Default for Settings {
             resolve: resolve.into(),
         };
         let department = |name: &str| Department { display_name: name.into(), officers: Vec::new() };
+        let category = |name: &str, description: &str, public: bool, keywords: &[&str]| Category {
+            display_name: name.into(),
+            description: description.into(),
+            public,
+            keywords: keywords.iter().map(|k| (*k).to_owned()).collect(),
+        };
         Self {
             limits: vec![
                 rule("*", "*", "1d", "5d"),
@@ -129,6 +155,29 @@ impl Default for Settings {
                 ("police".into(), department("派出所")),
                 ("judicial".into(), department("司法所")),
                 ("health".into(), department("社区卫生服务中心")),
+            ]),
+            categories: BTreeMap::from([
+                (
+                    "environment".into(),
+                    category("环境卫生", "楼道杂物、垃圾清运、绿化等公共环境问题", true, &["垃圾", "杂物", "卫生"]),
+                ),
+                (
+                    "facilities".into(),
+                    category("设施维修", "路灯、门禁、道路、健身器材等公共设施损坏", true, &["路灯", "门禁", "维修"]),
+                ),
+                ("safety".into(), category("安全隐患", "消防、用电、燃气等安全隐患", false, &["消防", "充电", "燃气"])),
+                (
+                    "neighbour_dispute".into(),
+                    category("邻里纠纷", "邻里之间的矛盾纠纷，需要调解", false, &["纠纷", "调解", "漏水"]),
+                ),
+                (
+                    "welfare".into(),
+                    category("政策咨询", "津贴、补助、社保等政策的咨询和办理", false, &["津贴", "补助"]),
+                ),
+                (
+                    "elderly_care".into(),
+                    category("养老服务", "助餐、助洁、上门照护等养老服务需求", false, &["助餐", "养老"]),
+                ),
             ]),
             platform_services: vec!["city_platform".into()],
             duplicate_radius_metres: 100.0,
@@ -158,6 +207,25 @@ impl Settings {
             }
             if department.officers.len() > 1000 {
                 return Err(bad(&format!("departments.{id}.officers"), "at most 1000 officers"));
+            }
+        }
+        if self.categories.len() > 100 {
+            return Err(bad("categories", "at most 100 categories"));
+        }
+        for (id, category) in &self.categories {
+            let key = format!("categories.{id}");
+            if !domain::is_category(id) {
+                return Err(bad("categories", format!("{id:?} is not a category id: lowercase letters, digits and _")));
+            }
+            if category.display_name.trim().is_empty() || category.display_name.chars().count() > 100 {
+                return Err(bad(&format!("{key}.display_name"), "is required, at most 100 characters"));
+            }
+            if category.description.chars().count() > 1000 {
+                return Err(bad(&format!("{key}.description"), "at most 1000 characters"));
+            }
+            if category.keywords.len() > 20 || category.keywords.iter().any(|k| k.is_empty() || k.chars().count() > 40)
+            {
+                return Err(bad(&format!("{key}.keywords"), "at most 20 words of 1 to 40 characters"));
             }
         }
         if self.departments.len() > 100 {
@@ -239,6 +307,7 @@ struct Rules {
     limits: Limits,
     escalation: Escalation,
     departments: BTreeMap<String, Department>,
+    categories: BTreeMap<String, Category>,
     platform_services: Vec<String>,
     duplicate_radius_metres: f64,
     duplicate_window: chrono::Duration,
@@ -260,6 +329,7 @@ impl Issues {
                 to_street: Span::parse(&settings.escalate_to_street_after).unwrap_or(Span::Days(2)),
             },
             departments: settings.departments,
+            categories: settings.categories,
             platform_services: settings.platform_services,
             duplicate_radius_metres: settings.duplicate_radius_metres,
             duplicate_window: chrono::Duration::days(i64::from(settings.duplicate_window_days)),

@@ -267,6 +267,16 @@ pub struct IssueFilter {
     pub department: String,
     /// When set (a stored time): open issues with a deadline before it.
     pub overdue_at: String,
+    /// Any of these categories (any when empty).
+    pub categories: Vec<String>,
+    /// Only open (`Some(true)`) or only closed (`Some(false)`) issues.
+    pub open: Option<bool>,
+    /// Taken at or after this stored time (when set).
+    pub created_from: String,
+    /// Taken before this stored time (when set).
+    pub created_before: String,
+    /// Only these issue ids (any when empty).
+    pub ids: Vec<String>,
     /// What the caller may see.
     pub scope: Scope,
 }
@@ -281,13 +291,18 @@ pub enum Scope {
     Community(String),
     /// Grids (their ids).
     Grids(Vec<String>),
-    /// The issues a department is referred.
-    Department(String),
+    /// The issues referred to departments (their ids).
+    Department(Vec<String>),
     /// The issues a user reported (`users/{user}`).
     Reporter(String),
     /// The work orders a service filed (`services/{service}`).
     CreatedBy(String),
+    /// The public board: issues of these categories, none merged into another.
+    Public(Vec<String>),
 }
+
+/// The states of an issue still being worked on.
+pub const OPEN_STATES: [&str; 5] = ["NEW", "ACKNOWLEDGED", "IN_PROGRESS", "REFERRED", "REOPENED"];
 
 /// One page of a street's issues, newest first, after the position (created_at, id).
 pub async fn list(
@@ -307,37 +322,41 @@ pub async fn list(
            and ($12 = '' or i.created_at < $12 or (i.created_at = $12 and i.issue_id < $13))
            and ($14 = '' or exists (select 1 from issue_reporters r where r.street = i.street and r.issue_id = i.issue_id and r.reporter = $14))",
     );
-    let mut scope_values: Vec<String> = Vec::new();
+    // Only placeholders are added to the text: every value is bound, in order, after $15.
+    let mut b = Binds { first: 16, values: Vec::new() };
     match &filter.scope {
         Scope::Street => {}
-        Scope::Community(c) => {
-            sql.push_str(" and i.community_id = $16");
-            scope_values.push(c.clone());
+        Scope::Community(c) => sql.push_str(&format!(" and i.community_id = {}", b.mark(c))),
+        Scope::Grids(list) | Scope::Public(list) | Scope::Department(list) if list.is_empty() => {
+            return Ok(Vec::new());
         }
-        Scope::Grids(grids) => {
-            if grids.is_empty() {
-                return Ok(Vec::new());
-            }
-            let marks: Vec<String> = (0..grids.len()).map(|k| format!("${}", 16 + k)).collect();
-            sql.push_str(&format!(" and i.grid_id in ({})", marks.join(", ")));
-            scope_values.extend(grids.iter().cloned());
-        }
-        Scope::Department(d) => {
-            sql.push_str(" and i.referred_to = $16");
-            scope_values.push(d.clone());
-        }
-        Scope::Reporter(u) => {
-            sql.push_str(
-                " and exists (select 1 from issue_reporters r where r.street = i.street and r.issue_id = i.issue_id and r.reporter = $16)",
-            );
-            scope_values.push(u.clone());
-        }
-        Scope::CreatedBy(s) => {
-            sql.push_str(" and i.created_by = $16");
-            scope_values.push(s.clone());
+        Scope::Grids(grids) => sql.push_str(&format!(" and i.grid_id in ({})", b.marks(grids))),
+        Scope::Department(d) => sql.push_str(&format!(" and i.referred_to in ({})", b.marks(d))),
+        Scope::Reporter(u) => sql.push_str(&format!(
+            " and exists (select 1 from issue_reporters r where r.street = i.street and r.issue_id = i.issue_id and r.reporter = {})",
+            b.mark(u)
+        )),
+        Scope::CreatedBy(s) => sql.push_str(&format!(" and i.created_by = {}", b.mark(s))),
+        Scope::Public(categories) => {
+            sql.push_str(&format!(" and i.category in ({}) and i.state <> 'MERGED'", b.marks(categories)))
         }
     }
-    // Only placeholders are added to the text: every value is bound.
+    if !filter.categories.is_empty() {
+        sql.push_str(&format!(" and i.category in ({})", b.marks(&filter.categories)));
+    }
+    if !filter.ids.is_empty() {
+        sql.push_str(&format!(" and i.issue_id in ({})", b.marks(&filter.ids)));
+    }
+    if let Some(open) = filter.open {
+        let states = b.marks(&OPEN_STATES.map(String::from));
+        sql.push_str(&format!(" and i.state {}in ({states})", if open { "" } else { "not " }));
+    }
+    if !filter.created_from.is_empty() {
+        sql.push_str(&format!(" and i.created_at >= {}", b.mark(&filter.created_from)));
+    }
+    if !filter.created_before.is_empty() {
+        sql.push_str(&format!(" and i.created_at < {}", b.mark(&filter.created_before)));
+    }
     sql.push_str(" order by i.created_at desc, i.issue_id desc limit $15");
     let (created, id) = after.unwrap_or_default();
     let mut query = sqlx::query_as::<_, (i64, Vec<u8>, String, String)>(sqlx::AssertSqlSafe(sql))
@@ -356,11 +375,30 @@ pub async fn list(
         .bind(id)
         .bind(&filter.reporter)
         .bind(limit as i64);
-    for value in scope_values {
+    for value in b.values {
         query = query.bind(value);
     }
     let rows = query.fetch_all(pool).await?;
     rows.into_iter().map(|(v, b, c, i)| Ok((decode(v, &b)?, c, i))).collect()
+}
+
+/// Values bound after a query's fixed placeholders, numbered from `first`.
+struct Binds {
+    first: usize,
+    values: Vec<String>,
+}
+
+impl Binds {
+    /// The placeholder of `value`.
+    fn mark(&mut self, value: &str) -> String {
+        self.values.push(value.to_owned());
+        format!("${}", self.first + self.values.len() - 1)
+    }
+
+    /// The placeholders of `values`, comma-separated.
+    fn marks(&mut self, values: &[String]) -> String {
+        values.iter().map(|v| self.mark(v)).collect::<Vec<_>>().join(", ")
+    }
 }
 
 /// Open issues of `category` in `street` created since `since`, within the box around a point
@@ -478,6 +516,33 @@ where
     .fetch_one(executor)
     .await?;
     Ok(n as i32)
+}
+
+/// The latest public update of each of the issues `ids` of `street` that has one: its step
+/// and its words, by issue id.
+pub async fn latest_public(
+    pool: &AnyPool,
+    street: &StreetId,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, (String, String)>> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let mut b = Binds { first: 2, values: Vec::new() };
+    let marks = b.marks(ids);
+    let sql = format!(
+        "select u.issue_id, u.action, u.body from issue_updates u
+         join (select issue_id, max(seq) as seq from issue_updates
+               where street = $1 and visibility = 'PUBLIC' and issue_id in ({marks}) group by issue_id) m
+           on u.issue_id = m.issue_id and u.seq = m.seq
+         where u.street = $1"
+    );
+    let mut query = sqlx::query_as::<_, (String, String, String)>(sqlx::AssertSqlSafe(sql)).bind(street.as_str());
+    for value in b.values {
+        query = query.bind(value);
+    }
+    let rows = query.fetch_all(pool).await?;
+    Ok(rows.into_iter().map(|(id, action, text)| (id, (action, text))).collect())
 }
 
 /// A page of an issue's timeline, oldest first, after update `after`; only public ones when

@@ -83,6 +83,42 @@ pub struct GatewaySettings {
     pub request_timeout_ms: u64,
     /// Origins allowed to call the API from a browser; `*` allows any.
     pub cors_origins: Vec<String>,
+    /// The Open311 GeoReport v2 interface at `/open311/v2/`.
+    pub open311: Open311Settings,
+}
+
+/// The Open311 GeoReport v2 interface (`[gateway.open311]`): the street's issue categories and
+/// published service items as Open311 services, its issues as service requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Open311Settings {
+    /// The street a request without `jurisdiction_id` is for (a street's id).
+    pub default_jurisdiction: String,
+    /// Who to contact about the interface, as discovery tells clients.
+    pub contact: String,
+    /// The clients allowed to file requests: each API key and the principal it acts as.
+    pub clients: Vec<Open311Client>,
+}
+
+impl Default for Open311Settings {
+    fn default() -> Self {
+        Self { default_jurisdiction: "zhongjie".into(), contact: String::new(), clients: Vec::new() }
+    }
+}
+
+/// An Open311 client: its API key (only the key's hash is configured) and the service
+/// principal its requests are filed as — one of `issues.platform_services`, so its requests
+/// are work orders of that platform, and it reads back the ones it filed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Open311Client {
+    /// The service principal (`city_platform`): the `service` claim of its tokens.
+    pub service: String,
+    /// The SHA-256 of the API key, 64 hex digits (`printf %s "$KEY" | sha256sum`).
+    pub api_key_sha256: String,
+    /// A file holding the principal's current token, kept fresh by the identity provider's
+    /// tooling. Without it the token is minted with `auth.dev_key` (development only).
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for GatewaySettings {
@@ -94,6 +130,7 @@ impl Default for GatewaySettings {
             address_burst: 100,
             request_timeout_ms: 15_000,
             cors_origins: Vec::new(),
+            open311: Open311Settings::default(),
         }
     }
 }
@@ -459,6 +496,35 @@ impl Config {
             }
             if self.directory.token_file.is_some() {
                 return bad("directory.token_url", "set either directory.token_file or directory.token_url, not both");
+            }
+        }
+        let open311 = &self.gateway.open311;
+        if !open311.default_jurisdiction.is_empty() && !crate::names::is_valid_id(&open311.default_jurisdiction) {
+            return bad("gateway.open311.default_jurisdiction", "must be a street's id");
+        }
+        if open311.contact.chars().count() > 200 {
+            return bad("gateway.open311.contact", "at most 200 characters");
+        }
+        if open311.clients.len() > 100 {
+            return bad("gateway.open311.clients", "at most 100 clients");
+        }
+        let mut hashes = std::collections::BTreeSet::new();
+        for client in &open311.clients {
+            if !crate::names::is_valid_id(&client.service.replace('_', "-")) {
+                return bad("gateway.open311.clients.service", "must be a service principal's name");
+            }
+            let hash = &client.api_key_sha256;
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return bad("gateway.open311.clients.api_key_sha256", "must be 64 hex digits: the key's SHA-256");
+            }
+            if !hashes.insert(hash.to_ascii_lowercase()) {
+                return bad("gateway.open311.clients.api_key_sha256", "two clients have the same key");
+            }
+            if client.token_file.is_none() && self.auth.dev_key.is_none() {
+                return bad(
+                    "gateway.open311.clients.token_file",
+                    "is required (a token can be minted only with auth.dev_key, in development)",
+                );
             }
         }
         if self.gateway.request_timeout_ms == 0 {

@@ -292,6 +292,31 @@ pub fn route(by_grpc_service: HashMap<String, GrpcService>, local: GrpcService) 
     }))
 }
 
+/// How this process proves who another principal is when it acts for them: the gateway, for
+/// an Open311 client whose API key it has checked. The token comes from `token_file`, kept
+/// fresh by someone else, or — with no file, in development — is minted with the dev key.
+pub struct DelegateCredential(Credential);
+
+impl DelegateCredential {
+    /// The credential read from `token_file`, or minted with `auth`'s dev key without one
+    /// (neither: every token is UNAVAILABLE).
+    pub fn new(token_file: Option<&std::path::Path>, auth: &AuthSettings) -> Self {
+        let settings = DirectorySettings { token_file: token_file.map(PathBuf::from), ..Default::default() };
+        Self(Credential::from_settings(&settings, auth))
+    }
+
+    /// A bearer token of the service principal `service`.
+    pub async fn token(&self, service: &str) -> Result<String> {
+        self.0.token(service).await
+    }
+}
+
+impl std::fmt::Debug for DelegateCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("DelegateCredential").field(&self.0.kind()).finish()
+    }
+}
+
 /// How this process proves who it is when a service calls on its own behalf.
 enum Credential {
     /// None configured: such calls are UNAVAILABLE, saying what to configure.
