@@ -19,6 +19,8 @@ use common::{Store, exchange, spawn_with, test_config, token, with_token};
 use serde_json::Value;
 
 const KEY: &str = "open311-test-key-4f1c9a";
+/// A key whose token file holds a resident's token, not its principal's.
+const MISCONFIGURED: &str = "open311-test-key-misconfigured";
 
 /// The Python of a virtual environment with `georeport` 0.3.1, made on first use.
 fn georeport_python() -> PathBuf {
@@ -46,7 +48,18 @@ fn key_hash(key: &str) -> String {
 
 /// One HTTP/1.1 exchange: status, headers (lowercased names) and body.
 async fn call(addr: std::net::SocketAddr, method: &str, path: &str, form: Option<&str>) -> (u16, String, String) {
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    call_with(addr, method, path, form, "").await
+}
+
+/// [`call`] with more header lines (`Name: value\r\n`).
+async fn call_with(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    form: Option<&str>,
+    more: &str,
+) -> (u16, String, String) {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{more}");
     if let Some(form) = form {
         head.push_str(&format!(
             "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
@@ -58,11 +71,20 @@ async fn call(addr: std::net::SocketAddr, method: &str, path: &str, form: Option
     let raw = exchange(addr, &head).await;
     let status = raw.get(9..12).and_then(|s| s.parse().ok()).expect("a status line");
     let (headers, body) = raw.split_once("\r\n\r\n").expect("a head");
-    (status, headers.to_ascii_lowercase(), body.to_owned())
+    (status, headers.to_owned(), body.to_owned())
 }
 
 fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("JSON ({e}): {body}"))
+}
+
+/// The target of a `Link: <…>; rel="next"` header.
+fn next_link(headers: &str) -> String {
+    let link = headers.lines().find(|l| l.to_ascii_lowercase().starts_with("link:")).expect("a next link");
+    assert!(link.contains("rel=\"next\""), "{link}");
+    let start = link.find('<').expect("<") + 1;
+    let end = link.find('>').expect(">");
+    link[start..end].to_owned()
 }
 
 /// A form's value, percent-escaped.
@@ -80,6 +102,13 @@ async fn open311_clients_read_the_public_board_and_file_requests_with_a_key() {
         service: "city_platform".into(),
         api_key_sha256: key_hash(KEY),
         token_file: None,
+    });
+    let wrong = std::env::temp_dir().join(format!("civic-open311-{}.token", std::process::id()));
+    std::fs::write(&wrong, token("r-wrong", &[Role::Resident], "zhongjie")).expect("a token file");
+    config.gateway.open311.clients.push(civic_kit::config::Open311Client {
+        service: "other_platform".into(),
+        api_key_sha256: key_hash(MISCONFIGURED),
+        token_file: Some(wrong.clone()),
     });
     let app = spawn_with(config, Target::All, Options { seed: true, ..Default::default() }).await;
     let http = app.http_addr;
@@ -167,9 +196,14 @@ async fn open311_clients_read_the_public_board_and_file_requests_with_a_key() {
         esc("路灯不亮"),
         esc("https://img.example.cn/a.jpg"),
     );
-    let (status, headers, body) = call(http, "POST", "/open311/v2/requests.json", Some(&form)).await;
+    let retry = "Idempotency-Key: o311-test-1\r\n";
+    let (status, headers, body) = call_with(http, "POST", "/open311/v2/requests.json", Some(&form), retry).await;
     assert_eq!(status, 201, "{body}");
     assert!(headers.contains("content-type: application/json"), "{headers}");
+    // A retry with the same Idempotency-Key is answered as the first time.
+    let (status, _, again) = call_with(http, "POST", "/open311/v2/requests.json", Some(&form), retry).await;
+    assert_eq!(status, 201, "{again}");
+    assert_eq!(json(&again)[0]["service_request_id"], json(&body)[0]["service_request_id"], "one request");
     let filed = &json(&body)[0];
     let id = filed["service_request_id"].as_str().expect("an id").to_owned();
     assert_eq!(filed["token"], id.as_str());
@@ -190,15 +224,39 @@ async fn open311_clients_read_the_public_board_and_file_requests_with_a_key() {
     assert_eq!(mine["description"].as_str().map(|d| d.starts_with("东门路灯不亮已经三天")), Some(true), "{mine}");
     assert_eq!(mine["address"], "东苑小区东门");
     assert_eq!(mine["lat"], 35.5456);
-    // The key's principal reads what it filed, not the residents' issues.
-    let (_, _, body) = call(http, "GET", &format!("/open311/v2/requests.json?api_key={}", esc(KEY)), None).await;
+    // A second request, without a key of its own: a new one.
+    let second = format!(
+        "api_key={}&service_code=environment&address_string={}&description={}",
+        esc(KEY),
+        esc("西门"),
+        esc("垃圾没人清")
+    );
+    let (status, _, body) = call(http, "POST", "/open311/v2/requests.json", Some(&second)).await;
+    assert_eq!(status, 201, "{body}");
+    let second_id = json(&body)[0]["service_request_id"].as_str().expect("an id").to_owned();
+    assert_ne!(second_id, id);
+    // The key's principal reads what it filed, not the residents' issues; a page at a time,
+    // following the link (and sending the key again).
+    let (status, headers, body) =
+        call(http, "GET", &format!("/open311/v2/requests.xml?page_size=1&api_key={}", esc(KEY)), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("<service_request_id>{second_id}</service_request_id>")), "newest first: {body}");
+    let link = next_link(&headers);
+    assert!(link.starts_with("/open311/v2/requests.xml?") && !link.contains("api_key"), "{link}");
+    let (status, headers, body) = call(http, "GET", &format!("{link}&api_key={}", esc(KEY)), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("<service_request_id>{id}</service_request_id>")), "{body}");
+    assert!(!headers.contains("\r\nlink:"), "the last page: {headers}");
+    let (_, _, body) =
+        call(http, "GET", &format!("/open311/v2/requests.json?api_key={}&service_code=facilities", esc(KEY)), None)
+            .await;
     let listed: Vec<String> = json(&body)
         .as_array()
         .expect("list")
         .iter()
         .map(|r| r["service_request_id"].as_str().unwrap_or("").into())
         .collect();
-    assert_eq!(listed, vec![id.clone()]);
+    assert_eq!(listed, vec![id.clone()], "the platform's facilities requests");
 
     // Tokens: the request a token stands for.
     let (status, _, body) = call(http, "GET", &format!("/open311/v2/tokens/{id}.json"), None).await;
@@ -208,12 +266,72 @@ async fn open311_clients_read_the_public_board_and_file_requests_with_a_key() {
     assert_eq!(status, 404);
     assert!(body.contains("<errors><error><code>404</code>"), "{body}");
 
-    // Paging: a link to the next page.
+    // Paging the public board: the link names the range the first page used, and leads on.
     let (status, headers, body) = call(http, "GET", "/open311/v2/requests.json?page_size=1", None).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(json(&body).as_array().map(Vec::len), Some(1));
-    let link = headers.lines().find(|l| l.starts_with("link:")).expect("a next link");
-    assert!(link.contains("page_token=") && link.contains("rel=\"next\""), "{link}");
+    let first = json(&body);
+    assert_eq!(first.as_array().map(Vec::len), Some(1));
+    let link = next_link(&headers);
+    assert!(link.contains("start_date=") && link.contains("page_token="), "{link}");
+    let (status, _, body) = call(http, "GET", &link, None).await;
+    assert_eq!(status, 200, "{body}");
+    let page = json(&body);
+    assert_eq!(page.as_array().map(Vec::len), Some(1), "{body}");
+    assert_ne!(page[0]["service_request_id"], first[0]["service_request_id"]);
+
+    // The board shows the time of the last public step: an internal note does not move it.
+    let path = format!("/open311/v2/requests/{public_id}.json");
+    let before = json(&call(http, "GET", &path, None).await.2)[0]["updated_datetime"].clone();
+    let internal = IssueUpdate {
+        visibility: civic_proto::issues::issue_update::Visibility::Internal as i32,
+        text: "物业电话已打".into(),
+        ..Default::default()
+    };
+    let note = CreateIssueUpdateRequest {
+        parent: public.name.clone(),
+        issue_update: Some(internal),
+        request_id: String::new(),
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    issues.create_issue_update(with_token(note, &admin)).await.expect("an internal note");
+    let after = json(&call(http, "GET", &path, None).await.2)[0]["updated_datetime"].clone();
+    assert_eq!(before, after, "an internal note is not on the board");
+
+    // An issue about a household is never on the board, whatever its category.
+    let household = Issue {
+        source: Source::WalkIn as i32,
+        category: "environment".into(),
+        description: "家门口堆满杂物".into(),
+        household: "streets/zhongjie/households/h1".into(),
+        location: Some(Point { latitude: 35.545, longitude: 106.661 }),
+        ..Default::default()
+    };
+    let request =
+        CreateIssueRequest { parent: "streets/zhongjie".into(), issue: Some(household), request_id: String::new() };
+    let household = issues.create_issue(with_token(request, &admin)).await.expect("filed").into_inner();
+    let household_id = household.name.rsplit('/').next().expect("id");
+    let (status, _, _) = call(http, "GET", &format!("/open311/v2/requests/{household_id}.json"), None).await;
+    assert_eq!(status, 404, "a household's issue is not on the board");
+
+    // Another street is not a jurisdiction here.
+    let (status, _, body) = call(http, "GET", "/open311/v2/services.json?jurisdiction_id=beijie", None).await;
+    assert_eq!(status, 404, "{body}");
+    let filed_elsewhere = format!(
+        "api_key={}&jurisdiction_id=beijie&service_code=facilities&lat=35.5&long=106.6&description=x",
+        esc(KEY)
+    );
+    let (status, _, body) = call(http, "POST", "/open311/v2/requests.json", Some(&filed_elsewhere)).await;
+    assert_eq!(status, 404, "{body}");
+
+    // A key whose token is not its principal's (a person's, here) is not used.
+    let (status, _, body) = call(
+        http,
+        "POST",
+        "/open311/v2/requests.json",
+        Some(&format!("api_key={}&service_code=facilities&lat=35.5&long=106.6&description=x", esc(MISCONFIGURED))),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
 
     // Errors, in Open311's format, and nothing filed.
     let before = call(http, "GET", &format!("/open311/v2/requests.json?api_key={}", esc(KEY)), None).await.2;
@@ -262,6 +380,9 @@ async fn open311_clients_read_the_public_board_and_file_requests_with_a_key() {
         assert_eq!(status, code, "{path}: {body}");
         assert_eq!(json(&body)[0]["code"], code, "{path}: {body}");
     }
+    let (status, _, body) =
+        call(http, "GET", "/open311/v2/requests.json?start_date=2026-01-01&end_date=2026-03-01", None).await;
+    assert_eq!((status, body.as_str()), (200, "[]"), "dates alone are taken");
 
     // Discovery names the endpoint and its formats.
     let (status, headers, body) = call(http, "GET", "/open311/v2/discovery.xml", None).await;
@@ -270,4 +391,5 @@ async fn open311_clients_read_the_public_board_and_file_requests_with_a_key() {
     assert!(body.contains("<discovery>") && body.contains("<format>text/xml</format>"), "{body}");
     assert!(body.contains(&format!("<url>http://{http}/open311/v2</url>")), "{body}");
     app.stop().await;
+    let _ = std::fs::remove_file(wrong);
 }

@@ -129,12 +129,12 @@ impl Gateway {
         verifier: Option<Verifier>,
         trusted: civic_kit::client::TrustedProxies,
     ) -> axum::Router {
-        let policy = Arc::new(edge::Policy::new(edge, verifier, trusted));
+        let policy = Arc::new(edge::Policy::new(edge, verifier.clone(), trusted));
         let request_id = http::HeaderName::from_static("x-request-id");
         let document = Bytes::from(serde_json::to_vec(&self.openapi()).unwrap_or_default());
         let gateway = self.clone();
         let open311 = match &self.open311 {
-            Some(o) => o.clone().routes(grpc.clone()),
+            Some(o) => o.clone().routes(grpc.clone(), verifier.clone()),
             None => axum::Router::new(),
         };
         // Outermost first: CORS answers preflights before anything counts them; the request id

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use civic_kit::auth::{Caller, Verifier};
 use civic_kit::config::Open311Settings;
 use civic_kit::directory::DelegateCredential;
 use civic_kit::server::GrpcService;
@@ -47,12 +48,30 @@ const MAX_IDS: usize = 50;
 /// The interface's changeset, as discovery tells it.
 const CHANGESET: &str = "2026-12-01T00:00:00Z";
 
+/// At most this many pages of published items are read for one listing of services.
+const MAX_ITEM_PAGES: usize = 3;
+
 /// One configured client.
 #[derive(Debug)]
 struct Client {
     service: String,
-    key_hash: String,
+    key_hash: [u8; 32],
     credential: DelegateCredential,
+}
+
+/// A hash configured as 64 hex digits, as bytes (the configuration is checked at start: a
+/// malformed one matches no key).
+fn hash_bytes(hex: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (k, byte) in out.iter_mut().enumerate() {
+        *byte = hex.get(2 * k..2 * k + 2).and_then(|h| u8::from_str_radix(h, 16).ok()).unwrap_or(0);
+    }
+    out
+}
+
+/// Whether two hashes are equal, in time that does not depend on where they differ.
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The Open311 interface's state.
@@ -119,28 +138,29 @@ impl Open311 {
             .iter()
             .map(|c| Client {
                 service: c.service.clone(),
-                key_hash: c.api_key_sha256.to_ascii_lowercase(),
+                key_hash: hash_bytes(&c.api_key_sha256),
                 credential: DelegateCredential::new(c.token_file.as_deref(), auth),
             })
             .collect();
         Self { settings: settings.clone(), clients }
     }
 
-    /// The routes: everything under `/open311/v2/`.
-    pub(crate) fn routes(self: Arc<Self>, grpc: GrpcService) -> axum::Router {
+    /// The routes: everything under `/open311/v2/`. `verifier` checks that a client's token
+    /// names the principal its key stands for; without one no key is accepted.
+    pub(crate) fn routes(self: Arc<Self>, grpc: GrpcService, verifier: Option<Verifier>) -> axum::Router {
         axum::Router::new().route(
             "/open311/v2/{*path}",
             axum::routing::any(move |request: axum::extract::Request| {
                 let this = self.clone();
-                let grpc = grpc.clone();
-                async move { this.handle(request, grpc).await }
+                let (grpc, verifier) = (grpc.clone(), verifier.clone());
+                async move { this.handle(request, grpc, verifier).await }
             }),
         )
     }
 
-    async fn handle(&self, request: axum::extract::Request, grpc: GrpcService) -> Response {
+    async fn handle(&self, request: axum::extract::Request, grpc: GrpcService, verifier: Option<Verifier>) -> Response {
         let (parts, body) = request.into_parts();
-        let path = parts.uri.path().trim_start_matches("/open311/v2/").to_owned();
+        let path = parts.uri.path().strip_prefix("/open311/v2/").unwrap_or_default().to_owned();
         let (resource, format) = if let Some(r) = path.strip_suffix(".json") {
             (r.to_owned(), Format::Json)
         } else if let Some(r) = path.strip_suffix(".xml") {
@@ -164,7 +184,7 @@ impl Open311 {
                 Err(why) => return failure(format, Failure::bad(why)),
             }
         }
-        let call = Call { grpc, headers: parts.headers, params };
+        let call = Call { grpc, verifier, headers: parts.headers, params, format };
         let segments: Vec<&str> = resource.split('/').collect();
         let answer = match (&parts.method, segments.as_slice()) {
             (&Method::GET, ["discovery"]) => Ok(Reply::ok("discovery", self.discovery(&call.headers))),
@@ -195,15 +215,21 @@ impl Open311 {
     }
 
     fn discovery(&self, headers: &HeaderMap) -> Value {
-        let host = headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .filter(|h| {
-                !h.is_empty() && h.len() <= 255 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-            })
-            .unwrap_or("localhost");
-        let https = headers.get("x-forwarded-proto").is_some_and(|p| p.as_bytes() == b"https");
-        let url = format!("{}://{host}/open311/v2", if https { "https" } else { "http" });
+        let url = if self.settings.base_url.is_empty() {
+            // Without a configured URL, the address the client used (checked to be a host name).
+            let host = headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .filter(|h| {
+                    !h.is_empty()
+                        && h.len() <= 255
+                        && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+                })
+                .unwrap_or("localhost");
+            format!("http://{host}/open311/v2")
+        } else {
+            self.settings.base_url.clone()
+        };
         json!({
             "changeset": CHANGESET,
             "contact": self.settings.contact,
@@ -259,9 +285,9 @@ impl Open311 {
         let token = self.principal_token(call).await?;
         let mut req = ListIssueReportsRequest { parent: street.clone(), ..Default::default() };
         let id_in_path = id.is_some();
-        let ids: Vec<&str> = match id {
-            Some(id) => vec![id],
-            None => call.param("service_request_id").map(|s| s.split(',').collect()).unwrap_or_default(),
+        let ids: Vec<String> = match id {
+            Some(id) => vec![id.to_owned()],
+            None => call.list("service_request_id"),
         };
         if ids.len() > MAX_IDS {
             return Err(Failure::bad(format!("service_request_id: at most {MAX_IDS} ids")));
@@ -276,24 +302,36 @@ impl Open311 {
             }
             req.issues.push(format!("{street}/issues/{id}"));
         }
+        let mut resolved: Vec<(String, String)> = Vec::new();
         if ids.is_empty() {
             // The other filters count only without ids (GeoReport v2).
-            if let Some(codes) = call.param("service_code") {
-                req.categories = codes.split(',').filter(|c| !c.is_empty()).map(str::to_owned).collect();
+            let codes = call.list("service_code");
+            if !codes.is_empty() {
+                // Catalogue items take no requests: asking for them alone finds none.
+                req.categories = codes.into_iter().filter(|c| !c.starts_with(ITEM_PREFIX)).collect();
+                if req.categories.is_empty() {
+                    return Ok(Reply::ok("service_requests", Value::Array(Vec::new())));
+                }
             }
-            if let Some(statuses) = call.param("status") {
-                let (open, closed) = statuses.split(',').try_fold((false, false), |(o, c), s| match s {
-                    "open" => Ok((true, c)),
-                    "closed" => Ok((o, true)),
-                    _ => Err(Failure::bad("status: open, closed, or both")),
-                })?;
-                req.openness = match (open, closed) {
-                    (true, false) => Openness::Open,
-                    (false, true) => Openness::Closed,
-                    _ => Openness::Unspecified,
-                } as i32;
+            let (mut open, mut closed) = (false, false);
+            for status in call.list("status") {
+                match status.as_str() {
+                    "open" => open = true,
+                    "closed" => closed = true,
+                    _ => return Err(Failure::bad("status: open, closed, or both")),
+                }
             }
+            req.openness = match (open, closed) {
+                (true, false) => Openness::Open,
+                (false, true) => Openness::Closed,
+                _ => Openness::Unspecified,
+            } as i32;
             let (start, end) = range(call.param("start_date"), call.param("end_date"))?;
+            // The next page's link names the range this page used, so "the last 90 days" does
+            // not move under the page token.
+            let w3c = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            resolved.push(("start_date".to_owned(), w3c(start)));
+            resolved.push(("end_date".to_owned(), w3c(end)));
             req.start_time = Some(timestamp(start));
             req.end_time = Some(timestamp(end));
             req.page_size = match call.param("page_size") {
@@ -308,12 +346,20 @@ impl Open311 {
             return Err(Failure::not_found("no such request, or not one you may see"));
         }
         let requests = answer.issue_reports.iter().map(|r| request_value(r, &categories)).collect();
+        // The link leaves the API key out (a secret does not go into a header others may log):
+        // a client that sent one adds it again, as it does to every request.
         let next = (!answer.next_page_token.is_empty()).then(|| {
-            let mut query: Vec<(String, String)> =
-                call.params.iter().filter(|(k, _)| k != "page_token" && k != "api_key").cloned().collect();
+            let mut query: Vec<(String, String)> = call
+                .params
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "page_token" | "api_key" | "start_date" | "end_date"))
+                .cloned()
+                .collect();
+            query.extend(resolved);
             query.push(("page_token".into(), answer.next_page_token.clone()));
             let text: Vec<String> = query.iter().map(|(k, v)| format!("{}={}", escape(k), escape(v))).collect();
-            format!("</open311/v2/requests.json?{}>; rel=\"next\"", text.join("&"))
+            let ext = if call.format == Format::Xml { "xml" } else { "json" };
+            format!("</open311/v2/requests.{ext}?{}>; rel=\"next\"", text.join("&"))
         });
         Ok(Reply { next, ..Reply::ok("service_requests", Value::Array(requests)) })
     }
@@ -357,6 +403,13 @@ impl Open311 {
             _ => return Err(Failure::bad("lat and long are given together")),
         };
         let address = call.param("address_string").unwrap_or_default().trim().to_owned();
+        if address.chars().count() > 300 {
+            return Err(Failure::bad("address_string: at most 300 characters"));
+        }
+        let title = call.param("attribute[title]").unwrap_or_default().trim().to_owned();
+        if title.chars().count() > 200 {
+            return Err(Failure::bad("attribute[title]: at most 200 characters"));
+        }
         if location.is_none() && address.is_empty() {
             return Err(Failure::bad("a location is required: lat and long, or address_string"));
         }
@@ -374,19 +427,28 @@ impl Open311 {
             description.push_str("\n\n照片：");
             description.push_str(url);
         }
-        let key = call
-            .headers
-            .get("idempotency-key")
-            .or_else(|| call.headers.get("x-request-id"))
-            .and_then(|v| v.to_str().ok())
-            .filter(|k| {
-                !k.is_empty() && k.len() <= 58 && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-            })
-            .ok_or(Failure::bad("Idempotency-Key: at most 58 letters, digits and - _ . :"))?;
+        if description.chars().count() > 4000 {
+            return Err(Failure::bad("description: at most 4000 characters, with media_url"));
+        }
+        // A client that retries sends the same Idempotency-Key and is answered as the first
+        // time; without one each request is new (GeoReport v2 has no key of its own).
+        let key = match call.headers.get("idempotency-key") {
+            Some(value) => value
+                .to_str()
+                .ok()
+                .filter(|k| {
+                    !k.is_empty()
+                        && k.len() <= 58
+                        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+                })
+                .ok_or(Failure::bad("Idempotency-Key: at most 58 letters, digits and - _ . :"))?
+                .to_owned(),
+            None => uuid::Uuid::new_v4().to_string(),
+        };
         let issue = Issue {
             source: civic_proto::issues::issue::Source::CityPlatform as i32,
             category: code.to_owned(),
-            title: call.param("attribute[title]").unwrap_or_default().trim().to_owned(),
+            title,
             description,
             location,
             address,
@@ -436,7 +498,7 @@ impl Open311 {
         if id.is_empty() {
             return Err(Failure::bad("jurisdiction_id is required"));
         }
-        if !civic_kit::names::is_valid_id(id) {
+        if !self.settings.jurisdictions.iter().any(|j| j == id) {
             return Err(Failure::not_found("jurisdiction_id: no such jurisdiction"));
         }
         Ok(format!("streets/{id}"))
@@ -448,28 +510,55 @@ impl Open311 {
         let Some(key) = call.param("api_key").filter(|k| !k.is_empty()) else {
             return Ok(None);
         };
-        let hash: String = Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-        // Every configured hash is compared, so the time taken says nothing of which matched.
-        let client = self.clients.iter().fold(None, |found, c| if c.key_hash == hash { Some(c) } else { found });
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&Sha256::digest(key.as_bytes()));
+        // Every configured hash is compared in full, so the time taken says nothing of which
+        // matched or how nearly.
+        let client = self.clients.iter().fold(None, |found, c| if same(&c.key_hash, &hash) { Some(c) } else { found });
         let Some(client) = client else {
             return Err(Failure(StatusCode::FORBIDDEN, "api_key is not recognised".into()));
         };
-        let token = client.credential.token(&client.service).await.map_err(|e| Failure::from_status(&e.into()))?;
-        Ok(Some(token))
+        let unusable = || {
+            Failure(StatusCode::SERVICE_UNAVAILABLE, "the client's credential cannot be used now; retry later".into())
+        };
+        let token = client.credential.token(&client.service).await.map_err(|_| unusable())?;
+        // The token must be the principal's the key stands for and no one else's: a token file
+        // holding a person's token would give the key that person's reach.
+        let verifier = call.verifier.as_ref().ok_or_else(unusable)?;
+        match verifier.verify(&token) {
+            Ok(Caller::Service(s)) if s.service == client.service => Ok(Some(token)),
+            _ => {
+                tracing::warn!(service = %client.service, "an Open311 client's token is not its principal's");
+                Err(unusable())
+            }
+        }
     }
 }
 
 /// One request's calls to the services.
 struct Call {
     grpc: GrpcService,
+    verifier: Option<Verifier>,
     headers: HeaderMap,
     params: Vec<(String, String)>,
+    format: Format,
 }
 
 impl Call {
     /// The first value of a parameter.
     fn param(&self, name: &str) -> Option<&str> {
         self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a parameter given as a comma-separated list, or more than once.
+    fn list(&self, name: &str) -> Vec<String> {
+        self.params
+            .iter()
+            .filter(|(k, _)| k == name)
+            .flat_map(|(_, v)| v.split(','))
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 
     /// `message` as a call: the caller's request id, trace context and address, the deadline
@@ -511,7 +600,7 @@ impl Call {
     async fn published_items(&self, street: &str) -> Result<Vec<ServiceItem>, Failure> {
         let mut items = Vec::new();
         let mut page_token = String::new();
-        loop {
+        for _ in 0..MAX_ITEM_PAGES {
             let message = ListServiceItemsRequest {
                 parent: street.to_owned(),
                 page_size: 1000,
@@ -530,6 +619,8 @@ impl Call {
             }
             page_token = answer.next_page_token;
         }
+        items.truncate(MAX_ITEMS);
+        Ok(items)
     }
 
     async fn item(&self, name: &str) -> Result<ServiceItem, Failure> {
@@ -670,10 +761,16 @@ fn range(
     start: Option<&str>,
     end: Option<&str>,
 ) -> Result<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>), Failure> {
+    // A W3C date and time, or a date alone (its midnight, UTC).
     let parse = |name: &str, text: &str| {
         chrono::DateTime::parse_from_rfc3339(text)
             .map(|t| t.with_timezone(&chrono::Utc))
-            .map_err(|_| Failure::bad(format!("{name}: a W3C date and time, such as 2026-11-01T00:00:00Z")))
+            .ok()
+            .or_else(|| {
+                let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+                Some(day.and_time(chrono::NaiveTime::MIN).and_utc())
+            })
+            .ok_or_else(|| Failure::bad(format!("{name}: a W3C date and time, such as 2026-11-01T00:00:00Z")))
     };
     let span = chrono::Duration::days(MAX_RANGE_DAYS);
     let (start, end) = match (start.filter(|s| !s.is_empty()), end.filter(|s| !s.is_empty())) {
@@ -774,7 +871,8 @@ fn element(out: &mut String, name: &str, value: &Value) {
                     '"' => out.push_str("&quot;"),
                     '\'' => out.push_str("&apos;"),
                     // Characters XML 1.0 cannot carry are left out.
-                    c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => {}
+                    c if ((c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r'))
+                        || matches!(c, '\u{FFFE}' | '\u{FFFF}') => {}
                     c => out.push(c),
                 }
             }

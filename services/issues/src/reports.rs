@@ -154,24 +154,32 @@ impl Issues {
         let mut rows = store::list(reader, &street, &f, after, size + 1).await?;
         let next_page_token = self.pages.next_page(&query, &mut rows, size, |(_, c, i)| vec![c.clone(), i.clone()]);
         let ids: Vec<String> = rows.iter().map(|(_, _, id)| id.clone()).collect();
-        let latest = store::latest_public(reader, &street, &ids).await?;
         let full = access.is_some();
+        let latest = store::latest_public(reader, &street, &ids, full).await?;
         let issue_reports = rows
             .iter()
+            // An issue about a household is never on the public board, whatever its category.
+            .filter(|(case, _, _)| full || case.issue.household.is_empty())
             .map(|(case, _, id)| {
-                let (action, words) = latest.get(id).map(|(a, w)| (a.as_str(), w.as_str())).unwrap_or(("", ""));
-                self.report(case, full, action, words)
+                let (action, at, words) =
+                    latest.get(id).map_or(("", "", ""), |(a, t, w)| (a.as_str(), t.as_str(), w.as_str()));
+                self.report(case, full, action, at, words)
             })
             .collect();
         Ok(ListIssueReportsResponse { issue_reports, next_page_token })
     }
 
-    /// `case` as a report: in full, or as the public board shows it.
-    fn report(&self, case: &Case, full: bool, action: &str, words: &str) -> IssueReport {
+    /// `case` as a report: in full, or as the public board shows it — where the latest public
+    /// step (`action`, at `at`) is all that tells it has changed.
+    fn report(&self, case: &Case, full: bool, action: &str, at: &str, words: &str) -> IssueReport {
         let issue = &case.issue;
         let open = OPEN_STATES.contains(&case.state().as_str_name());
+        // Which department works on it (the police, the health centre) is the reporter's to know.
         let department = case.referred_to().unwrap_or(&issue.assignee_department);
-        let agency = self.rules.departments.get(department).map(|d| d.display_name.clone()).unwrap_or_default();
+        let agency = match self.rules.departments.get(department) {
+            Some(d) if full => d.display_name.clone(),
+            _ => String::new(),
+        };
         let status_notes = if full && !words.trim().is_empty() {
             words.to_owned()
         } else {
@@ -188,7 +196,9 @@ impl Issues {
             agency,
             full,
             create_time: issue.create_time,
-            update_time: issue.update_time,
+            // Staff's internal notes move the issue's own update time: the board shows the last
+            // public step's.
+            update_time: if full { issue.update_time } else { time::text_to_timestamp(at).or(issue.create_time) },
             due_time: if open { issue.clock.and_then(|c| c.resolution_due_time) } else { None },
             merged_into: issue.merged_into.clone(),
             ..Default::default()

@@ -297,7 +297,8 @@ pub enum Scope {
     Reporter(String),
     /// The work orders a service filed (`services/{service}`).
     CreatedBy(String),
-    /// The public board: issues of these categories, none merged into another.
+    /// The public board: issues of these categories, none merged into another or raised on a
+    /// visit.
     Public(Vec<String>),
 }
 
@@ -338,7 +339,11 @@ pub async fn list(
         )),
         Scope::CreatedBy(s) => sql.push_str(&format!(" and i.created_by = {}", b.mark(s))),
         Scope::Public(categories) => {
-            sql.push_str(&format!(" and i.category in ({}) and i.state <> 'MERGED'", b.marks(categories)))
+            // A problem raised on a visit is a household's, whatever its category.
+            sql.push_str(&format!(
+                " and i.category in ({}) and i.state <> 'MERGED' and i.source <> 'visit'",
+                b.marks(categories)
+            ))
         }
     }
     if !filter.categories.is_empty() {
@@ -518,31 +523,34 @@ where
     Ok(n as i32)
 }
 
-/// The latest public update of each of the issues `ids` of `street` that has one: its step
-/// and its words, by issue id.
+/// The latest public update of each of the issues `ids` of `street` that has one, by issue id:
+/// its step, its time, and its words when `words` (else empty: the words are not read).
 pub async fn latest_public(
     pool: &AnyPool,
     street: &StreetId,
     ids: &[String],
-) -> Result<std::collections::HashMap<String, (String, String)>> {
+    words: bool,
+) -> Result<std::collections::HashMap<String, (String, String, String)>> {
     if ids.is_empty() {
         return Ok(Default::default());
     }
     let mut b = Binds { first: 2, values: Vec::new() };
     let marks = b.marks(ids);
+    let body = if words { "u.body" } else { "''" };
     let sql = format!(
-        "select u.issue_id, u.action, u.body from issue_updates u
+        "select u.issue_id, u.action, u.created_at, {body} from issue_updates u
          join (select issue_id, max(seq) as seq from issue_updates
                where street = $1 and visibility = 'PUBLIC' and issue_id in ({marks}) group by issue_id) m
            on u.issue_id = m.issue_id and u.seq = m.seq
          where u.street = $1"
     );
-    let mut query = sqlx::query_as::<_, (String, String, String)>(sqlx::AssertSqlSafe(sql)).bind(street.as_str());
+    let mut query =
+        sqlx::query_as::<_, (String, String, String, String)>(sqlx::AssertSqlSafe(sql)).bind(street.as_str());
     for value in b.values {
         query = query.bind(value);
     }
     let rows = query.fetch_all(pool).await?;
-    Ok(rows.into_iter().map(|(id, action, text)| (id, (action, text))).collect())
+    Ok(rows.into_iter().map(|(id, action, at, text)| (id, (action, at, text))).collect())
 }
 
 /// A page of an issue's timeline, oldest first, after update `after`; only public ones when

@@ -92,8 +92,13 @@ pub struct GatewaySettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Open311Settings {
-    /// The street a request without `jurisdiction_id` is for (a street's id).
+    /// The streets served (their ids): any other `jurisdiction_id` is not found.
+    pub jurisdictions: Vec<String>,
+    /// The street a request without `jurisdiction_id` is for: one of `jurisdictions`.
     pub default_jurisdiction: String,
+    /// The interface's public URL (`https://civic.example.gov.cn/open311/v2`), as discovery
+    /// tells it; empty: made from the request's `Host`.
+    pub base_url: String,
     /// Who to contact about the interface, as discovery tells clients.
     pub contact: String,
     /// The clients allowed to file requests: each API key and the principal it acts as.
@@ -102,7 +107,13 @@ pub struct Open311Settings {
 
 impl Default for Open311Settings {
     fn default() -> Self {
-        Self { default_jurisdiction: "zhongjie".into(), contact: String::new(), clients: Vec::new() }
+        Self {
+            jurisdictions: vec!["zhongjie".into()],
+            default_jurisdiction: "zhongjie".into(),
+            base_url: String::new(),
+            contact: String::new(),
+            clients: Vec::new(),
+        }
     }
 }
 
@@ -499,8 +510,23 @@ impl Config {
             }
         }
         let open311 = &self.gateway.open311;
-        if !open311.default_jurisdiction.is_empty() && !crate::names::is_valid_id(&open311.default_jurisdiction) {
-            return bad("gateway.open311.default_jurisdiction", "must be a street's id");
+        if open311.jurisdictions.len() > 100 || open311.jurisdictions.iter().any(|j| !crate::names::is_valid_id(j)) {
+            return bad("gateway.open311.jurisdictions", "at most 100 streets' ids");
+        }
+        if !open311.default_jurisdiction.is_empty() && !open311.jurisdictions.contains(&open311.default_jurisdiction) {
+            return bad(
+                "gateway.open311.default_jurisdiction",
+                "must be one of gateway.open311.jurisdictions (or empty)",
+            );
+        }
+        let base = &open311.base_url;
+        if !base.is_empty()
+            && (!(base.starts_with("https://") || base.starts_with("http://"))
+                || base.len() > 200
+                || base.ends_with('/')
+                || base.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return bad("gateway.open311.base_url", "an http(s) URL of at most 200 characters, without a trailing /");
         }
         if open311.contact.chars().count() > 200 {
             return bad("gateway.open311.contact", "at most 200 characters");
@@ -509,7 +535,14 @@ impl Config {
             return bad("gateway.open311.clients", "at most 100 clients");
         }
         let mut hashes = std::collections::BTreeSet::new();
+        let mut services = std::collections::BTreeSet::new();
         for client in &open311.clients {
+            if !services.insert(client.service.as_str()) {
+                return bad(
+                    "gateway.open311.clients.service",
+                    "two clients act as the same principal: they would read each other's requests",
+                );
+            }
             if !crate::names::is_valid_id(&client.service.replace('_', "-")) {
                 return bad("gateway.open311.clients.service", "must be a service principal's name");
             }
