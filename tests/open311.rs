@@ -384,6 +384,12 @@ async fn open311_clients_read_the_public_board_and_file_requests_with_a_key() {
         call(http, "GET", "/open311/v2/requests.json?start_date=2026-01-01&end_date=2026-03-01", None).await;
     assert_eq!((status, body.as_str()), (200, "[]"), "dates alone are taken");
 
+    // The edge's refusals are in Open311's format too.
+    let bad = "Authorization: Bearer not-a-token\r\n";
+    let (status, _, body) = call_with(http, "GET", "/open311/v2/services.xml", None, bad).await;
+    assert_eq!(status, 401);
+    assert!(body.contains("<errors><error><code>401</code>"), "{body}");
+
     // Discovery names the endpoint and its formats.
     let (status, headers, body) = call(http, "GET", "/open311/v2/discovery.xml", None).await;
     assert_eq!(status, 200);

@@ -137,8 +137,14 @@ fn too_many(wait: Duration) -> tonic::Status {
 /// service — kept when the caller asked for less — and as a bound on the answer's start).
 pub(crate) async fn policy(gateway: crate::Gateway, policy: Arc<Policy>, mut request: Request, next: Next) -> Response {
     let grpc = is_grpc(request.headers());
+    // Open311 clients are refused in Open311's error format.
+    let open311 = crate::open311::format_of(request.uri().path());
+    let refuse = |status: &tonic::Status, headers: &http::HeaderMap| match open311 {
+        Some(format) => crate::open311::refusal(format, status),
+        None => gateway.refuse(status, grpc, headers),
+    };
     if let Err(status) = policy.admit(&mut request) {
-        return gateway.refuse(&status, grpc, request.headers());
+        return refuse(&status, request.headers());
     }
     let asked = request
         .headers()
@@ -153,11 +159,9 @@ pub(crate) async fn policy(gateway: crate::Gateway, policy: Arc<Policy>, mut req
     let headers = request.headers().clone();
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => gateway.refuse(
-            &tonic::Status::deadline_exceeded("the request took longer than the gateway allows"),
-            grpc,
-            &headers,
-        ),
+        Err(_) => {
+            refuse(&tonic::Status::deadline_exceeded("the request took longer than the gateway allows"), &headers)
+        }
     }
 }
 

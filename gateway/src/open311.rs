@@ -83,7 +83,7 @@ pub(crate) struct Open311 {
 
 /// The answer's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub(crate) enum Format {
     Json,
     Xml,
 }
@@ -823,6 +823,23 @@ fn escape(text: &str) -> String {
         }
     }
     out
+}
+
+/// The format of an Open311 path (`/open311/v2/….xml` is XML, any other JSON); `None` for a
+/// path outside the interface.
+pub(crate) fn format_of(path: &str) -> Option<Format> {
+    let rest = path.strip_prefix("/open311/")?;
+    Some(if rest.ends_with(".xml") { Format::Xml } else { Format::Json })
+}
+
+/// A refusal at the edge (too many requests, a bad bearer token, out of time) in Open311's
+/// error format, with `Retry-After` when the status carries a retry delay.
+pub(crate) fn refusal(format: Format, status: &tonic::Status) -> Response {
+    let mut response = failure(format, Failure::from_status(status));
+    if let Some(retry) = tonic_types::StatusExt::get_details_retry_info(status).and_then(|r| r.retry_delay) {
+        response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(retry.as_secs().max(1)));
+    }
+    response
 }
 
 /// An Open311 error answer.
