@@ -413,10 +413,7 @@ fn build_request(route: &Route, vars: &[(String, String)], query: &str, body: &[
         _ => DynamicMessage::new(input.clone()),
     };
     if route.body != BodyRule::Whole {
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let key = unescape(key).ok_or("query: bad escape")?;
-            let value = unescape(value).ok_or("query: bad escape")?;
+        for (key, value) in pairs(query, usize::MAX).map_err(|e| format!("query: {e}"))? {
             set_path(&mut message, &key, &value).map_err(|e| format!("query parameter {key}: {e}"))?;
         }
     }
@@ -502,6 +499,21 @@ fn snake(path: &str) -> String {
 
 fn unescape(text: &str) -> Option<String> {
     template::percent_decode(&text.replace('+', " "))
+}
+
+/// `a=1&b=2` (a query, or a form's body) as unescaped pairs; at most `max` of them.
+fn pairs(text: &str, max: usize) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        if out.len() == max {
+            return Err("too many parameters".into());
+        }
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = unescape(key).ok_or("bad escape")?;
+        let value = unescape(value).ok_or("bad escape")?;
+        out.push((key, value));
+    }
+    Ok(out)
 }
 
 /// Starts a server-streaming call: the response body, or the status it failed with at once.

@@ -22,6 +22,7 @@ use bytes::Bytes;
 use civic_kit::auth::{Caller, Verifier};
 use civic_kit::config::Open311Settings;
 use civic_kit::directory::DelegateCredential;
+use civic_kit::fetch::encode;
 use civic_kit::server::GrpcService;
 use civic_proto::catalogue::catalogue_service_client::CatalogueServiceClient;
 use civic_proto::catalogue::{GetServiceItemRequest, ListServiceItemsRequest, ServiceItem};
@@ -48,6 +49,8 @@ const MAX_IDS: usize = 50;
 /// The interface's changeset, as discovery tells it.
 const CHANGESET: &str = "2026-12-01T00:00:00Z";
 
+/// The most parameters a query or a form takes.
+const MAX_PARAMS: usize = 100;
 /// At most this many pages of published items are read for one listing of services.
 const MAX_ITEM_PAGES: usize = 3;
 
@@ -168,7 +171,7 @@ impl Open311 {
         } else {
             return failure(Format::Json, Failure::not_found("no such endpoint: end the path in .json or .xml"));
         };
-        let mut params = match pairs(parts.uri.query().unwrap_or("")) {
+        let mut params = match crate::pairs(parts.uri.query().unwrap_or(""), MAX_PARAMS) {
             Ok(p) => p,
             Err(why) => return failure(format, Failure::bad(why)),
         };
@@ -179,7 +182,10 @@ impl Open311 {
                     return failure(format, Failure(StatusCode::PAYLOAD_TOO_LARGE, "the form is too large".into()));
                 }
             };
-            match std::str::from_utf8(&form).map_err(|_| "the form is not UTF-8".to_owned()).and_then(pairs) {
+            match std::str::from_utf8(&form)
+                .map_err(|_| "the form is not UTF-8".to_owned())
+                .and_then(|form| crate::pairs(form, MAX_PARAMS))
+            {
                 Ok(p) => params.extend(p),
                 Err(why) => return failure(format, Failure::bad(why)),
             }
@@ -357,7 +363,7 @@ impl Open311 {
                 .collect();
             query.extend(resolved);
             query.push(("page_token".into(), answer.next_page_token.clone()));
-            let text: Vec<String> = query.iter().map(|(k, v)| format!("{}={}", escape(k), escape(v))).collect();
+            let text: Vec<String> = query.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
             let ext = if call.format == Format::Xml { "xml" } else { "json" };
             format!("</open311/v2/requests.{ext}?{}>; rel=\"next\"", text.join("&"))
         });
@@ -797,34 +803,6 @@ fn range(
     Ok((start, end))
 }
 
-/// `a=1&b=2` as pairs, unescaped; at most 100 of them.
-fn pairs(text: &str) -> Result<Vec<(String, String)>, String> {
-    let mut out = Vec::new();
-    for pair in text.split('&').filter(|p| !p.is_empty()) {
-        if out.len() == 100 {
-            return Err("too many parameters".into());
-        }
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let key = crate::unescape(key).ok_or("a parameter has a bad escape")?;
-        let value = crate::unescape(value).ok_or("a parameter has a bad escape")?;
-        out.push((key, value));
-    }
-    Ok(out)
-}
-
-/// A query parameter's text, percent-escaped.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
 /// The format of an Open311 path (`/open311/v2/….xml` is XML, any other JSON); `None` for a
 /// path outside the interface.
 pub(crate) fn format_of(path: &str) -> Option<Format> {
@@ -935,9 +913,9 @@ mod tests {
 
     #[test]
     fn forms_are_unescaped_and_bounded() {
-        let p = pairs("a=1&attribute%5Btitle%5D=%E8%B7%AF+%E7%81%AF").expect("pairs");
+        let p = crate::pairs("a=1&attribute%5Btitle%5D=%E8%B7%AF+%E7%81%AF", MAX_PARAMS).expect("pairs");
         assert_eq!(p[1], ("attribute[title]".into(), "路 灯".into()));
-        assert!(pairs(&"a=1&".repeat(101)).is_err());
-        assert!(pairs("a=%zz").is_err());
+        assert!(crate::pairs(&"a=1&".repeat(101), MAX_PARAMS).is_err());
+        assert!(crate::pairs("a=%zz", MAX_PARAMS).is_err());
     }
 }

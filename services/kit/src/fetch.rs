@@ -27,8 +27,9 @@ pub async fn post_form(url: &str, form: &[(&str, &str)], deadline: Duration) -> 
         .map_err(|_| format!("no answer from {url} within {deadline:?}"))?
 }
 
-/// Form encoding: unreserved characters as they are, everything else percent-encoded.
-fn encode(text: &str) -> String {
+/// Form (and query) encoding: unreserved characters as they are, everything else
+/// percent-encoded.
+pub fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
