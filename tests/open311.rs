@@ -384,6 +384,16 @@ async fn open311_clients_read_the_public_board_and_file_requests_with_a_key() {
         call(http, "GET", "/open311/v2/requests.json?start_date=2026-01-01&end_date=2026-03-01", None).await;
     assert_eq!((status, body.as_str()), (200, "[]"), "dates alone are taken");
 
+    // The two calls Open311 stands on are in the HTTP API too, without a token.
+    let (status, _, body) = call(http, "GET", "/v1/streets/zhongjie/issueCategories", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(json(&body)["issueCategories"].as_array().is_some_and(|c| c.iter().any(|c| c["category"] == "facilities")));
+    let path = format!("/v1/streets/zhongjie/issueReports?issues=streets/zhongjie/issues/{public_id}");
+    let (status, _, body) = call(http, "GET", &path, None).await;
+    assert_eq!(status, 200, "{body}");
+    let report = &json(&body)["issueReports"][0];
+    assert!(report["description"].is_null() && report["full"].is_null(), "the board's view: {report}");
+
     // The edge's refusals are in Open311's format too.
     let bad = "Authorization: Bearer not-a-token\r\n";
     let (status, _, body) = call_with(http, "GET", "/open311/v2/services.xml", None, bad).await;
