@@ -346,26 +346,28 @@ async fn forget_redrawn_streets(bus: Bus, maps: Arc<map::Maps>, shutdown: Shutdo
 /// (its "issue created" events), applied once per event in the grid's own database.
 const LINKS: &str = "grid";
 
-/// The handler of the [`LINKS`] consumer.
-fn link_handler()
--> impl for<'a> Fn(&'a mut civic_kit::db::Tx, &'a civic_kit::events::Event) -> futures::future::BoxFuture<'a, Result<()>>
-+ Send
-+ Sync {
-    |tx, event| {
-        Box::pin(async move {
-            let Some(created) = event.decode::<IssueCreated>() else { return Ok(()) };
-            if created.visit.is_empty() {
-                return Ok(());
-            }
-            let (Ok(visit), Ok(index)) =
-                (domain::VisitName::parse("visit", &created.visit), usize::try_from(created.visit_problem))
-            else {
-                return Ok(());
-            };
-            store::link_problem(tx, &visit, index, &created.issue, &civic_kit::time::now_text()).await?;
-            Ok(())
-        })
+/// The handler of the [`LINKS`] consumer: issues opened from a visit's problem only (the
+/// others pass by without a transaction).
+fn link_handler() -> impl civic_kit::events::Handler {
+    fn from_visit(event: &civic_kit::events::Event) -> Option<(domain::VisitName, usize, String)> {
+        let created = event.decode::<IssueCreated>()?;
+        if created.visit.is_empty() {
+            return None;
+        }
+        let visit = domain::VisitName::parse("visit", &created.visit).ok()?;
+        let index = usize::try_from(created.visit_problem).ok()?;
+        Some((visit, index, created.issue))
     }
+    civic_kit::events::only(
+        |event| from_visit(event).is_some(),
+        |tx, event| {
+            Box::pin(async move {
+                let Some((visit, index, issue)) = from_visit(event) else { return Ok(()) };
+                store::link_problem(tx, &visit, index, &issue, &civic_kit::time::now_text()).await?;
+                Ok(())
+            })
+        },
+    )
 }
 
 /// Deletes what has outlived its retention, every hour, a thousand rows at a time.

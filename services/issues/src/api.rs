@@ -370,9 +370,6 @@ impl Issues {
     /// issue of the same origin (a visit's problem, a work order) exists already, that issue and
     /// no event.
     pub(crate) async fn take_in(&self, tx: &mut Tx, case: Case) -> Result<(Case, Option<IssueCreated>)> {
-        if let Some(existing) = store::insert(tx, &case).await? {
-            return Ok((existing, None));
-        }
         let update = IssueUpdate {
             visibility: Visibility::Public as i32,
             author: case.issue.created_by.clone(),
@@ -381,7 +378,9 @@ impl Issues {
             action: "created".into(),
             ..Default::default()
         };
-        store::first_update(tx, &case.name, &update).await?;
+        if let Some(existing) = store::insert(tx, &case, &update).await? {
+            return Ok((existing, None));
+        }
         let issue = &case.issue;
         let clock = issue.clock.unwrap_or_default();
         let event = IssueCreated {

@@ -41,12 +41,16 @@ pub(crate) async fn consume_visits(issues: Issues, visits: Subscription, shutdow
     events::consume(db, visits, CONSUMER, visit_handler(issues), DEAD_AFTER, shutdown.wait()).await;
 }
 
-/// The consumer's handler: a visit's problems opened as issues in the delivery's transaction.
-fn visit_handler(issues: Issues) -> impl for<'a> Fn(&'a mut Tx, &'a Event) -> BoxFuture<'a, Result<()>> + Send + Sync {
-    move |tx, event| {
-        let issues = issues.clone();
-        Box::pin(async move { issues.open_from_visit(tx, event).await })
-    }
+/// The consumer's handler: a visit's problems opened as issues in the delivery's transaction
+/// (a visit that raised none passes by).
+fn visit_handler(issues: Issues) -> impl events::Handler {
+    events::only(
+        |event: &Event| event.decode::<VisitRecorded>().is_some_and(|v| !v.problems.is_empty()),
+        move |tx: &mut Tx, event: &Event| -> BoxFuture<'_, Result<()>> {
+            let issues = issues.clone();
+            Box::pin(async move { issues.open_from_visit(tx, event).await })
+        },
+    )
 }
 
 impl Issues {

@@ -2,7 +2,7 @@
 //! sweeps and authorisation filter on), their reporters, and their timelines. Reads return the
 //! domain's types.
 
-use civic_kit::db::Tx;
+use civic_kit::db::{Arg, Batch, Tx};
 use civic_kit::error::{Error, Result};
 use civic_kit::names::StreetId;
 use civic_kit::time;
@@ -87,9 +87,9 @@ fn row(case: &Case) -> Row {
     }
 }
 
-/// Inserts a new issue and its reporter. An issue of the same origin that exists already is
-/// returned instead (nothing is written).
-pub async fn insert(tx: &mut Tx, case: &Case) -> Result<Option<Case>> {
+/// Inserts a new issue, its reporter and `first`, its first timeline entry, in one batch. An
+/// issue of the same origin that exists already is returned instead (nothing is written).
+pub async fn insert(tx: &mut Tx, case: &Case, first: &IssueUpdate) -> Result<Option<Case>> {
     let origin = origin_key(&case.issue);
     if let Some(key) = &origin {
         let found: Option<(i64, Vec<u8>)> =
@@ -111,59 +111,60 @@ pub async fn insert(tx: &mut Tx, case: &Case) -> Result<Option<Case>> {
                values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
                    $22, $23, $24, $25, $26, $27, $27, $28)";
     let now = at(issue.create_time.as_ref()).map(time::to_text).unwrap_or_else(time::now_text);
-    sqlx::query(sql)
-        .bind(case.name.street().as_str())
-        .bind(case.name.id().as_str())
-        .bind(&r.state)
-        .bind(&r.triage)
-        .bind(&r.source)
-        .bind(&issue.category)
-        .bind(&r.community)
-        .bind(&r.grid)
-        .bind(&issue.assignee)
-        .bind(&issue.assignee_department)
-        .bind(&r.referred_to)
-        .bind(&issue.reporter)
-        .bind(&issue.created_by)
-        .bind(r.pending)
-        .bind(i64::from(issue.escalation_level))
-        .bind(&r.response_due)
-        .bind(&r.resolution_due)
-        .bind(r.paused)
-        .bind(&issue.revisit_date)
-        .bind(&r.resolve_time)
-        .bind(r.location.1)
-        .bind(r.location.2)
-        // An issue of no particular origin is its own (no NULL is bound: see the migration).
-        .bind(origin.unwrap_or_else(|| format!("self|{}", case.name.id())))
-        .bind(i64::from(issue.reporter_count))
-        .bind(case.version)
-        .bind(issue.encode_to_vec())
-        .bind(&now)
-        .bind(r.location.0)
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| civic_kit::db::exists_on(e, "issues_pkey", &case.name))?;
+    let mut batch = Batch::new();
+    batch.push(
+        sql,
+        vec![
+            case.name.street().as_str().into(),
+            case.name.id().as_str().into(),
+            r.state.into(),
+            r.triage.into(),
+            r.source.into(),
+            Arg::from(&issue.category),
+            r.community.into(),
+            r.grid.into(),
+            Arg::from(&issue.assignee),
+            Arg::from(&issue.assignee_department),
+            r.referred_to.into(),
+            Arg::from(&issue.reporter),
+            Arg::from(&issue.created_by),
+            r.pending.into(),
+            i64::from(issue.escalation_level).into(),
+            r.response_due.into(),
+            r.resolution_due.into(),
+            r.paused.into(),
+            Arg::from(&issue.revisit_date),
+            r.resolve_time.into(),
+            r.location.1.into(),
+            r.location.2.into(),
+            // An issue of no particular origin is its own (no NULL is bound: see the migration).
+            origin.unwrap_or_else(|| format!("self|{}", case.name.id())).into(),
+            i64::from(issue.reporter_count).into(),
+            case.version.into(),
+            issue.encode_to_vec().into(),
+            Arg::from(&now),
+            r.location.0.into(),
+        ],
+    );
     if !issue.reporter.is_empty() {
-        add_reporter(tx, &case.name, &issue.reporter, &now).await?;
+        batch.push(
+            REPORTER,
+            vec![
+                case.name.street().as_str().into(),
+                case.name.id().as_str().into(),
+                Arg::from(&issue.reporter),
+                Arg::from(&now),
+            ],
+        );
     }
+    let (sql, args) = update_row(&case.name, 1, first);
+    batch.push(sql, args);
+    batch.run(tx).await.map_err(|e| civic_kit::db::exists_on(e, "issues_pkey", &case.name))?;
     Ok(None)
 }
 
-/// Records `reporter` as a reporter of `name` (once).
-pub async fn add_reporter(tx: &mut Tx, name: &IssueName, reporter: &str, now: &str) -> Result<()> {
-    sqlx::query(
-        "insert into issue_reporters (street, issue_id, reporter, created_at, updated_at) values ($1, $2, $3, $4, $4)
-         on conflict (street, issue_id, reporter) do nothing",
-    )
-    .bind(name.street().as_str())
-    .bind(name.id().as_str())
-    .bind(reporter)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
+const REPORTER: &str = "insert into issue_reporters (street, issue_id, reporter, created_at, updated_at)
+     values ($1, $2, $3, $4, $4) on conflict (street, issue_id, reporter) do nothing";
 
 /// Copies the reporters of `from` to `to` (a merge).
 pub async fn copy_reporters(tx: &mut Tx, from: &IssueName, to: &IssueName, now: &str) -> Result<()> {
@@ -483,29 +484,32 @@ pub async fn append_update(tx: &mut Tx, name: &IssueName, update: &IssueUpdate) 
     insert_update(tx, name, last + 1, update).await
 }
 
-/// Writes the first update of a new issue's timeline (number 1).
-pub async fn first_update(tx: &mut Tx, name: &IssueName, update: &IssueUpdate) -> Result<IssueUpdate> {
-    insert_update(tx, name, 1, update).await
+async fn insert_update(tx: &mut Tx, name: &IssueName, seq: i64, update: &IssueUpdate) -> Result<IssueUpdate> {
+    let (sql, args) = update_row(name, seq, update);
+    let mut batch = Batch::new();
+    batch.push(sql, args);
+    batch.run(tx).await?;
+    Ok(IssueUpdate { name: format!("{name}/updates/{seq}"), ..update.clone() })
 }
 
-async fn insert_update(tx: &mut Tx, name: &IssueName, seq: i64, update: &IssueUpdate) -> Result<IssueUpdate> {
+/// The statement that inserts `update` as entry `seq` of `name`'s timeline.
+fn update_row(name: &IssueName, seq: i64, update: &IssueUpdate) -> (&'static str, Vec<Arg>) {
     let created = at(update.create_time.as_ref()).map(time::to_text).unwrap_or_else(time::now_text);
-    sqlx::query(
+    (
         "insert into issue_updates (street, issue_id, seq, visibility, action, author, state, body, created_at, updated_at)
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+        vec![
+            name.street().as_str().into(),
+            name.id().as_str().into(),
+            seq.into(),
+            update.visibility().as_str_name().into(),
+            Arg::from(&update.action),
+            Arg::from(&update.author),
+            update.state().as_str_name().into(),
+            Arg::from(&update.text),
+            created.into(),
+        ],
     )
-    .bind(name.street().as_str())
-    .bind(name.id().as_str())
-    .bind(seq)
-    .bind(update.visibility().as_str_name())
-    .bind(&update.action)
-    .bind(&update.author)
-    .bind(update.state().as_str_name())
-    .bind(&update.text)
-    .bind(&created)
-    .execute(&mut **tx)
-    .await?;
-    Ok(IssueUpdate { name: format!("{name}/updates/{seq}"), ..update.clone() })
 }
 
 /// The number of public updates of an issue.
@@ -634,7 +638,7 @@ mod tests {
         for (id, location) in [("a0", None), ("a1", located), ("a2", None), ("a3", located)] {
             let mut c = case(id, location);
             let mut tx = db.db.begin().await.expect("begin");
-            assert!(insert(&mut tx, &c).await.expect("insert").is_none());
+            assert!(insert(&mut tx, &c, &IssueUpdate::default()).await.expect("insert").is_none());
             c.acknowledge("", Utc::now()).expect("ack");
             save(&mut tx, &c).await.expect("save");
             tx.commit().await.expect("commit");

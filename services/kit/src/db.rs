@@ -18,6 +18,9 @@ use sqlx::{Any, AnyPool, Transaction};
 
 use crate::error::{Error, Result};
 
+mod batch;
+pub use batch::{Arg, Batch};
+
 /// The database backend behind a [`Db`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -65,18 +68,22 @@ impl Db {
         sqlx::any::install_default_drivers();
         if url.starts_with("sqlite:") {
             let url = if url.contains('?') { url.to_owned() } else { format!("{url}?mode=rwc") };
+            // No liveness probe before each acquire: an embedded file has no server to drop the
+            // connection, and on SQLite the probe is one more hop to the connection's thread.
             let options = || {
-                AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10)).after_connect(|conn, _| {
-                    Box::pin(async move {
-                        sqlx::raw_sql(
-                            "pragma journal_mode = wal; pragma busy_timeout = 5000; \
+                AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10)).test_before_acquire(false).after_connect(
+                    |conn, _| {
+                        Box::pin(async move {
+                            sqlx::raw_sql(
+                                "pragma journal_mode = wal; pragma busy_timeout = 5000; \
                              pragma synchronous = normal; pragma foreign_keys = on;",
-                        )
-                        .execute(&mut *conn)
-                        .await?;
-                        Ok(())
-                    })
-                })
+                            )
+                            .execute(&mut *conn)
+                            .await?;
+                            Ok(())
+                        })
+                    },
+                )
             };
             let write = options().max_connections(1).connect(&url).await.map_err(Error::unavailable)?;
             let read =

@@ -5,7 +5,7 @@
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use crate::db::{OnConstraint, Tx, on_constraint};
+use crate::db::{Arg, Batch, Tx};
 use crate::error::{Error, Result};
 
 /// Who asked what, under which request id. Without a request id nothing is saved.
@@ -39,9 +39,13 @@ impl RequestKey {
     }
 }
 
-/// The saved answer to this key, if the request was made before. Call it first thing in the
-/// transaction of the change.
-pub async fn replay<M: Message + Default>(tx: &mut Tx, key: &RequestKey) -> Result<Option<M>> {
+/// The saved answer to this key, if the request was made before (read with `executor`); the
+/// same id saved for a different request is INVALID_ARGUMENT.
+pub async fn replay<'e, M, E>(executor: E, key: &RequestKey) -> Result<Option<M>>
+where
+    M: Message + Default,
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     if !key.is_set() {
         return Ok(None);
     }
@@ -51,7 +55,7 @@ pub async fn replay<M: Message + Default>(tx: &mut Tx, key: &RequestKey) -> Resu
     .bind(&key.caller)
     .bind(key.method)
     .bind(&key.request_id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(executor)
     .await?;
     match saved {
         None => Ok(None),
@@ -65,33 +69,51 @@ pub async fn replay<M: Message + Default>(tx: &mut Tx, key: &RequestKey) -> Resu
     }
 }
 
-/// Saves the answer to this key in the transaction of the change. A concurrent twin that
-/// saved first makes this transaction fail with ABORTED; its retry then replays.
-pub async fn save(tx: &mut Tx, key: &RequestKey, response: &impl Message) -> Result<()> {
-    if !key.is_set() {
-        return Ok(());
+/// Saves the answer to this key in the transaction of the change. `false` when an answer was
+/// saved under the key before (a retry, or a concurrent twin that committed first — on
+/// PostgreSQL this waits for the twin's transaction): the caller rolls its change back and
+/// replays. A key without a request id saves nothing and is `true`.
+pub async fn save(tx: &mut Tx, key: &RequestKey, response: &impl Message) -> Result<bool> {
+    let mut batch = Batch::new();
+    stage(&mut batch, key, response);
+    match batch.run(tx).await {
+        Ok(()) => Ok(true),
+        Err(e) if is_taken(&e) => Ok(false),
+        Err(e) => Err(e.into()),
     }
-    let now = crate::time::now_text();
-    sqlx::query(
+}
+
+/// As [`save`], the row added to `batch`; a batch that fails with [`is_taken`] found an answer
+/// saved before.
+pub fn stage(batch: &mut Batch, key: &RequestKey, response: &impl Message) {
+    if !key.is_set() {
+        return;
+    }
+    batch.push(
         "insert into civic_idempotency (caller, method, request_id, request_hash, response, created_at, updated_at)
          values ($1, $2, $3, $4, $5, $6, $6)",
-    )
-    .bind(&key.caller)
-    .bind(key.method)
-    .bind(&key.request_id)
-    .bind(&key.request_hash)
-    .bind(response.encode_to_vec())
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| {
-        on_constraint(
-            e,
-            &[OnConstraint { name: "civic_idempotency_pkey", kind: sqlx::error::ErrorKind::UniqueViolation }],
-            |_| Error::new(tonic::Code::Aborted, "REQUEST_IN_PROGRESS", "the same request is being handled; retry"),
-        )
-    })?;
-    Ok(())
+        vec![
+            Arg::from(&key.caller),
+            key.method.into(),
+            Arg::from(&key.request_id),
+            Arg::from(&key.request_hash),
+            response.encode_to_vec().into(),
+            crate::time::now_text().into(),
+        ],
+    );
+}
+
+/// Whether `err` says an answer is saved under the key already (the key's uniqueness: by its
+/// constraint's name on PostgreSQL, by its table in SQLite's message, which names columns).
+pub fn is_taken(err: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = err else { return false };
+    if db.kind() != sqlx::error::ErrorKind::UniqueViolation {
+        return false;
+    }
+    match db.constraint() {
+        Some(name) => name == "civic_idempotency_pkey",
+        None => db.message().contains("civic_idempotency."),
+    }
 }
 
 /// The etag of a resource at `version` (a counter bumped by every change).

@@ -15,8 +15,62 @@ use crate::error::Result;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
+/// What a consumer does with an event: [`Handler::apply`] it in the consumer's transaction.
+/// Any `Fn(&mut Tx, &Event) -> BoxFuture<Result<()>>` is a handler of every event; [`only`]
+/// makes one that passes over the events it has nothing to do with without a transaction.
+pub trait Handler: Send + Sync {
+    /// Whether the event may change anything here. `false`: it is acknowledged at once, with no
+    /// transaction and no record in the inbox (so it must be a pure test of the event).
+    fn wants(&self, _event: &Event) -> bool {
+        true
+    }
+
+    /// Applies the event in `tx`.
+    fn apply<'a>(&'a self, tx: &'a mut Tx, event: &'a Event) -> BoxFuture<'a, Result<()>>;
+}
+
+impl<F> Handler for F
+where
+    F: for<'a> Fn(&'a mut Tx, &'a Event) -> BoxFuture<'a, Result<()>> + Send + Sync,
+{
+    fn apply<'a>(&'a self, tx: &'a mut Tx, event: &'a Event) -> BoxFuture<'a, Result<()>> {
+        self(tx, event)
+    }
+}
+
+/// The handler `apply` for the events `wants` says it may change anything for; the others are
+/// acknowledged untouched.
+pub fn only<W, A>(wants: W, apply: A) -> Only<W, A>
+where
+    W: Fn(&Event) -> bool + Send + Sync,
+    A: for<'a> Fn(&'a mut Tx, &'a Event) -> BoxFuture<'a, Result<()>> + Send + Sync,
+{
+    Only { wants, apply }
+}
+
+/// See [`only`].
+pub struct Only<W, A> {
+    wants: W,
+    apply: A,
+}
+
+impl<W, A> Handler for Only<W, A>
+where
+    W: Fn(&Event) -> bool + Send + Sync,
+    A: for<'a> Fn(&'a mut Tx, &'a Event) -> BoxFuture<'a, Result<()>> + Send + Sync,
+{
+    fn wants(&self, event: &Event) -> bool {
+        (self.wants)(event)
+    }
+
+    fn apply<'a>(&'a self, tx: &'a mut Tx, event: &'a Event) -> BoxFuture<'a, Result<()>> {
+        (self.apply)(tx, event)
+    }
+}
+
 /// Applies each delivery of `subscription` exactly once for `consumer`, until `shutdown`
-/// resolves or the bus goes away. For each delivery it begins a transaction on `db` and records
+/// resolves or the bus goes away. A delivery the handler does not [`Handler::wants`] is
+/// acknowledged at once. For each other delivery it begins a transaction on `db` and records
 /// `(consumer, event id)` in the inbox — an id already there is acknowledged and skipped — then
 /// runs `handler` in that transaction, commits, and only then acknowledges. A handler error
 /// rolls the transaction back and refuses the delivery, which comes again later (JetStream:
@@ -38,7 +92,7 @@ pub async fn consume<H>(
     dead_after: u32,
     shutdown: impl Future<Output = ()>,
 ) where
-    H: for<'a> Fn(&'a mut Tx, &'a Event) -> BoxFuture<'a, Result<()>> + Send + Sync,
+    H: Handler,
 {
     tokio::pin!(shutdown);
     let mut backoff = BACKOFF_MIN;
@@ -71,10 +125,13 @@ pub async fn consume<H>(
 }
 
 /// Applies one delivery and acknowledges or refuses it.
-async fn handle<H>(db: &Db, consumer: &str, handler: &H, delivery: Delivery, dead_after: i64)
-where
-    H: for<'a> Fn(&'a mut Tx, &'a Event) -> BoxFuture<'a, Result<()>> + Send + Sync,
-{
+async fn handle<H: Handler>(db: &Db, consumer: &str, handler: &H, delivery: Delivery, dead_after: i64) {
+    if !handler.wants(&delivery.event) {
+        if let Err(e) = delivery.ack().await {
+            tracing::debug!(consumer, error = %describe(&e), "acknowledging a passed-over event failed; it will come again");
+        }
+        return;
+    }
     let span = tracing::info_span!("consume", consumer, event_id = %delivery.event.id, topic = %delivery.event.topic);
     crate::telemetry::adopt_traceparent(&span, delivery.event.traceparent.as_deref());
     async move {
@@ -126,10 +183,7 @@ async fn set_aside(db: &Db, consumer: &str, event: &Event, reason: &str, attempt
 /// was applied now (`false`: it had been before).
 /// (The enclosing `consume` span carries the consumer, event id and topic.)
 #[tracing::instrument(skip_all)]
-async fn apply<H>(db: &Db, consumer: &str, handler: &H, event: &Event) -> Result<bool>
-where
-    H: for<'a> Fn(&'a mut Tx, &'a Event) -> BoxFuture<'a, Result<()>> + Send + Sync,
-{
+async fn apply<H: Handler>(db: &Db, consumer: &str, handler: &H, event: &Event) -> Result<bool> {
     let mut tx = db.begin().await?;
     // On PostgreSQL a concurrent attempt on the same event waits here for the first to commit
     // (then skips) or roll back (then applies).
@@ -145,7 +199,7 @@ where
     if recorded.rows_affected() == 0 {
         return Ok(false);
     }
-    handler(&mut tx, event).await?;
+    handler.apply(&mut tx, event).await?;
     tx.commit().await?;
     Ok(true)
 }

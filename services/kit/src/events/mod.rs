@@ -30,10 +30,10 @@ mod relay;
 use prost::Message;
 use tokio::sync::broadcast;
 
-use crate::db::{Db, Tx};
+use crate::db::{Arg, Batch, Db, Tx};
 use crate::error::{Error, Result};
 
-pub use consume::consume;
+pub use consume::{Handler, Only, consume, only};
 pub use in_process::InProcessBus;
 pub use nats::{HEADER_CREATED_AT, HEADER_EVENT_ID, HEADER_KEY, HEADER_TRACEPARENT, NatsBus};
 pub use relay::{Relay, Retention};
@@ -188,20 +188,29 @@ pub async fn replay(db: &Db, event_id: &str) -> Result<bool> {
 /// trace.
 #[tracing::instrument(skip(tx, payload))]
 pub async fn enqueue(tx: &mut Tx, topic: &str, key: &str, payload: &impl Message) -> Result<String> {
+    let mut batch = Batch::new();
+    let id = stage(&mut batch, topic, key, payload)?;
+    batch.run(tx).await?;
+    Ok(id)
+}
+
+/// As [`enqueue`], the outbox row added to `batch` (the event exists once the batch has run in
+/// a transaction that commits); returns the event's id.
+pub fn stage(batch: &mut Batch, topic: &str, key: &str, payload: &impl Message) -> Result<String> {
     check_topic(topic)?;
     let id = uuid::Uuid::now_v7().to_string();
-    sqlx::query(
+    batch.push(
         "insert into civic_outbox (id, topic, event_key, payload, traceparent, created_at, updated_at, published_at)
          values ($1, $2, $3, $4, $5, $6, $6, null)",
-    )
-    .bind(&id)
-    .bind(topic)
-    .bind(key)
-    .bind(payload.encode_to_vec())
-    .bind(crate::telemetry::current_traceparent())
-    .bind(crate::time::now_text())
-    .execute(&mut **tx)
-    .await?;
+        vec![
+            Arg::from(&id),
+            topic.into(),
+            key.into(),
+            payload.encode_to_vec().into(),
+            crate::telemetry::current_traceparent().into(),
+            crate::time::now_text().into(),
+        ],
+    );
     Ok(id)
 }
 

@@ -290,14 +290,18 @@ impl Relay {
             Some(tx) => tx,
             None => self.shared.db.begin().await?,
         };
-        for id in &outcome.done {
-            sqlx::query(
-                "update civic_outbox set published_at = $1, updated_at = $1 where id = $2 and published_at is null",
-            )
-            .bind(&now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        // One statement for the pass's published rows (at most BATCH ids).
+        if !outcome.done.is_empty() {
+            let list: Vec<String> = (0..outcome.done.len()).map(|n| format!("${}", n + 2)).collect();
+            let sql = format!(
+                "update civic_outbox set published_at = $1, updated_at = $1 where published_at is null and id in ({})",
+                list.join(", ")
+            );
+            let mut stamp = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&now);
+            for id in &outcome.done {
+                stamp = stamp.bind(id);
+            }
+            stamp.execute(&mut *tx).await?;
         }
         for (id, attempts) in &outcome.refused {
             sqlx::query("update civic_outbox set attempts = $1, updated_at = $2 where id = $3")
