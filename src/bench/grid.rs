@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use bytes::Bytes;
 use civic_grid::geometry::{BareIndex, GridIndex, tiling};
 use civic_kit::auth::Role;
 use civic_proto::grid::grid_service_client::GridServiceClient;
@@ -49,6 +50,8 @@ pub struct Setup {
     worker: String,
     /// How many households the worker looks after.
     households: usize,
+    /// Some of them, by name: the `mixed` scenario's visits go to these.
+    visited: Vec<String>,
 }
 
 impl Setup {
@@ -90,6 +93,7 @@ impl Setup {
         // The due list: worker bench-due looks after the first two grids of the demo street.
         let zhongjie_admin = mint(target, "bench-admin", Role::Admin, civic_grid::ZHONGJIE_STREET)?;
         let mut households = 0;
+        let mut visited = Vec::new();
         let mut roster = RosterServiceClient::new(target.grpc[0].clone());
         for grid in ["g01", "g02"] {
             let name = format!("streets/{}/communities/dongyuan/grids/{grid}", civic_grid::ZHONGJIE_STREET);
@@ -122,6 +126,8 @@ impl Setup {
                     .await?
                     .into_inner();
                 households += page.households.len();
+                visited
+                    .extend(page.households.iter().take(64usize.saturating_sub(visited.len())).map(|h| h.name.clone()));
                 if page.next_page_token.is_empty() {
                     break;
                 }
@@ -132,6 +138,7 @@ impl Setup {
             locator: mint(target, "bench-locator", Role::GridWorker, STREET)?,
             worker: mint(target, "bench-due", Role::GridWorker, civic_grid::ZHONGJIE_STREET)?,
             households,
+            visited,
         })
     }
 
@@ -173,6 +180,56 @@ pub fn due(target: &Target, setup: &Setup) -> Call {
             &token,
         );
         Box::pin(async move { client.list_due_visits(request).await.map(|_| ()).map_err(|s| s.to_string()) })
+    })
+}
+
+/// The due-list worker records a door-to-door visit through the gateway (`POST
+/// /v1/streets/zhongjie/visits`), at one of their households, a fresh request id each.
+pub fn visit_http(target: &Target, setup: &Setup) -> anyhow::Result<Call> {
+    if setup.visited.is_empty() {
+        bail!("the due-list worker has no households to visit: seed the demo street");
+    }
+    let client = super::http_client();
+    let url = format!("http://{}/v1/streets/{}/visits", target.http, civic_grid::ZHONGJIE_STREET);
+    let token = setup.worker.clone();
+    let bodies: Arc<Vec<Bytes>> = Arc::new(
+        setup
+            .visited
+            .iter()
+            .map(|household| {
+                let visit_time = (chrono::Utc::now() - chrono::Duration::hours(1))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                let body = json!({
+                    "household": household,
+                    "kind": "DOOR_TO_DOOR",
+                    "visitTime": visit_time,
+                    "durationMinutes": 20,
+                    "notes": "压测走访",
+                });
+                Bytes::from(body.to_string())
+            })
+            .collect(),
+    );
+    Ok(Arc::new(move |n| {
+        let (client, token) = (client.clone(), token.clone());
+        let url = format!("{url}?requestId={}", uuid::Uuid::new_v4());
+        let body = bodies[n as usize % bodies.len()].clone();
+        Box::pin(async move { super::http_call(&client, http::Method::POST, &url, &token, body).await })
+    }))
+}
+
+/// The due-list worker's list through the gateway: `GET /v1/streets/zhongjie/dueVisits`.
+pub fn due_http(target: &Target, setup: &Setup) -> Call {
+    let client = super::http_client();
+    let url = format!(
+        "http://{}/v1/streets/{}/dueVisits?windowDays=7&pageSize=100",
+        target.http,
+        civic_grid::ZHONGJIE_STREET
+    );
+    let token = setup.worker.clone();
+    Arc::new(move |_| {
+        let (client, url, token) = (client.clone(), url.clone(), token.clone());
+        Box::pin(async move { super::http_call(&client, http::Method::GET, &url, &token, Bytes::new()).await })
     })
 }
 

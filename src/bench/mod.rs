@@ -168,7 +168,7 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     // The grid scenarios draw a street of a thousand grids first (all-in-one: the split set-up
     // starts the catalogue alone).
-    let grid_setup = if scenarios.iter().any(|s| ALL_IN_ONE.contains(s)) && args.mode != "split" {
+    let grid_setup = if scenarios.iter().any(|s| ALL_IN_ONE.contains(s) || *s == "mixed") && args.mode != "split" {
         Some(grid::Setup::load(&target).await?)
     } else {
         None
@@ -223,7 +223,7 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
             _ => {
                 let rates = (args.write_rate, args.read_rate);
-                mixed(&target, shape, &fixtures, rates, args.mode != "split").await?
+                mixed(&target, shape, &fixtures, rates, grid_setup.as_ref()).await?
             }
         };
         let report = report(scenario, &stats, &baseline, rss, extra);
@@ -728,15 +728,17 @@ async fn raw_event_and_answer(
 }
 
 /// The city's design load through the gateway, open loop, reads and writes at fixed rates side
-/// by side: with every service in the process (`across`), writes are CreateApplication and
-/// residents' CreateIssue in turn, and reads GetServiceItem with, one in four, a grid worker's
-/// list of issues; otherwise (the split set-up runs the catalogue alone) the catalogue's only.
+/// by side. With every service in the process (`grid` set up), in the proportions of a working
+/// day: writes are grid workers' visits (half), residents' CreateIssue (placed by LocateGrid)
+/// and CreateApplication at the desk (a quarter each); reads are GetServiceItem, with one in
+/// four a grid worker's list of issues and one in forty a worker's due visits. Otherwise (the
+/// split set-up runs the catalogue alone) the catalogue's only.
 async fn mixed(
     target: &Target,
     shape: Shape,
     fixtures: &Fixtures,
     (write_rate, read_rate): (f64, f64),
-    across: bool,
+    grid: Option<&grid::Setup>,
 ) -> anyhow::Result<(Stats, Option<f64>, Value)> {
     let items = gateway_get(target, fixtures);
     let client = http_client();
@@ -752,10 +754,20 @@ async fn mixed(
         let staff = staff.clone();
         Box::pin(async move { http_call(&client, http::Method::POST, &url, &staff, body).await })
     });
-    let (reads, writes): (Call, Call) = if across {
+    let across = grid.is_some();
+    let (reads, writes): (Call, Call) = if let Some(setup) = grid {
         let (lists, creates) = (issues::list_http(target)?, issues::create(target)?);
-        let reads: Call = Arc::new(move |n| if n % 4 == 3 { lists(n) } else { items(n) });
-        let writes: Call = Arc::new(move |n| if n % 2 == 1 { creates(n) } else { applications(n) });
+        let (visits, due) = (grid::visit_http(target, setup)?, grid::due_http(target, setup));
+        let reads: Call = Arc::new(move |n| match (n % 40, n % 4) {
+            (0, _) => due(n),
+            (_, 3) => lists(n),
+            _ => items(n),
+        });
+        let writes: Call = Arc::new(move |n| match n % 4 {
+            0 => applications(n),
+            1 => creates(n),
+            _ => visits(n),
+        });
         (reads, writes)
     } else {
         (items, applications)
@@ -772,7 +784,7 @@ async fn mixed(
         "write_rps": round(write_stats.rps()),
         "read_p99_ms": round3(read_stats.ms(0.99)),
         "write_p99_ms": round3(write_stats.ms(0.99)),
-        "services": if across { "catalogue, issues (and grid)" } else { "catalogue" },
+        "services": if across { "catalogue, issues, grid" } else { "catalogue" },
     });
     Ok((all, rss, extra))
 }

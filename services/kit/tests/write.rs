@@ -22,6 +22,9 @@ const THINGS: Migration = Migration {
           data blob not null)",
 };
 
+/// A row of `things`: id, n, note, x, data.
+type Thing = (String, i64, Option<String>, f64, Vec<u8>);
+
 const INSERT: &str = "insert into things (id, n, note, x, data) values ($1, $2, $3, $4, $5)";
 
 async fn setup() -> (TestDb, Writer) {
@@ -67,11 +70,10 @@ async fn a_batch_runs_its_statements_in_order_with_their_own_arguments() {
     let mut tx = store.begin().await.expect("begin");
     batch.run(&mut tx).await.expect("run");
     tx.commit().await.expect("commit");
-    let rows: Vec<(String, i64, Option<String>, f64, Vec<u8>)> =
-        sqlx::query_as("select id, n, note, x, data from things order by id")
-            .fetch_all(store.reader())
-            .await
-            .expect("read");
+    let rows: Vec<Thing> = sqlx::query_as("select id, n, note, x, data from things order by id")
+        .fetch_all(store.reader())
+        .await
+        .expect("read");
     assert_eq!(
         rows,
         vec![("a".into(), 11, Some("first".into()), 1.5, vec![1, 2, 3]), ("b".into(), 2, None, 1.5, vec![1, 2, 3]),]
