@@ -1,0 +1,294 @@
+//! A community's open places given to volunteers all at once, at the minimum total cost: a
+//! rectangular assignment problem (rows are places, columns are volunteers' free slots; a cell is
+//! the cost of that volunteer in that place, or not allowed).
+//!
+//! The optimum comes from the Hungarian method (`pathfinding`'s `kuhn_munkres_min`), on a
+//! blocking thread, within a deadline; past the deadline the answer is greedy's (each place in
+//! turn takes its cheapest free volunteer), flagged as such. Greedy's answer always comes
+//! beside the chosen one, so staff see what optimising gained.
+//!
+//! A cell that is not allowed costs [`FORBIDDEN`], more than every allowed cell of the matrix
+//! together: the optimum fills as many places as can be filled, and then costs least. A place
+//! left with no allowed volunteer is reported unfilled.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pathfinding::kuhn_munkres::kuhn_munkres_min;
+use pathfinding::matrix::Matrix;
+
+/// The cost of a score of 0; a score of 1 costs 0.
+pub const SCALE: i64 = 10_000;
+
+/// The most cells one problem may have (2,500 places × 10,000 slots): the matrix is kept twice
+/// while solving, 8 bytes a cell.
+pub const MAX_CELLS: usize = 25_000_000;
+
+/// The cost of a cell that is not allowed: above [`SCALE`] times the most rows a problem can
+/// have, so one such cell costs more than any set of allowed ones.
+pub const FORBIDDEN: i64 = SCALE * MAX_CELLS as i64 + 1;
+
+/// The cost of a pair whose score (0..=1, higher is better) is `score`.
+pub fn cost_of(score: f64) -> i64 {
+    let score = if score.is_nan() { 0.0 } else { score.clamp(0.0, 1.0) };
+    ((1.0 - score) * SCALE as f64).round() as i64
+}
+
+/// A problem too large to be solved in one go.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{rows} places × {columns} slots is more than {MAX_CELLS} pairs")]
+pub struct TooLarge {
+    /// Places.
+    pub rows: usize,
+    /// Slots.
+    pub columns: usize,
+}
+
+/// The cost of every (place, slot) pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Costs {
+    rows: usize,
+    columns: usize,
+    cells: Vec<i64>,
+}
+
+impl Costs {
+    /// The matrix of `rows` places × `columns` slots whose cell is `cell(row, column)`: a cost in
+    /// 0..=[`SCALE`], or `None` when the pair is not allowed.
+    pub fn new(
+        rows: usize,
+        columns: usize,
+        mut cell: impl FnMut(usize, usize) -> Option<i64>,
+    ) -> Result<Self, TooLarge> {
+        if rows.saturating_mul(columns) > MAX_CELLS {
+            return Err(TooLarge { rows, columns });
+        }
+        let mut cells = Vec::with_capacity(rows * columns);
+        for r in 0..rows {
+            for c in 0..columns {
+                cells.push(cell(r, c).map_or(FORBIDDEN, |cost| cost.clamp(0, SCALE)));
+            }
+        }
+        Ok(Self { rows, columns, cells })
+    }
+
+    /// Places.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Slots.
+    pub fn columns(&self) -> usize {
+        self.columns
+    }
+
+    /// The cost of the pair, `None` when it is not allowed.
+    pub fn get(&self, row: usize, column: usize) -> Option<i64> {
+        let cost = self.cells[row * self.columns + column];
+        (cost != FORBIDDEN).then_some(cost)
+    }
+
+    fn plan(&self, columns: Vec<Option<usize>>, optimal: bool) -> Plan {
+        let columns: Vec<Option<usize>> =
+            columns.into_iter().enumerate().map(|(r, c)| c.filter(|&c| self.get(r, c).is_some())).collect();
+        let total = columns.iter().enumerate().filter_map(|(r, c)| c.and_then(|c| self.get(r, c))).sum();
+        let filled = columns.iter().filter(|c| c.is_some()).count();
+        Plan { columns, total, filled, optimal }
+    }
+}
+
+/// Who takes which place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// For each place, its slot; `None` when no allowed slot was left for it.
+    pub columns: Vec<Option<usize>>,
+    /// The cost of the filled places.
+    pub total: i64,
+    /// How many places are filled.
+    pub filled: usize,
+    /// Whether it is the optimum (otherwise greedy's).
+    pub optimal: bool,
+}
+
+/// What [`solve`] proposes: the best plan it found in time, and greedy's beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proposal {
+    /// The optimum, or greedy's plan when the deadline passed first.
+    pub best: Plan,
+    /// Greedy's plan.
+    pub greedy: Plan,
+}
+
+/// Each place in turn takes its cheapest slot still free (the first of equals).
+pub fn greedy(costs: &Costs) -> Plan {
+    let mut taken = vec![false; costs.columns];
+    let mut columns = Vec::with_capacity(costs.rows);
+    for r in 0..costs.rows {
+        let row = &costs.cells[r * costs.columns..(r + 1) * costs.columns];
+        let best = row
+            .iter()
+            .enumerate()
+            .filter(|&(c, &cost)| !taken[c] && cost != FORBIDDEN)
+            .min_by_key(|&(c, &cost)| (cost, c))
+            .map(|(c, _)| c);
+        if let Some(c) = best {
+            taken[c] = true;
+        }
+        columns.push(best);
+    }
+    costs.plan(columns, false)
+}
+
+/// The plan of least total cost among those that fill the most places.
+pub fn optimal(costs: &Costs) -> Plan {
+    if costs.rows == 0 || costs.columns == 0 {
+        return costs.plan(vec![None; costs.rows], true);
+    }
+    let columns = if costs.rows <= costs.columns {
+        let matrix = Matrix::from_vec(costs.rows, costs.columns, costs.cells.clone())
+            .expect("the cells are rows × columns, by construction");
+        kuhn_munkres_min(&matrix).1.into_iter().map(Some).collect()
+    } else {
+        // More places than slots: the method wants no more rows than columns, so slots choose.
+        let mut transposed = Vec::with_capacity(costs.cells.len());
+        for c in 0..costs.columns {
+            transposed.extend((0..costs.rows).map(|r| costs.cells[r * costs.columns + c]));
+        }
+        let matrix = Matrix::from_vec(costs.columns, costs.rows, transposed)
+            .expect("the cells are columns × rows, by construction");
+        let mut columns = vec![None; costs.rows];
+        for (c, r) in kuhn_munkres_min(&matrix).1.into_iter().enumerate() {
+            columns[r] = Some(c);
+        }
+        columns
+    };
+    costs.plan(columns, true)
+}
+
+/// The optimum if it is found within `deadline` (on a blocking thread, never a runtime
+/// worker's), else greedy's plan; greedy's plan beside it either way (a zero deadline asks for
+/// greedy's alone). A search that passes
+/// the deadline runs on to its end on its thread (bounded by [`MAX_CELLS`]) and is dropped.
+pub async fn solve(costs: Costs, deadline: Duration) -> Proposal {
+    let costs = Arc::new(costs);
+    let greedy = greedy(&costs);
+    if deadline.is_zero() {
+        return Proposal { best: greedy.clone(), greedy };
+    }
+    let search = tokio::task::spawn_blocking({
+        let costs = costs.clone();
+        move || optimal(&costs)
+    });
+    let best = match tokio::time::timeout(deadline, search).await {
+        Ok(Ok(best)) => best,
+        _ => greedy.clone(),
+    };
+    Proposal { best, greedy }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic stream of numbers (xorshift).
+    fn numbers(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
+    /// A matrix of `rows` × `columns` with costs in 0..=SCALE and about `forbidden` in ten pairs
+    /// not allowed.
+    fn random(seed: u64, rows: usize, columns: usize, forbidden: u64) -> Costs {
+        let mut next = numbers(seed);
+        Costs::new(rows, columns, |_, _| {
+            let n = next();
+            (n % 10 >= forbidden).then_some((n >> 8) as i64 % (SCALE + 1))
+        })
+        .expect("small")
+    }
+
+    /// The same problem solved by another method (shortest augmenting paths, as SciPy's):
+    /// (places filled, their total cost).
+    fn by_lsap(costs: &Costs) -> (usize, i64) {
+        let (rows, columns) = (costs.rows(), costs.columns());
+        let cells: Vec<f64> = costs.cells.iter().map(|&c| c as f64).collect();
+        let (found_rows, found_columns) = lsap::solve(rows, columns, &cells, false).expect("solvable");
+        let allowed: Vec<i64> = found_rows.iter().zip(&found_columns).filter_map(|(&r, &c)| costs.get(r, c)).collect();
+        (allowed.len(), allowed.iter().sum())
+    }
+
+    #[test]
+    fn the_optimum_equals_an_independent_solvers() {
+        for seed in 1..=60u64 {
+            let (rows, columns) = (1 + (seed as usize * 7) % 23, 1 + (seed as usize * 11) % 29);
+            let costs = random(seed, rows, columns, seed % 4);
+            let plan = optimal(&costs);
+            assert!(plan.optimal);
+            assert_eq!((plan.filled, plan.total), by_lsap(&costs), "seed {seed}: {rows} × {columns}");
+            // A slot serves one place at most, and only where allowed.
+            let mut used: Vec<usize> = plan.columns.iter().flatten().copied().collect();
+            used.sort_unstable();
+            used.dedup();
+            assert_eq!(used.len(), plan.filled, "seed {seed}");
+            let greedy = greedy(&costs);
+            assert!(greedy.filled <= plan.filled, "seed {seed}");
+            if greedy.filled == plan.filled {
+                assert!(plan.total <= greedy.total, "seed {seed}");
+            }
+        }
+    }
+
+    #[test]
+    fn greedy_takes_the_first_cheap_pair_and_the_optimum_does_better() {
+        let table = [[1, 2], [2, 100]];
+        let costs = Costs::new(2, 2, |r, c| Some(table[r][c])).expect("small");
+        let g = greedy(&costs);
+        assert_eq!((g.columns.clone(), g.total, g.optimal), (vec![Some(0), Some(1)], 101, false));
+        let o = optimal(&costs);
+        assert_eq!((o.columns, o.total, o.optimal), (vec![Some(1), Some(0)], 4, true));
+    }
+
+    #[test]
+    fn places_that_cannot_be_filled_are_left_open_and_the_rest_filled() {
+        // Place 0 may take only slot 0, place 1 nothing, place 2 slot 0 or 1.
+        let allowed = [[Some(5), None], [None, None], [Some(1), Some(9)]];
+        let costs = Costs::new(3, 2, |r, c| allowed[r][c]).expect("small");
+        let o = optimal(&costs);
+        assert_eq!((o.columns, o.filled, o.total), (vec![Some(0), None, Some(1)], 2, 14));
+        // Greedy fills the same here but in another order it need not: place 2 first.
+        let flipped = Costs::new(2, 2, |r, c| [[Some(1), Some(9)], [Some(5), None]][r][c]).expect("small");
+        let (g, o) = (greedy(&flipped), optimal(&flipped));
+        assert_eq!((g.filled, o.filled, o.total), (1, 2, 14));
+    }
+
+    #[tokio::test]
+    async fn past_the_deadline_greedy_answers_and_says_so() {
+        let costs = random(7, 40, 80, 2);
+        let on_time = solve(costs.clone(), Duration::from_secs(30)).await;
+        assert!(on_time.best.optimal);
+        assert_eq!(on_time.greedy, greedy(&costs));
+        assert!(on_time.best.total <= on_time.greedy.total || on_time.best.filled > on_time.greedy.filled);
+        let none = solve(costs, Duration::ZERO).await;
+        assert!(!none.best.optimal);
+        assert_eq!(none.best, none.greedy);
+        // A search that takes far longer than a millisecond (300 × 600 pairs) is not waited for.
+        let late = solve(random(11, 300, 600, 3), Duration::from_millis(1)).await;
+        assert!(!late.best.optimal);
+        assert_eq!(late.best, late.greedy);
+    }
+
+    #[test]
+    fn costs_are_bounded_and_too_large_a_problem_is_refused() {
+        assert_eq!(
+            (cost_of(1.0), cost_of(0.0), cost_of(0.25), cost_of(f64::NAN), cost_of(7.0)),
+            (0, SCALE, 7500, SCALE, 0)
+        );
+        assert_eq!(Costs::new(5_001, 5_000, |_, _| Some(0)), Err(TooLarge { rows: 5_001, columns: 5_000 }));
+        let costs = Costs::new(1, 3, |_, c| Some([-5, 3, 20_000][c])).expect("small");
+        assert_eq!((costs.get(0, 0), costs.get(0, 2)), (Some(0), Some(SCALE)));
+    }
+}

@@ -1,0 +1,13 @@
+//! The volunteer service (群众点单、社区接单): residents place needs, volunteers take them, the
+//! community assigns a batch of open needs at once, and confirmed service earns moral-bank
+//! points.
+//!
+//! Built so far: the matching at its core, as plain domain code with no I/O —
+//! [`matching`] (who may take a need, and a score from skills, availability, distance, fair load
+//! and continuity, each factor with its reason) and [`assign`] (a community's open places given
+//! to volunteers at the minimum total cost, with greedy's answer beside it and a deadline). The
+//! API, its store, claims, tasks and the ledger come next; the crate is not registered as a
+//! service until they do.
+
+pub mod assign;
+pub mod matching;
