@@ -6,15 +6,19 @@
 //! [`matching`] (who may take a need, and a score from skills, availability, distance, fair load
 //! and continuity, each factor with its reason) and [`assign`] (a community's open places given
 //! to volunteers at the minimum total cost, with greedy's answer beside it and a deadline) — and
-//! the moral bank's [`ledger`] in the service's own schema ([`MIGRATIONS`]). The API, needs,
-//! claims and tasks come next; the crate is not registered as a service until they do.
+//! in the service's own schema ([`MIGRATIONS`]) the moral bank's [`ledger`] and the places
+//! volunteers take in needs ([`claims`]). The API, tasks and the rest come next; the crate is
+//! not registered as a service until they do.
 
 use civic_kit::db::Migration;
 
 pub mod assign;
+pub mod claims;
 pub mod ledger;
 pub mod matching;
 
 /// The volunteer service's schema, in order.
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "the moral bank's ledger", sql: include_str!("../migrations/0001_ledger.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "the moral bank's ledger", sql: include_str!("../migrations/0001_ledger.sql") },
+    Migration { version: 2, name: "needs and their claims", sql: include_str!("../migrations/0002_needs.sql") },
+];

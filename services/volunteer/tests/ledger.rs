@@ -5,6 +5,8 @@
 use civic_kit::testing::{TestDb, test_db};
 use civic_volunteer::ledger::{self, ADJUSTMENTS, ISSUED, Kind, REDEEMED};
 
+mod common;
+
 const STREET: &str = "zhongjie";
 
 async fn store() -> TestDb {
@@ -80,23 +82,19 @@ async fn fifty_redemptions_at_once_never_spend_more_than_the_balance() {
         .await
         .expect("earn");
     tx.commit().await.expect("commit");
-    let attempts = (0..50).map(|n| {
+    let (spent, refused) = common::at_once(50, |n| {
         let db = store.db.clone();
-        tokio::spawn(async move {
-            let mut tx = db.begin().await.expect("begin");
-            match ledger::redeem(&mut tx, STREET, "users/zhao", 3, &format!("rewards/r{n}"), "users/zhao").await {
-                Ok(_) => {
-                    tx.commit().await.expect("commit");
-                    true
-                }
-                Err(e) => {
-                    assert_eq!(e.reason(), "INSUFFICIENT_POINTS", "{e}");
-                    false
-                }
-            }
-        })
-    });
-    let spent = futures::future::join_all(attempts).await.into_iter().filter(|r| *r.as_ref().expect("join")).count();
+        async move {
+            let mut tx = db.begin().await?;
+            let spent =
+                ledger::redeem(&mut tx, STREET, "users/zhao", 3, &format!("rewards/r{n}"), "users/zhao").await?;
+            tx.commit().await?;
+            Ok(spent)
+        }
+    })
+    .await;
+    assert!(refused.iter().all(|e| e.reason() == "INSUFFICIENT_POINTS"), "{refused:?}");
+    let spent = spent.len();
     assert_eq!(spent, 3, "10 points buy three rewards of 3");
     assert_eq!(balance(&store, "users/zhao").await, 1);
     assert_eq!(unbalanced(&store).await, 0);
@@ -107,32 +105,24 @@ async fn fifty_redemptions_at_once_never_spend_more_than_the_balance() {
 async fn a_hundred_earnings_and_redemptions_at_once_keep_the_books() {
     let store = store().await;
     let people = ["users/p0", "users/p1", "users/p2", "users/p3", "users/p4"];
-    let operations = (0..100u64).map(|n| {
+    let (moved, refused) = common::at_once(100, |n| {
         let db = store.db.clone();
-        let person = people[(n % 5) as usize];
-        let points = 1 + (n * 7) % 9;
-        tokio::spawn(async move {
-            let mut tx = db.begin().await.expect("begin");
-            let done = if n % 5 < 3 || n < 20 {
+        let person = people[n % 5];
+        let points = 1 + (n as i64 * 7) % 9;
+        async move {
+            let mut tx = db.begin().await?;
+            let moved = if n % 5 < 3 || n < 20 {
                 let source = format!("streets/zhongjie/tasks/c{n}");
-                ledger::earn(&mut tx, STREET, person, points as i64, &source, "services/volunteer").await
+                ledger::earn(&mut tx, STREET, person, points, &source, "services/volunteer").await?
             } else {
-                ledger::redeem(&mut tx, STREET, person, points as i64, "rewards/any", person).await
+                ledger::redeem(&mut tx, STREET, person, points, "rewards/any", person).await?
             };
-            match done {
-                Ok(m) => {
-                    tx.commit().await.expect("commit");
-                    Some(m.points)
-                }
-                Err(e) => {
-                    assert_eq!(e.reason(), "INSUFFICIENT_POINTS", "{e}");
-                    None
-                }
-            }
-        })
-    });
-    let moved: Vec<i64> =
-        futures::future::join_all(operations).await.into_iter().filter_map(|r| r.expect("join")).collect();
+            tx.commit().await?;
+            Ok(moved.points)
+        }
+    })
+    .await;
+    assert!(refused.iter().all(|e| e.reason() == "INSUFFICIENT_POINTS"), "{refused:?}");
     let earned: i64 = moved.iter().filter(|p| **p > 0).sum();
     let redeemed: i64 = -moved.iter().filter(|p| **p < 0).sum::<i64>();
     assert!(redeemed > 0, "some redemptions went through");

@@ -1,0 +1,276 @@
+//! Places in needs, taken by volunteers (社区接单): a claim takes a place only while one is
+//! free, with one conditional update of the need's count — `claimed = claimed + 1 where claimed
+//! < places` — which both stores apply atomically (SQLite's single writer; PostgreSQL re-checks
+//! the condition on the row it waited for), so many claims at once never take more places than
+//! there are. A claim not checked in by its time is released and the place offered again.
+//!
+//! The functions work in the caller's transaction.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use civic_kit::db::{Db, Tx};
+use civic_kit::error::{Error, Result};
+use civic_kit::time;
+
+/// What a need is, as the store keeps it for claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewNeed {
+    /// The street.
+    pub street: String,
+    /// Its id.
+    pub id: String,
+    /// `MICRO_WISH`, `ONE_ON_ONE` or `ACTIVITY`.
+    pub kind: String,
+    /// Its community and grid ids (empty when not placed).
+    pub community: String,
+    /// See `community`.
+    pub grid: String,
+    /// The household it is for, or empty.
+    pub household: String,
+    /// The resident it is for (`users/{user}`).
+    pub resident: String,
+    /// Who placed it.
+    pub placed_by: String,
+    /// How many volunteers it takes (1 to 100).
+    pub places: i64,
+    /// When it starts.
+    pub start: DateTime<Utc>,
+    /// When it ends.
+    pub end: DateTime<Utc>,
+}
+
+/// A need's places as they stand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Places {
+    /// `OPEN`, `CLAIMED`, …
+    pub state: String,
+    /// How many it takes.
+    pub places: i64,
+    /// How many are taken.
+    pub claimed: i64,
+}
+
+/// A volunteer's place in a need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The need's id.
+    pub need: String,
+    /// The volunteer (`users/{user}`).
+    pub volunteer: String,
+    /// `ACTIVE` or `RELEASED`.
+    pub state: String,
+    /// Released unless checked in by then.
+    pub check_in_by: DateTime<Utc>,
+}
+
+/// The most places a need may have.
+pub const MAX_PLACES: i64 = 100;
+
+/// Records a new need, open, with no place taken.
+pub async fn insert_need(tx: &mut Tx, need: &NewNeed) -> Result<()> {
+    if !(1..=MAX_PLACES).contains(&need.places) {
+        return Err(Error::invalid("need.places", format!("must be 1 to {MAX_PLACES}")));
+    }
+    if need.end <= need.start {
+        return Err(Error::invalid("need.end_time", "must be after the start"));
+    }
+    let now = time::now_text();
+    sqlx::query(
+        "insert into needs (street, need_id, kind, state, community_id, grid_id, household, resident, placed_by,
+             places, claimed, start_time, end_time, version, created_at, updated_at)
+         values ($1, $2, $3, 'OPEN', $4, $5, $6, $7, $8, $9, 0, $10, $11, 1, $12, $12)",
+    )
+    .bind(&need.street)
+    .bind(&need.id)
+    .bind(&need.kind)
+    .bind(&need.community)
+    .bind(&need.grid)
+    .bind(&need.household)
+    .bind(&need.resident)
+    .bind(&need.placed_by)
+    .bind(need.places)
+    .bind(time::to_text(need.start))
+    .bind(time::to_text(need.end))
+    .bind(&now)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| civic_kit::db::exists_on(e, "needs_pkey", &format!("streets/{}/needs/{}", need.street, need.id)))?;
+    Ok(())
+}
+
+/// The need's places, `None` when there is no such need.
+pub async fn places<'e, E>(executor: E, street: &str, need: &str) -> Result<Option<Places>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row: Option<(String, i64, i64)> =
+        sqlx::query_as("select state, places, claimed from needs where street = $1 and need_id = $2")
+            .bind(street)
+            .bind(need)
+            .fetch_optional(executor)
+            .await?;
+    Ok(row.map(|(state, places, claimed)| Places { state, places, claimed }))
+}
+
+/// `volunteer` takes a place in `need`, to check in by `check_in_by`. Taking it again while the
+/// claim is active answers with that claim; NOT_FOUND without the need; FAILED_PRECONDITION
+/// `NEED_FULL` when every place is taken, `NEED_NOT_OPEN` when the need is past taking.
+pub async fn claim(
+    tx: &mut Tx,
+    street: &str,
+    need: &str,
+    volunteer: &str,
+    check_in_by: DateTime<Utc>,
+) -> Result<Claim> {
+    if let Some(held) = claim_of(tx, street, need, volunteer).await?
+        && held.state == "ACTIVE"
+    {
+        return Ok(held);
+    }
+    // Kept to the microsecond, as times are stored.
+    let check_in_by = check_in_by.trunc_subsecs(6);
+    let now = time::now_text();
+    let taken = sqlx::query(
+        "update needs set claimed = claimed + 1,
+             state = case when claimed + 1 >= places then 'CLAIMED' else state end,
+             version = version + 1, updated_at = $3
+         where street = $1 and need_id = $2 and state = 'OPEN' and claimed < places",
+    )
+    .bind(street)
+    .bind(need)
+    .bind(&now)
+    .execute(&mut **tx)
+    .await?;
+    if taken.rows_affected() == 0 {
+        return Err(match places(&mut **tx, street, need).await? {
+            None => Error::not_found(format!("streets/{street}/needs/{need}")),
+            Some(p) if p.state == "CLAIMED" || (p.state == "OPEN" && p.claimed >= p.places) => {
+                Error::failed_precondition("NEED_FULL", "every place of the need is taken")
+            }
+            Some(_) => Error::failed_precondition("NEED_NOT_OPEN", "the need is no longer taking volunteers"),
+        });
+    }
+    sqlx::query(
+        "insert into claims (street, need_id, volunteer, state, check_in_by, checked_in_at, released_because,
+             created_at, updated_at)
+         values ($1, $2, $3, 'ACTIVE', $4, '', '', $5, $5)
+         on conflict (street, need_id, volunteer) do update
+             set state = 'ACTIVE', check_in_by = $4, checked_in_at = '', released_because = '', updated_at = $5",
+    )
+    .bind(street)
+    .bind(need)
+    .bind(volunteer)
+    .bind(time::to_text(check_in_by))
+    .bind(&now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(Claim { need: need.to_owned(), volunteer: volunteer.to_owned(), state: "ACTIVE".into(), check_in_by })
+}
+
+/// Gives `volunteer`'s place in `need` back, `because` (`withdrawn`): the need is open again
+/// if it was full. `false` when they held no active claim (nothing changes).
+pub async fn release(tx: &mut Tx, street: &str, need: &str, volunteer: &str, because: &str) -> Result<bool> {
+    give_back(tx, (street, need, volunteer), because, None).await
+}
+
+/// As [`release`], only if the claim is still not checked in and past `cutoff`.
+async fn give_back(
+    tx: &mut Tx,
+    (street, need, volunteer): (&str, &str, &str),
+    because: &str,
+    cutoff: Option<&str>,
+) -> Result<bool> {
+    let now = time::now_text();
+    let released = match cutoff {
+        None => sqlx::query(
+            "update claims set state = 'RELEASED', released_because = $4, updated_at = $5
+             where street = $1 and need_id = $2 and volunteer = $3 and state = 'ACTIVE'",
+        ),
+        Some(_) => sqlx::query(
+            "update claims set state = 'RELEASED', released_because = $4, updated_at = $5
+             where street = $1 and need_id = $2 and volunteer = $3 and state = 'ACTIVE'
+                 and checked_in_at = '' and check_in_by < $6",
+        ),
+    };
+    let mut released = released.bind(street).bind(need).bind(volunteer).bind(because).bind(&now);
+    if let Some(cutoff) = cutoff {
+        released = released.bind(cutoff);
+    }
+    if released.execute(&mut **tx).await?.rows_affected() == 0 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "update needs set claimed = claimed - 1,
+             state = case when state = 'CLAIMED' then 'OPEN' else state end,
+             version = version + 1, updated_at = $3
+         where street = $1 and need_id = $2 and claimed > 0",
+    )
+    .bind(street)
+    .bind(need)
+    .bind(&now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(true)
+}
+
+/// Records that `volunteer` checked in for `need` at `at`: their claim is no longer released
+/// for being stale. FAILED_PRECONDITION `NO_CLAIM` without an active claim.
+pub async fn check_in(tx: &mut Tx, street: &str, need: &str, volunteer: &str, at: DateTime<Utc>) -> Result<()> {
+    let done = sqlx::query(
+        "update claims set checked_in_at = $4, updated_at = $4
+         where street = $1 and need_id = $2 and volunteer = $3 and state = 'ACTIVE' and checked_in_at = ''",
+    )
+    .bind(street)
+    .bind(need)
+    .bind(volunteer)
+    .bind(time::to_text(at))
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() > 0 {
+        return Ok(());
+    }
+    match claim_of(tx, street, need, volunteer).await? {
+        Some(c) if c.state == "ACTIVE" => Ok(()), // checked in before
+        _ => Err(Error::failed_precondition("NO_CLAIM", "check in to a place you have taken")),
+    }
+}
+
+/// Releases up to `limit` active claims not checked in by their time (at `now`), each in its
+/// own transaction; returns them as (street, need, volunteer), for the notices to send.
+pub async fn release_stale(db: &Db, now: DateTime<Utc>, limit: i64) -> Result<Vec<(String, String, String)>> {
+    let due: Vec<(String, String, String)> = sqlx::query_as(
+        "select street, need_id, volunteer from claims
+         where state = 'ACTIVE' and checked_in_at = '' and check_in_by < $1
+         order by check_in_by limit $2",
+    )
+    .bind(time::to_text(now))
+    .bind(limit)
+    .fetch_all(db.reader())
+    .await?;
+    let cutoff = time::to_text(now);
+    let mut released = Vec::with_capacity(due.len());
+    for (street, need, volunteer) in due {
+        let mut tx = db.begin().await?;
+        // Checked in or released meanwhile: the update finds nothing, and nothing changes.
+        if give_back(&mut tx, (&street, &need, &volunteer), "stale", Some(&cutoff)).await? {
+            tx.commit().await?;
+            released.push((street, need, volunteer));
+        }
+    }
+    Ok(released)
+}
+
+async fn claim_of(tx: &mut Tx, street: &str, need: &str, volunteer: &str) -> Result<Option<Claim>> {
+    let row: Option<(String, String)> =
+        sqlx::query_as("select state, check_in_by from claims where street = $1 and need_id = $2 and volunteer = $3")
+            .bind(street)
+            .bind(need)
+            .bind(volunteer)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(row.map(|(state, by)| Claim {
+        need: need.to_owned(),
+        volunteer: volunteer.to_owned(),
+        state,
+        check_in_by: DateTime::parse_from_rfc3339(&by).map(|t| t.with_timezone(&Utc)).unwrap_or_default(),
+    }))
+}
