@@ -39,8 +39,22 @@ create table claims (
     checked_in_at text not null,
     -- Why it was released (`stale`, `withdrawn`), or empty.
     released_because text not null,
+    -- The task done in the place: when the volunteer left, the minutes served (whole minutes,
+    -- from check-in to check-out), and the two confirmations — the volunteer's and the
+    -- resident's (or a grid worker's for them, `resident_confirmed_by`). Only with both are the
+    -- minutes counted (in the month of `confirmed_at`) and the points earned
+    -- (`points_movement`, the ledger's movement).
+    checked_out_at text not null default '',
+    minutes bigint not null default 0,
+    volunteer_confirmed_at text not null default '',
+    resident_confirmed_at text not null default '',
+    resident_confirmed_by text not null default '',
+    -- When the second confirmation came: the minutes count in that month.
+    confirmed_at text not null default '',
+    points_movement text not null default '',
     created_at text not null,
     updated_at text not null,
     primary key (street, need_id, volunteer)
 );
 create index claims_to_check_in on claims (state, checked_in_at, check_in_by);
+create index claims_by_volunteer on claims (street, volunteer, confirmed_at);

@@ -154,7 +154,9 @@ pub async fn claim(
              created_at, updated_at)
          values ($1, $2, $3, 'ACTIVE', $4, '', '', $5, $5)
          on conflict (street, need_id, volunteer) do update
-             set state = 'ACTIVE', check_in_by = $4, checked_in_at = '', released_because = '', updated_at = $5",
+             set state = 'ACTIVE', check_in_by = $4, checked_in_at = '', released_because = '', checked_out_at = '',
+                 minutes = 0, volunteer_confirmed_at = '', resident_confirmed_at = '', resident_confirmed_by = '',
+                 confirmed_at = '', points_movement = '', updated_at = $5",
     )
     .bind(street)
     .bind(need)
@@ -167,7 +169,8 @@ pub async fn claim(
 }
 
 /// Gives `volunteer`'s place in `need` back, `because` (`withdrawn`): the need is open again
-/// if it was full. `false` when they held no active claim (nothing changes).
+/// if it was full. `false` when they held no active claim, or its task is done (checked out):
+/// nothing changes.
 pub async fn release(tx: &mut Tx, street: &str, need: &str, volunteer: &str, because: &str) -> Result<bool> {
     give_back(tx, (street, need, volunteer), because, None).await
 }
@@ -183,7 +186,7 @@ async fn give_back(
     let released = match cutoff {
         None => sqlx::query(
             "update claims set state = 'RELEASED', released_because = $4, updated_at = $5
-             where street = $1 and need_id = $2 and volunteer = $3 and state = 'ACTIVE'",
+             where street = $1 and need_id = $2 and volunteer = $3 and state = 'ACTIVE' and checked_out_at = ''",
         ),
         Some(_) => sqlx::query(
             "update claims set state = 'RELEASED', released_because = $4, updated_at = $5

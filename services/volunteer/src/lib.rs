@@ -6,9 +6,10 @@
 //! [`matching`] (who may take a need, and a score from skills, availability, distance, fair load
 //! and continuity, each factor with its reason) and [`assign`] (a community's open places given
 //! to volunteers at the minimum total cost, with greedy's answer beside it and a deadline) — and
-//! in the service's own schema ([`MIGRATIONS`]) the moral bank's [`ledger`] and the places
-//! volunteers take in needs ([`claims`]). The API, tasks and the rest come next; the crate is
-//! not registered as a service until they do.
+//! in the service's own schema ([`MIGRATIONS`]) the moral bank's [`ledger`], the places
+//! volunteers take in needs ([`claims`]) and the [`tasks`] done in them (check-out, the two
+//! confirmations, the points). The API and the rest come next; the crate is not registered as a
+//! service until they do.
 
 use civic_kit::db::Migration;
 
@@ -16,6 +17,7 @@ pub mod assign;
 pub mod claims;
 pub mod ledger;
 pub mod matching;
+pub mod tasks;
 
 /// The volunteer service's schema, in order.
 pub const MIGRATIONS: &[Migration] = &[
