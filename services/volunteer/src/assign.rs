@@ -3,7 +3,7 @@
 //! the cost of that volunteer in that place, or not allowed).
 //!
 //! The optimum comes from the Hungarian method (`pathfinding`'s `kuhn_munkres_min`), on a
-//! blocking thread, within a deadline; past the deadline the answer is greedy's (each place in
+//! thread of its own, within a deadline; past the deadline the answer is greedy's (each place in
 //! turn takes its cheapest free volunteer), flagged as such. Greedy's answer always comes
 //! beside the chosen one, so staff see what optimising gained.
 //!
@@ -165,23 +165,26 @@ pub fn optimal(costs: &Costs) -> Plan {
     costs.plan(columns, true)
 }
 
-/// The optimum if it is found within `deadline` (on a blocking thread, never a runtime
-/// worker's), else greedy's plan; greedy's plan beside it either way (a zero deadline asks for
-/// greedy's alone). A search that passes
-/// the deadline runs on to its end on its thread (bounded by [`MAX_CELLS`]) and is dropped.
-pub async fn solve(costs: Costs, deadline: Duration) -> Proposal {
+/// The optimum if it is found within `deadline`, else greedy's plan; greedy's plan beside it
+/// either way (a zero deadline asks for greedy's alone). The search runs on a thread of its own
+/// and a search that passes the deadline runs on to its end there (bounded by [`MAX_CELLS`])
+/// and is dropped. This call blocks: from async code, call it on a blocking thread
+/// (`tokio::task::spawn_blocking`), never on a runtime worker.
+pub fn solve(costs: Costs, deadline: Duration) -> Proposal {
     let costs = Arc::new(costs);
     let greedy = greedy(&costs);
     if deadline.is_zero() {
         return Proposal { best: greedy.clone(), greedy };
     }
-    let search = tokio::task::spawn_blocking({
-        let costs = costs.clone();
-        move || optimal(&costs)
+    let (sender, found) = std::sync::mpsc::channel();
+    let search = costs.clone();
+    let started = std::thread::Builder::new().name("civic-assign".into()).spawn(move || {
+        // The receiver is gone when the deadline passed first: nothing waits for the answer.
+        let _ = sender.send(optimal(&search));
     });
-    let best = match tokio::time::timeout(deadline, search).await {
-        Ok(Ok(best)) => best,
-        _ => greedy.clone(),
+    let best = match started {
+        Ok(_) => found.recv_timeout(deadline).unwrap_or_else(|_| greedy.clone()),
+        Err(_) => greedy.clone(),
     };
     Proposal { best, greedy }
 }
@@ -265,18 +268,18 @@ mod tests {
         assert_eq!((g.filled, o.filled, o.total), (1, 2, 14));
     }
 
-    #[tokio::test]
-    async fn past_the_deadline_greedy_answers_and_says_so() {
+    #[test]
+    fn past_the_deadline_greedy_answers_and_says_so() {
         let costs = random(7, 40, 80, 2);
-        let on_time = solve(costs.clone(), Duration::from_secs(30)).await;
+        let on_time = solve(costs.clone(), Duration::from_secs(30));
         assert!(on_time.best.optimal);
         assert_eq!(on_time.greedy, greedy(&costs));
         assert!(on_time.best.total <= on_time.greedy.total || on_time.best.filled > on_time.greedy.filled);
-        let none = solve(costs, Duration::ZERO).await;
+        let none = solve(costs, Duration::ZERO);
         assert!(!none.best.optimal);
         assert_eq!(none.best, none.greedy);
         // A search that takes far longer than a millisecond (300 × 600 pairs) is not waited for.
-        let late = solve(random(11, 300, 600, 3), Duration::from_millis(1)).await;
+        let late = solve(random(11, 300, 600, 3), Duration::from_millis(1));
         assert!(!late.best.optimal);
         assert_eq!(late.best, late.greedy);
     }

@@ -4,8 +4,10 @@
 //!
 //! Built so far: the matching at its core, as plain domain code with no I/O —
 //! [`matching`] (who may take a need, and a score from skills, availability, distance, fair load
-//! and continuity, each factor with its reason) and [`assign`] (a community's open places given
-//! to volunteers at the minimum total cost, with greedy's answer beside it and a deadline) — and
+//! and continuity, each factor with its reason; the top k of a street's volunteers), [`assign`]
+//! (places given to slots at the minimum total cost, with greedy's answer beside it and a
+//! deadline) and [`batch`] (a community's open needs planned at once, settled so that no
+//! volunteer is booked twice or past their cap) — and
 //! in the service's own schema ([`MIGRATIONS`]) the moral bank's [`ledger`], the places
 //! volunteers take in needs ([`claims`]) and the [`tasks`] done in them (check-out, the two
 //! confirmations, the points). The API and the rest come next; the crate is not registered as a
@@ -14,6 +16,7 @@
 use civic_kit::db::Migration;
 
 pub mod assign;
+pub mod batch;
 pub mod claims;
 pub mod ledger;
 pub mod matching;

@@ -256,15 +256,70 @@ fn continuity(volunteer: &Volunteer<'_>, need: &Need<'_>) -> (f64, String) {
     }
 }
 
+/// The `k` best fits for `need` among `candidates` (each with the caller's index), best first:
+/// the eligible ones only, by score, equal scores in the candidates' order. One pass with a
+/// heap of `k`, so a street's every volunteer can be ranked per request.
+pub fn recommend<'a>(
+    need: &Need<'_>,
+    candidates: impl IntoIterator<Item = (usize, Volunteer<'a>)>,
+    k: usize,
+    weights: &Weights,
+    zone: FixedOffset,
+) -> Vec<(usize, Score)> {
+    use std::cmp::{Ordering, Reverse};
+    use std::collections::BinaryHeap;
+
+    /// A candidate in the heap: ordered by score, then earlier first.
+    struct Ranked(usize, Score);
+    impl PartialEq for Ranked {
+        fn eq(&self, other: &Self) -> bool {
+            self.cmp(other) == Ordering::Equal
+        }
+    }
+    impl Eq for Ranked {}
+    impl PartialOrd for Ranked {
+        fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+    impl Ord for Ranked {
+        fn cmp(&self, other: &Self) -> Ordering {
+            self.1.total.total_cmp(&other.1.total).then_with(|| other.0.cmp(&self.0))
+        }
+    }
+
+    if k == 0 {
+        return Vec::new();
+    }
+    let mut best: BinaryHeap<Reverse<Ranked>> = BinaryHeap::with_capacity(k + 1);
+    for (index, volunteer) in candidates {
+        if eligible(&volunteer, need).is_err() {
+            continue;
+        }
+        let ranked = Ranked(index, score(&volunteer, need, weights, zone));
+        if best.len() < k {
+            best.push(Reverse(ranked));
+        } else if best.peek().is_some_and(|Reverse(worst)| ranked > *worst) {
+            best.pop();
+            best.push(Reverse(ranked));
+        }
+    }
+    let mut ranked: Vec<Ranked> = best.into_iter().map(|Reverse(r)| r).collect();
+    ranked.sort_by(|a, b| b.cmp(a));
+    ranked.into_iter().map(|Ranked(index, score)| (index, score)).collect()
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn at(text: &str) -> DateTime<Utc> {
+    /// A time written in RFC 3339.
+    pub(crate) fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).expect("a time").with_timezone(&Utc)
     }
 
-    fn zone() -> FixedOffset {
+    /// The demo street's time zone.
+    pub(crate) fn zone() -> FixedOffset {
         FixedOffset::east_opt(8 * 3600).expect("UTC+8")
     }
 
@@ -369,6 +424,39 @@ mod tests {
         let after = [(at("2026-12-05T11:00:00+08:00"), at("2026-12-05T12:00:00+08:00"))];
         v.booked = &after;
         assert_eq!(eligible(&v, &n), Ok(()));
+    }
+
+    #[test]
+    fn the_best_eligible_come_first_and_the_ineligible_never() {
+        let want = strings(&["elder_care"]);
+        let (with, without) = (strings(&["elder_care"]), Vec::new());
+        let booked = [(at("2026-12-05T09:30:00+08:00"), at("2026-12-05T10:00:00+08:00"))];
+        let base = Volunteer {
+            skills: &without,
+            availability: &[],
+            home: None,
+            hours_this_month: 0.0,
+            monthly_cap_hours: 20.0,
+            booked: &[],
+            served_households: &[],
+        };
+        let candidates = [
+            Volunteer { hours_this_month: 10.0, ..base },         // 0: half loaded
+            Volunteer { skills: &with, ..base },                  // 1: the skill, no load
+            Volunteer { skills: &with, booked: &booked, ..base }, // 2: best, but booked
+            Volunteer { skills: &with, hours_this_month: 19.0, ..base }, // 3: over the cap with it
+            base,                                                 // 4: as 0, no load
+            Volunteer { skills: &with, hours_this_month: 10.0, ..base }, // 5: the skill, half loaded
+        ];
+        let n = need(&want, "");
+        let top = recommend(&n, candidates.iter().copied().enumerate(), 3, &Weights::default(), zone());
+        let order: Vec<usize> = top.iter().map(|(i, _)| *i).collect();
+        assert_eq!(order, vec![1, 5, 4]);
+        assert!(top.windows(2).all(|w| w[0].1.total >= w[1].1.total));
+        // All of them when k is large; none when k is 0.
+        let all = recommend(&n, candidates.iter().copied().enumerate(), 100, &Weights::default(), zone());
+        assert_eq!(all.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1, 5, 4, 0]);
+        assert!(recommend(&n, candidates.iter().copied().enumerate(), 0, &Weights::default(), zone()).is_empty());
     }
 
     #[test]

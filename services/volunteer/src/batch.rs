@@ -1,0 +1,345 @@
+//! A community's open needs given out all at once (AssignBatch): each need with its places
+//! still free, each volunteer with the places they may still take (their slots), at the least
+//! total cost — the score of [`crate::matching`] turned into a cost by [`assign::cost_of`].
+//!
+//! Places and slots are expanded into the rows and columns of one assignment problem
+//! ([`assign`]), pairs a volunteer is not eligible for left out. An assignment problem cannot
+//! say that one volunteer's slots must go to different needs that do not overlap in time and
+//! stay within their monthly cap together, so the answer is checked for that: of a volunteer's
+//! pairs that clash, the cheapest compatible ones are kept, the others are barred, and the
+//! problem is solved again — [`MAX_ROUNDS`] times at most, after which clashing pairs are left
+//! unfilled. Greedy's plan, settled the same way, comes beside the answer.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use chrono::FixedOffset;
+
+use crate::assign::{self, Costs, TooLarge};
+use crate::matching::{self, Need, Volunteer, Weights};
+
+/// How many times the problem is solved again after barring clashing pairs.
+pub const MAX_ROUNDS: usize = 5;
+
+/// A need and how many of its places are free.
+#[derive(Debug, Clone, Copy)]
+pub struct Open<'a> {
+    /// The need.
+    pub need: Need<'a>,
+    /// Free places.
+    pub places: usize,
+}
+
+/// A volunteer and how many places they may still take.
+#[derive(Debug, Clone, Copy)]
+pub struct Offer<'a> {
+    /// The volunteer.
+    pub volunteer: Volunteer<'a>,
+    /// Places they may still take.
+    pub slots: usize,
+}
+
+/// One volunteer in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pairing {
+    /// The need's index in the batch.
+    pub need: usize,
+    /// The volunteer's index in the batch.
+    pub volunteer: usize,
+    /// Its cost (0 for a perfect fit, [`assign::SCALE`] for the worst).
+    pub cost: i64,
+}
+
+/// A settled plan: no volunteer twice on one need, at two needs at once, or past their cap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    /// Who goes where, by need then volunteer.
+    pub pairings: Vec<Pairing>,
+    /// The cost of the pairings.
+    pub total: i64,
+    /// Places left free.
+    pub unfilled: usize,
+}
+
+/// What [`plan`] proposes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The best plan found in time.
+    pub best: Settled,
+    /// Whether every round of it was solved to the optimum (otherwise a deadline passed and
+    /// greedy's answer stood in).
+    pub optimal: bool,
+    /// How many times the problem was solved.
+    pub rounds: usize,
+    /// Greedy's plan, settled the same way.
+    pub greedy: Settled,
+}
+
+/// Gives the places of `needs` to the slots of `volunteers` (see the module docs), within
+/// `deadline` for the whole, in the street's time zone `zone`. It scores every pair and solves
+/// a problem of up to [`assign::MAX_CELLS`] pairs: it blocks, so from async code call it on a
+/// blocking thread (`tokio::task::spawn_blocking`), never on a runtime worker.
+pub fn plan(
+    needs: &[Open<'_>],
+    volunteers: &[Offer<'_>],
+    weights: &Weights,
+    zone: FixedOffset,
+    deadline: Duration,
+) -> Result<Plan, TooLarge> {
+    let started = Instant::now();
+    let rows: Vec<usize> = needs.iter().enumerate().flat_map(|(i, n)| std::iter::repeat_n(i, n.places)).collect();
+    let columns: Vec<usize> =
+        volunteers.iter().enumerate().flat_map(|(j, v)| std::iter::repeat_n(j, v.slots)).collect();
+    if rows.len().saturating_mul(columns.len()) > assign::MAX_CELLS {
+        return Err(TooLarge { rows: rows.len(), columns: columns.len() });
+    }
+    // Each (need, volunteer) pair is scored once, however many places and slots they have.
+    let pair_cost: Vec<Option<i64>> = needs
+        .iter()
+        .flat_map(|n| {
+            volunteers.iter().map(move |v| {
+                matching::eligible(&v.volunteer, &n.need)
+                    .ok()
+                    .map(|()| assign::cost_of(matching::score(&v.volunteer, &n.need, weights, zone).total))
+            })
+        })
+        .collect();
+    let cost = |i: usize, j: usize| pair_cost[i * volunteers.len() + j];
+
+    let mut bars = Bars::default();
+    let mut optimal = true;
+    let mut rounds = 0;
+    let best = loop {
+        rounds += 1;
+        let costs = Costs::new(rows.len(), columns.len(), |r, c| bars.cell(r, rows[r], columns[c], cost))?;
+        let left = deadline.saturating_sub(started.elapsed());
+        let proposal = assign::solve(costs, left);
+        optimal &= proposal.best.optimal;
+        let (kept, clashing) = settle(pairs_of(&proposal.best, &rows, &columns, cost), needs, volunteers);
+        if clashing.is_empty() || rounds > MAX_ROUNDS {
+            break finish(kept, rows.len());
+        }
+        bars.add(&clashing);
+    };
+    let greedy = {
+        let mut bars = Bars::default();
+        let mut round = 0;
+        loop {
+            round += 1;
+            let costs = Costs::new(rows.len(), columns.len(), |r, c| bars.cell(r, rows[r], columns[c], cost))?;
+            let (kept, clashing) = settle(pairs_of(&assign::greedy(&costs), &rows, &columns, cost), needs, volunteers);
+            if clashing.is_empty() || round > MAX_ROUNDS {
+                break finish(kept, rows.len());
+            }
+            bars.add(&clashing);
+        }
+    };
+    Ok(Plan { best, optimal, rounds, greedy })
+}
+
+/// Pairs barred from the next round: a place (row) for a volunteer who holds another place of
+/// the same need, or a whole need for a volunteer it clashes with otherwise.
+#[derive(Default)]
+struct Bars {
+    places: HashSet<(usize, usize)>,
+    needs: HashSet<(usize, usize)>,
+}
+
+impl Bars {
+    fn cell(
+        &self,
+        row: usize,
+        need: usize,
+        volunteer: usize,
+        cost: impl Fn(usize, usize) -> Option<i64>,
+    ) -> Option<i64> {
+        if self.places.contains(&(row, volunteer)) || self.needs.contains(&(need, volunteer)) {
+            None
+        } else {
+            cost(need, volunteer)
+        }
+    }
+
+    fn add(&mut self, clashing: &[(Placed, Clash)]) {
+        for (p, clash) in clashing {
+            match clash {
+                Clash::SameNeed => self.places.insert((p.row, p.pairing.volunteer)),
+                Clash::Other => self.needs.insert((p.pairing.need, p.pairing.volunteer)),
+            };
+        }
+    }
+}
+
+/// A pairing in the place (row) it fills.
+#[derive(Debug, Clone, Copy)]
+struct Placed {
+    row: usize,
+    pairing: Pairing,
+}
+
+/// Why a pairing cannot stand beside a volunteer's others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Clash {
+    /// They hold another place of the same need.
+    SameNeed,
+    /// It overlaps one they hold, or would pass their cap.
+    Other,
+}
+
+/// The pairs of `plan`'s filled places.
+fn pairs_of(
+    plan: &assign::Plan,
+    rows: &[usize],
+    columns: &[usize],
+    cost: impl Fn(usize, usize) -> Option<i64>,
+) -> Vec<Placed> {
+    plan.columns
+        .iter()
+        .enumerate()
+        .filter_map(|(row, c)| {
+            let (need, volunteer) = (rows[row], columns[(*c)?]);
+            cost(need, volunteer).map(|cost| Placed { row, pairing: Pairing { need, volunteer, cost } })
+        })
+        .collect()
+}
+
+/// Splits `pairs` into those that can stand together and those that clash: for each volunteer,
+/// their pairs cheapest first, each kept if it is not a second place on a need they have, does
+/// not overlap one kept, and keeps them within their cap.
+fn settle(
+    mut pairs: Vec<Placed>,
+    needs: &[Open<'_>],
+    volunteers: &[Offer<'_>],
+) -> (Vec<Pairing>, Vec<(Placed, Clash)>) {
+    pairs.sort_by_key(|p| (p.pairing.volunteer, p.pairing.cost, p.pairing.need, p.row));
+    let (mut kept, mut clashing) = (Vec::with_capacity(pairs.len()), Vec::new());
+    let mut mine: Vec<usize> = Vec::new();
+    let mut current = usize::MAX;
+    let mut hours = 0.0;
+    for placed in pairs {
+        let p = placed.pairing;
+        let volunteer = &volunteers[p.volunteer].volunteer;
+        if p.volunteer != current {
+            (current, hours) = (p.volunteer, volunteer.hours_this_month);
+            mine.clear();
+        }
+        let need = &needs[p.need].need;
+        let clash = if mine.contains(&p.need) {
+            Some(Clash::SameNeed)
+        } else if mine.iter().any(|&other| needs[other].need.start < need.end && need.start < needs[other].need.end)
+            || hours + need.hours() > volunteer.monthly_cap_hours + 1e-9
+        {
+            Some(Clash::Other)
+        } else {
+            None
+        };
+        match clash {
+            Some(clash) => clashing.push((placed, clash)),
+            None => {
+                hours += need.hours();
+                mine.push(p.need);
+                kept.push(p);
+            }
+        }
+    }
+    (kept, clashing)
+}
+
+fn finish(mut pairings: Vec<Pairing>, places: usize) -> Settled {
+    pairings.sort_by_key(|p| (p.need, p.volunteer));
+    let total = pairings.iter().map(|p| p.cost).sum();
+    let unfilled = places - pairings.len();
+    Settled { pairings, total, unfilled }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matching::tests::{at, zone};
+
+    fn need(start: &str, end: &str) -> Need<'static> {
+        Need { required_skills: &[], start: at(start), end: at(end), place: None, household: "" }
+    }
+
+    fn volunteer(hours: f64, cap: f64) -> Volunteer<'static> {
+        Volunteer {
+            skills: &[],
+            availability: &[],
+            home: None,
+            hours_this_month: hours,
+            monthly_cap_hours: cap,
+            booked: &[],
+            served_households: &[],
+        }
+    }
+
+    const MORNING: (&str, &str) = ("2026-12-05T09:00:00+08:00", "2026-12-05T11:00:00+08:00");
+    const LATE_MORNING: (&str, &str) = ("2026-12-05T10:00:00+08:00", "2026-12-05T12:00:00+08:00");
+    const AFTERNOON: (&str, &str) = ("2026-12-05T14:00:00+08:00", "2026-12-05T16:00:00+08:00");
+
+    fn planned(needs: &[Open<'_>], volunteers: &[Offer<'_>]) -> Plan {
+        plan(needs, volunteers, &Weights::default(), zone(), Duration::from_secs(30)).expect("small")
+    }
+
+    #[test]
+    fn one_volunteer_never_takes_two_places_of_one_need_nor_two_at_once() {
+        // Two places in the morning, one late in the morning, one in the afternoon; one
+        // volunteer with four slots and plenty of hours.
+        let needs = [
+            Open { need: need(MORNING.0, MORNING.1), places: 2 },
+            Open { need: need(LATE_MORNING.0, LATE_MORNING.1), places: 1 },
+            Open { need: need(AFTERNOON.0, AFTERNOON.1), places: 1 },
+        ];
+        let volunteers = [Offer { volunteer: volunteer(0.0, 40.0), slots: 4 }];
+        let p = planned(&needs, &volunteers);
+        let needs_taken: Vec<usize> = p.best.pairings.iter().map(|x| x.need).collect();
+        // One of the two overlapping morning needs, and the afternoon.
+        assert_eq!(needs_taken.len(), 2, "{p:?}");
+        assert!(needs_taken.contains(&2), "{p:?}");
+        assert_eq!(p.best.unfilled, 2);
+        assert!(p.rounds >= 2, "the first answer clashed and was settled: {p:?}");
+        assert_eq!(p.greedy.pairings.len(), 2, "greedy's is settled too: {p:?}");
+    }
+
+    #[test]
+    fn the_cap_holds_across_the_places_given() {
+        // Two separate two-hour needs; a volunteer with 3 hours left can take one of them.
+        let needs = [
+            Open { need: need(MORNING.0, MORNING.1), places: 1 },
+            Open { need: need(AFTERNOON.0, AFTERNOON.1), places: 1 },
+        ];
+        let volunteers = [Offer { volunteer: volunteer(17.0, 20.0), slots: 2 }];
+        let p = planned(&needs, &volunteers);
+        assert_eq!((p.best.pairings.len(), p.best.unfilled), (1, 1), "{p:?}");
+    }
+
+    #[test]
+    fn the_plan_beats_greedy_where_greedy_spends_the_best_volunteer_first() {
+        // The cook fits both needs best (no load either way), so greedy gives them to the first
+        // need, which asks for nothing, and the need that asks for cooking gets the other
+        // volunteer. The optimum swaps them.
+        let skills = ["cooking".to_owned()];
+        let needs = [
+            Open { need: need(MORNING.0, MORNING.1), places: 1 },
+            Open { need: Need { required_skills: &skills, ..need(AFTERNOON.0, AFTERNOON.1) }, places: 1 },
+        ];
+        let cook = Volunteer { skills: &skills, ..volunteer(0.0, 20.0) };
+        let volunteers = [Offer { volunteer: cook, slots: 1 }, Offer { volunteer: volunteer(0.0, 20.0), slots: 1 }];
+        let p = planned(&needs, &volunteers);
+        assert!(p.optimal);
+        assert_eq!((p.best.unfilled, p.greedy.unfilled), (0, 0));
+        assert!(p.best.total < p.greedy.total, "{p:?}");
+        let cook_goes_to: Vec<usize> = p.best.pairings.iter().filter(|x| x.volunteer == 0).map(|x| x.need).collect();
+        assert_eq!(cook_goes_to, vec![1], "{p:?}");
+        let greedy_cook: Vec<usize> = p.greedy.pairings.iter().filter(|x| x.volunteer == 0).map(|x| x.need).collect();
+        assert_eq!(greedy_cook, vec![0], "{p:?}");
+    }
+
+    #[test]
+    fn nobody_eligible_leaves_the_places_unfilled() {
+        let needs = [Open { need: need(MORNING.0, MORNING.1), places: 3 }];
+        let volunteers = [Offer { volunteer: volunteer(19.5, 20.0), slots: 3 }];
+        let p = planned(&needs, &volunteers);
+        assert_eq!((p.best.pairings.len(), p.best.unfilled, p.rounds), (0, 3, 1));
+    }
+}
