@@ -8,7 +8,8 @@
 //! (places given to slots at the minimum total cost, with greedy's answer beside it and a
 //! deadline) and [`batch`] (a community's open needs planned at once, settled so that no
 //! volunteer is booked twice or past their cap) — and
-//! in the service's own schema ([`MIGRATIONS`]) the moral bank's [`ledger`], the places
+//! in the service's own schema ([`MIGRATIONS`]) the moral bank's [`ledger`] and its
+//! [`rewards`], the places
 //! volunteers take in needs ([`claims`]) and the [`tasks`] done in them (check-out, the two
 //! confirmations, the points). The API and the rest come next; the crate is not registered as a
 //! service until they do.
@@ -20,10 +21,12 @@ pub mod batch;
 pub mod claims;
 pub mod ledger;
 pub mod matching;
+pub mod rewards;
 pub mod tasks;
 
 /// The volunteer service's schema, in order.
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "the moral bank's ledger", sql: include_str!("../migrations/0001_ledger.sql") },
     Migration { version: 2, name: "needs and their claims", sql: include_str!("../migrations/0002_needs.sql") },
+    Migration { version: 3, name: "the reward catalogue", sql: include_str!("../migrations/0003_rewards.sql") },
 ];
