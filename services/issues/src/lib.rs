@@ -275,8 +275,8 @@ impl Module for IssuesModule {
     }
 
     fn settings(&self, section: &Section) -> std::result::Result<Value, ConfigError> {
-        let settings = section.extract::<Settings>()?.check()?;
-        Value::serialize(settings).map_err(|e| bad("", e.to_string()))
+        section.extract::<Settings>()?.check()?;
+        section.effective::<Settings>()
     }
 
     async fn build(&self, parts: Parts) -> Result<Box<dyn Instance>> {

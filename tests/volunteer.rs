@@ -1,0 +1,249 @@
+//! The volunteer service end to end (its register of volunteers so far): a resident registers
+//! themselves and waits; the community's cadre approves; each caller sees what is theirs to see;
+//! bad input names its field and changes nothing; retries answer as the first time; the demo
+//! street has volunteers of every kind — over gRPC and HTTP/JSON, in the layout under test.
+
+mod common;
+
+use civic::{Options, Target};
+use civic_kit::auth::Role;
+use civic_proto::volunteer::volunteer::{Kind, State};
+use civic_proto::volunteer::volunteer_service_client::VolunteerServiceClient;
+use civic_proto::volunteer::*;
+use common::{Store, http, spawn_on, token, token_in, with_token};
+use tonic::Code;
+use tonic::transport::Channel;
+
+const STREET: &str = "streets/zhongjie";
+const EAST: &str = "streets/zhongjie/communities/dongyuan";
+const WEST: &str = "streets/zhongjie/communities/xiyuan";
+
+fn resident(subject: &str) -> String {
+    token(subject, &[Role::Resident], "zhongjie")
+}
+
+fn cadre_of(community: &str) -> String {
+    token_in(&format!("cadre-{community}"), &[Role::Cadre], "zhongjie", community)
+}
+
+fn admin() -> String {
+    token("admin", &[Role::Admin], "zhongjie")
+}
+
+fn draft(community: &str) -> Volunteer {
+    Volunteer {
+        display_name: "李秀英".into(),
+        kind: Kind::Resident as i32,
+        community: community.into(),
+        skills: vec!["elder_care".into(), "cooking".into()],
+        availability: vec![WeeklyRange { weekday: 6, start_time: "09:00".into(), end_time: "11:30".into() }],
+        home: Some(Point { latitude: 35.54, longitude: 106.66 }),
+        ..Default::default()
+    }
+}
+
+fn create(volunteer: Volunteer, id: &str, request_id: &str) -> CreateVolunteerRequest {
+    CreateVolunteerRequest {
+        parent: STREET.into(),
+        volunteer: Some(volunteer),
+        volunteer_id: id.into(),
+        request_id: request_id.into(),
+    }
+}
+
+fn get(name: &str) -> GetVolunteerRequest {
+    GetVolunteerRequest { name: name.into() }
+}
+
+fn code<T: std::fmt::Debug>(answer: Result<tonic::Response<T>, tonic::Status>) -> Code {
+    answer.expect_err("refused").code()
+}
+
+#[tokio::test]
+async fn residents_register_and_the_community_approves_them() {
+    let store = Store::fresh().await;
+    let app = spawn_on(&store, Target::All, Options { seed: true, ..Default::default() }).await;
+    let mut client = VolunteerServiceClient::new(app.channel.clone());
+    let me = resident("res-li");
+
+    // A resident registers themselves, and waits.
+    let mine =
+        client.create_volunteer(with_token(create(draft(EAST), "", "r-1"), &me)).await.expect("register").into_inner();
+    assert_eq!(mine.name, "streets/zhongjie/volunteers/res-li");
+    assert_eq!((mine.person.as_str(), mine.state()), ("users/res-li", State::Pending));
+    assert_eq!(mine.monthly_hours_cap, 20, "the street's default cap");
+    // The same request again answers as the first time; a second registration is refused.
+    let again = client.create_volunteer(with_token(create(draft(EAST), "", "r-1"), &me)).await.expect("retry");
+    assert_eq!(again.into_inner(), mine);
+    assert_eq!(
+        code(client.create_volunteer(with_token(create(draft(EAST), "", "r-2"), &me)).await),
+        Code::AlreadyExists
+    );
+    // Not for someone else, nor approving themselves.
+    let for_other = client.create_volunteer(with_token(create(draft(EAST), "res-wang", "r-3"), &me)).await;
+    assert_eq!(code(for_other), Code::PermissionDenied);
+    let approve =
+        |etag: &str| ApproveVolunteerRequest { name: mine.name.clone(), etag: etag.into(), request_id: String::new() };
+    assert_eq!(code(client.approve_volunteer(with_token(approve(""), &me)).await), Code::PermissionDenied);
+
+    // Who sees it: themselves, their community's cadre, the admin; not another resident, not
+    // another community's cadre (which is not told whether it exists), not anonymously.
+    assert_eq!(client.get_volunteer(with_token(get(&mine.name), &me)).await.expect("own").into_inner(), mine);
+    assert_eq!(
+        code(client.get_volunteer(with_token(get(&mine.name), &resident("res-wang"))).await),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        code(client.get_volunteer(with_token(get(&mine.name), &cadre_of("xiyuan"))).await),
+        Code::PermissionDenied
+    );
+    let nobody = "streets/zhongjie/volunteers/nobody";
+    assert_eq!(code(client.get_volunteer(with_token(get(nobody), &cadre_of("xiyuan"))).await), Code::PermissionDenied);
+    assert_eq!(code(client.get_volunteer(with_token(get(nobody), &admin())).await), Code::NotFound);
+    assert_eq!(code(client.get_volunteer(get(&mine.name)).await), Code::Unauthenticated);
+    let elsewhere = token("admin", &[Role::Admin], "elsewhere");
+    assert_eq!(code(client.get_volunteer(with_token(get(&mine.name), &elsewhere)).await), Code::PermissionDenied);
+
+    // The cadre of the east lists the community's waiting registrations and approves this one.
+    let east = cadre_of("dongyuan");
+    let pending = ListVolunteersRequest {
+        parent: STREET.into(),
+        page_size: 200,
+        filter: "state = PENDING".into(),
+        ..Default::default()
+    };
+    let listed = client.list_volunteers(with_token(pending.clone(), &east)).await.expect("list").into_inner();
+    assert!(listed.volunteers.iter().any(|v| v.name == mine.name));
+    assert!(listed.volunteers.iter().all(|v| v.community == EAST && v.state() == State::Pending));
+    assert_eq!(code(client.list_volunteers(with_token(pending.clone(), &me)).await), Code::PermissionDenied);
+    let west_filter = ListVolunteersRequest { filter: format!("community = {WEST}"), ..pending.clone() };
+    assert_eq!(code(client.list_volunteers(with_token(west_filter, &east)).await), Code::PermissionDenied);
+    assert_eq!(
+        code(client.approve_volunteer(with_token(approve(""), &cadre_of("xiyuan"))).await),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        code(client.approve_volunteer(with_token(approve("\"7\""), &east)).await),
+        Code::Aborted,
+        "a stale etag"
+    );
+    let approved =
+        client.approve_volunteer(with_token(approve(&mine.etag), &east)).await.expect("approve").into_inner();
+    assert_eq!((approved.state(), approved.approved_by.as_str()), (State::Approved, "users/cadre-dongyuan"));
+    let twice = client.approve_volunteer(with_token(approve(""), &east)).await.expect_err("approved already");
+    assert_eq!(twice.code(), Code::FailedPrecondition);
+
+    // Staff register someone approved at once, in their own community only.
+    let staffed =
+        client.create_volunteer(with_token(create(draft(EAST), "res-zhao", "r-4"), &east)).await.expect("staff");
+    assert_eq!(staffed.into_inner().state(), State::Approved);
+    let other = client.create_volunteer(with_token(create(draft(WEST), "res-sun", "r-5"), &east)).await;
+    assert_eq!(code(other), Code::PermissionDenied);
+
+    // The demo street's volunteers: every kind, in-service Party members with their employer.
+    let party = ListVolunteersRequest {
+        parent: STREET.into(),
+        page_size: 200,
+        filter: "kind = IN_SERVICE_PARTY_MEMBER".into(),
+        ..Default::default()
+    };
+    let members = client.list_volunteers(with_token(party, &admin())).await.expect("list").into_inner();
+    assert!(!members.volunteers.is_empty());
+    assert!(members.volunteers.iter().all(|v| v.kind() == Kind::InServicePartyMember && !v.employer.is_empty()));
+    let cooks = ListVolunteersRequest {
+        parent: STREET.into(),
+        page_size: 200,
+        filter: "skill = cooking".into(),
+        ..Default::default()
+    };
+    let cooks = client.list_volunteers(with_token(cooks, &admin())).await.expect("cooks").into_inner();
+    assert!(!cooks.volunteers.is_empty() && cooks.volunteers.iter().all(|v| v.skills.contains(&"cooking".into())));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_volunteer_edits_their_profile_and_bad_input_changes_nothing() {
+    let store = Store::fresh().await;
+    let app = spawn_on(&store, Target::All, Options::default()).await;
+    let channel: Channel = app.channel.clone();
+    let mut client = VolunteerServiceClient::new(channel);
+    let me = resident("res-zhou");
+    let mine =
+        client.create_volunteer(with_token(create(draft(EAST), "", ""), &me)).await.expect("register").into_inner();
+    let update = |v: Volunteer, paths: &[&str]| UpdateVolunteerRequest {
+        volunteer: Some(v),
+        update_mask: Some(pbjson_types::FieldMask { paths: paths.iter().map(|p| (*p).to_owned()).collect() }),
+        request_id: String::new(),
+    };
+    let changed = Volunteer {
+        skills: vec!["tutoring".into()],
+        availability: vec![WeeklyRange { weekday: 3, start_time: "19:00".into(), end_time: "21:00".into() }],
+        ..mine.clone()
+    };
+    let after = client
+        .update_volunteer(with_token(update(changed.clone(), &["skills", "availability"]), &me))
+        .await
+        .expect("update")
+        .into_inner();
+    assert_eq!((after.skills.clone(), after.availability.len()), (vec!["tutoring".to_owned()], 1));
+    assert_ne!(after.etag, mine.etag);
+
+    // Bad input names its field, and nothing changes.
+    let cases: [(Volunteer, &[&str], &str); 5] = [
+        (Volunteer { skills: vec!["juggling".into()], ..after.clone() }, &["skills"], "volunteer.skills"),
+        (
+            Volunteer {
+                availability: vec![WeeklyRange { weekday: 3, start_time: "21:00".into(), end_time: "19:00".into() }],
+                ..after.clone()
+            },
+            &["availability"],
+            "volunteer.availability[0]",
+        ),
+        (Volunteer { display_name: " ".into(), ..after.clone() }, &["display_name"], "volunteer.display_name"),
+        (
+            Volunteer { registration_date: "2026-13-01".into(), ..after.clone() },
+            &["registration_date"],
+            "volunteer.registration_date",
+        ),
+        (after.clone(), &["state"], "update_mask"),
+    ];
+    for (sent, paths, field) in cases {
+        let refused = client.update_volunteer(with_token(update(sent, paths), &me)).await.expect_err(field);
+        assert_eq!(refused.code(), Code::InvalidArgument, "{field}");
+        assert!(
+            refused.message().contains(field) || format!("{:?}", refused.details()).contains(field),
+            "{field}: {refused:?}"
+        );
+    }
+    // A volunteer does not move themselves to another community; a stale etag is ABORTED.
+    let moved = client
+        .update_volunteer(with_token(
+            update(Volunteer { community: WEST.into(), ..after.clone() }, &["community"]),
+            &me,
+        ))
+        .await;
+    assert_eq!(code(moved), Code::PermissionDenied);
+    let stale = client
+        .update_volunteer(with_token(update(Volunteer { etag: mine.etag.clone(), ..after.clone() }, &["skills"]), &me))
+        .await;
+    assert_eq!(code(stale), Code::Aborted);
+    let now = client.get_volunteer(with_token(get(&mine.name), &me)).await.expect("get").into_inner();
+    assert_eq!(now, after, "nothing changed");
+
+    // The same over HTTP/JSON: registering, reading, and a field named in a 400.
+    let wang = resident("res-wang");
+    let body = r#"{"displayName":"王德明","kind":"SENIOR_PARTY_MEMBER","community":"streets/zhongjie/communities/dongyuan","skills":["mediation"]}"#;
+    let (status, text) = http(app.http_addr, "POST", "/v1/streets/zhongjie/volunteers", &wang, Some(body)).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(r#""state":"PENDING""#) && text.contains("users/res-wang"), "{text}");
+    let (status, text) = http(app.http_addr, "GET", "/v1/streets/zhongjie/volunteers/res-wang", &wang, None).await;
+    assert_eq!(status, 200, "{text}");
+    let bad = r#"{"displayName":"王","kind":"RESIDENT","community":"streets/elsewhere/communities/x"}"#;
+    let (status, text) =
+        http(app.http_addr, "POST", "/v1/streets/zhongjie/volunteers", &resident("res-ma"), Some(bad)).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("volunteer.community"), "{text}");
+    let (status, _) = http(app.http_addr, "GET", "/v1/streets/zhongjie/volunteers/res-ma", &admin(), None).await;
+    assert_eq!(status, 404, "nothing was written");
+    app.stop().await;
+}
