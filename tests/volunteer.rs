@@ -247,3 +247,151 @@ async fn a_volunteer_edits_their_profile_and_bad_input_changes_nothing() {
     assert_eq!(status, 404, "nothing was written");
     app.stop().await;
 }
+
+fn stamp(t: chrono::DateTime<chrono::Utc>) -> pbjson_types::Timestamp {
+    pbjson_types::Timestamp { seconds: t.timestamp(), nanos: 0 }
+}
+
+/// An activity of `places` places in the east, from `hours` hours from now for two hours.
+fn activity(places: i32, hours: i64) -> Need {
+    let start = chrono::Utc::now() + chrono::Duration::hours(hours);
+    Need {
+        kind: civic_proto::volunteer::need::Kind::Activity as i32,
+        title: "清理楼道杂物".into(),
+        description: "3号楼楼道堆了很多纸箱".into(),
+        community: EAST.into(),
+        required_skills: vec!["cleaning".into()],
+        start_time: Some(stamp(start)),
+        end_time: Some(stamp(start + chrono::Duration::hours(2))),
+        places,
+        ..Default::default()
+    }
+}
+
+fn place(need: Need) -> CreateNeedRequest {
+    CreateNeedRequest { parent: STREET.into(), need: Some(need), request_id: String::new() }
+}
+
+fn claim(need: &str) -> ClaimNeedRequest {
+    ClaimNeedRequest { name: need.into(), request_id: String::new() }
+}
+
+#[tokio::test]
+async fn volunteers_take_the_places_of_needs_and_never_more_than_there_are() {
+    use civic_proto::volunteer::need::State as NeedState;
+    let store = Store::fresh().await;
+    let app = spawn_on(&store, Target::All, Options::default()).await;
+    let mut client = VolunteerServiceClient::new(app.channel.clone());
+    let east = cadre_of("dongyuan");
+    for n in 0..50 {
+        let request = create(draft(EAST), &format!("v{n:02}"), "");
+        client.create_volunteer(with_token(request, &east)).await.expect("a volunteer");
+    }
+    let short = Volunteer { monthly_hours_cap: 1, ..draft(EAST) };
+    client.create_volunteer(with_token(create(short, "v-short", ""), &east)).await.expect("a volunteer of one hour");
+    client.create_volunteer(with_token(create(draft(EAST), "", ""), &resident("res-pending"))).await.expect("pending");
+    let volunteer = |n: usize| token(&format!("v{n:02}"), &[Role::Resident], "zhongjie");
+
+    // A resident places an activity of three places.
+    let li = resident("res-li");
+    let need = client.create_need(with_token(place(activity(3, 24)), &li)).await.expect("placed").into_inner();
+    assert_eq!((need.state(), need.claimed, need.places), (NeedState::Open, 0, 3));
+    assert_eq!((need.resident.as_str(), need.placed_by.as_str()), ("users/res-li", "users/res-li"));
+
+    // Fifty claims at once take exactly three places.
+    let attempts: Vec<_> = (0..50)
+        .map(|n| {
+            let (mut client, token, name) = (client.clone(), volunteer(n), need.name.clone());
+            tokio::spawn(async move { client.claim_need(with_token(claim(&name), &token)).await.map(|_| n) })
+        })
+        .collect();
+    let (mut won, mut lost) = (Vec::new(), Vec::new());
+    for attempt in attempts {
+        match attempt.await.expect("join") {
+            Ok(n) => won.push(n),
+            Err(status) => {
+                assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+                lost.push(status);
+            }
+        }
+    }
+    assert_eq!(won.len(), 3, "{lost:?}");
+    let seen = client.get_need(with_token(GetNeedRequest { name: need.name.clone() }, &li)).await.expect("get");
+    assert_eq!((seen.get_ref().state(), seen.get_ref().claimed), (NeedState::Claimed, 3));
+
+    // A pending registration, or none, takes nothing.
+    assert_eq!(
+        code(client.claim_need(with_token(claim(&need.name), &resident("res-pending"))).await),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        code(client.claim_need(with_token(claim(&need.name), &resident("res-none"))).await),
+        Code::PermissionDenied
+    );
+
+    // A place given back is open again, and taken again.
+    let first = volunteer(won[0]);
+    let released = ReleaseNeedRequest { name: need.name.clone(), request_id: String::new() };
+    assert!(!client.release_need(with_token(released.clone(), &first)).await.expect("release").into_inner().active);
+    assert_eq!(code(client.release_need(with_token(released.clone(), &first)).await), Code::FailedPrecondition);
+    let again = client.get_need(with_token(GetNeedRequest { name: need.name.clone() }, &li)).await.expect("get");
+    assert_eq!((again.get_ref().state(), again.get_ref().claimed), (NeedState::Open, 2));
+    let late = (0..50).find(|n| !won.contains(n)).expect("one who lost");
+    client.claim_need(with_token(claim(&need.name), &volunteer(late))).await.expect("the place given back");
+
+    // Who sees the need: the resident, staff of its community, an admin, volunteers holding a
+    // place; not another resident, not another community's cadre.
+    let get = |token: &str| with_token(GetNeedRequest { name: need.name.clone() }, token);
+    client.get_need(get(&east)).await.expect("the community's cadre");
+    client.get_need(get(&admin())).await.expect("an admin");
+    client.get_need(get(&volunteer(late))).await.expect("a volunteer holding a place");
+    assert_eq!(code(client.get_need(get(&resident("res-wang"))).await), Code::PermissionDenied);
+    assert_eq!(code(client.get_need(get(&cadre_of("xiyuan"))).await), Code::PermissionDenied);
+    // An approved volunteer lists the street's open needs; another resident sees none of them.
+    let second = client.create_need(with_token(place(activity(1, 72)), &li)).await.expect("another").into_inner();
+    let list = |token: &str| {
+        with_token(ListNeedsRequest { parent: STREET.into(), page_size: 50, ..Default::default() }, token)
+    };
+    let open = client.list_needs(list(&volunteer(won[0]))).await.expect("open needs").into_inner();
+    assert!(open.needs.iter().any(|n| n.name == second.name), "{open:?}");
+    let wang = client.list_needs(list(&resident("res-wang"))).await.expect("list").into_inner();
+    assert!(wang.needs.is_empty(), "{wang:?}");
+    let mine = client.list_needs(list(&li)).await.expect("own").into_inner();
+    assert_eq!(mine.needs.len(), 2);
+
+    // Within the monthly cap, and never twice at once.
+    let over =
+        client.claim_need(with_token(claim(&second.name), &token("v-short", &[Role::Resident], "zhongjie"))).await;
+    let over = over.expect_err("two hours past a cap of one");
+    assert_eq!(over.code(), Code::FailedPrecondition);
+    assert!(over.message().contains("cap"), "{over:?}");
+    let overlapping =
+        client.create_need(with_token(place(activity(2, 25)), &li)).await.expect("overlapping").into_inner();
+    let twice = client.claim_need(with_token(claim(&overlapping.name), &volunteer(late))).await;
+    let twice = twice.expect_err("booked at that time");
+    assert_eq!(twice.code(), Code::FailedPrecondition);
+
+    // Bad input names its field and places nothing.
+    let backwards =
+        Need { end_time: activity(1, 24).start_time, start_time: activity(1, 26).start_time, ..activity(1, 24) };
+    let unknown = Need { required_skills: vec!["juggling".into()], ..activity(1, 24) };
+    let elsewhere = Need { community: "streets/elsewhere/communities/x".into(), ..activity(1, 24) };
+    for (need, field) in
+        [(backwards, "need.end_time"), (unknown, "need.required_skills"), (elsewhere, "need.community")]
+    {
+        let refused = client.create_need(with_token(place(need), &li)).await.expect_err(field);
+        assert_eq!(refused.code(), Code::InvalidArgument, "{field}");
+        assert!(format!("{:?}", refused.details()).contains(field) || refused.message().contains(field), "{field}");
+    }
+    assert_eq!(client.list_needs(list(&li)).await.expect("own").into_inner().needs.len(), 3, "nothing more placed");
+
+    // Over HTTP/JSON: a volunteer takes the second need's place; the need is then full (400).
+    let path = format!("/v1/{}:claim", second.name);
+    let (status, text) = http(app.http_addr, "POST", &path, &volunteer(won[1]), Some("{}")).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(r#""active":true"#), "{text}");
+    let (status, text) = http(app.http_addr, "POST", &path, &volunteer(late), Some("{}")).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("NEED_FULL"), "{text}");
+    app.stop().await;
+}

@@ -2,7 +2,7 @@
 //! the writer (idempotent, etags), and map to the wire.
 
 use chrono::Utc;
-use civic_kit::auth::{Caller, Role};
+use civic_kit::auth::{Caller, Principal, Role};
 use civic_kit::error::{Error, Result};
 use civic_kit::filter;
 use civic_kit::idempotency::{RequestKey, check_etag, etag};
@@ -46,25 +46,46 @@ fn denied() -> Error {
     Error::permission_denied("not a volunteer you may see")
 }
 
+/// A caller's part as the street's staff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Staff {
+    /// An admin, or a cadre whose token names no community: the street.
+    Street,
+    /// A cadre of a community (its id).
+    Community(String),
+}
+
+/// The user calling in `street`, and their part as its staff if they are: UNAUTHENTICATED
+/// without a token, PERMISSION_DENIED for another street's user or a service — before anything
+/// is read.
+pub(crate) fn staff<'c>(caller: &'c Caller, street: &StreetId) -> Result<(&'c Principal, Option<Staff>)> {
+    let p = caller.require()?;
+    if !p.in_street(street.as_str()) {
+        return Err(Error::permission_denied("not of this street"));
+    }
+    let staff = if p.has_role(Role::Admin) {
+        Some(Staff::Street)
+    } else if p.has_role(Role::Cadre) {
+        Some(p.community.clone().map_or(Staff::Street, Staff::Community))
+    } else {
+        None
+    };
+    Ok((p, staff))
+}
+
 impl Volunteers {
     fn caller<T>(&self, request: &Request<T>) -> Result<Caller> {
         self.auth.caller(request.metadata())
     }
 
-    /// What `caller` reaches in `street`: UNAUTHENTICATED without a token, PERMISSION_DENIED
-    /// for another street's user or a service.
+    /// What `caller` reaches in `street` (see [`staff`]).
     fn reach(&self, caller: &Caller, street: &StreetId) -> Result<Reach> {
-        let p = caller.require()?;
-        if !p.in_street(street.as_str()) {
-            return Err(denied());
-        }
-        if p.has_role(Role::Admin) {
-            return Ok(Reach::Street);
-        }
-        if p.has_role(Role::Cadre) {
-            return Ok(p.community.clone().map_or(Reach::Street, Reach::Community));
-        }
-        Ok(Reach::Own(p.subject.clone()))
+        let (p, staff) = staff(caller, street)?;
+        Ok(match staff {
+            Some(Staff::Street) => Reach::Street,
+            Some(Staff::Community(c)) => Reach::Community(c),
+            None => Reach::Own(p.subject.clone()),
+        })
     }
 
     /// Whether `reach` may see `record`.
@@ -307,5 +328,35 @@ impl VolunteerService for Volunteers {
             })
             .await?;
         Ok(Response::new(out))
+    }
+
+    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
+    async fn create_need(&self, request: Request<CreateNeedRequest>) -> Result<Response<Need>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::create_need(self, &caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn get_need(&self, request: Request<GetNeedRequest>) -> Result<Response<Need>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::get_need(self, &caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
+    async fn list_needs(&self, request: Request<ListNeedsRequest>) -> Result<Response<ListNeedsResponse>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::list_needs(self, &caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn claim_need(&self, request: Request<ClaimNeedRequest>) -> Result<Response<Claim>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::claim_need(self, &caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn release_need(&self, request: Request<ReleaseNeedRequest>) -> Result<Response<Claim>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::release_need(self, &caller, request.into_inner()).await?))
     }
 }

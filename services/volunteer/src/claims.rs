@@ -36,6 +36,8 @@ pub struct NewNeed {
     pub start: DateTime<Utc>,
     /// When it ends.
     pub end: DateTime<Utc>,
+    /// The need as the API gives it (its `Need` message), or empty.
+    pub body: Vec<u8>,
 }
 
 /// A need's places as they stand.
@@ -76,8 +78,8 @@ pub async fn insert_need(tx: &mut Tx, need: &NewNeed) -> Result<()> {
     let now = time::now_text();
     sqlx::query(
         "insert into needs (street, need_id, kind, state, community_id, grid_id, household, resident, placed_by,
-             places, claimed, start_time, end_time, version, created_at, updated_at)
-         values ($1, $2, $3, 'OPEN', $4, $5, $6, $7, $8, $9, 0, $10, $11, 1, $12, $12)",
+             places, claimed, start_time, end_time, version, created_at, updated_at, body)
+         values ($1, $2, $3, 'OPEN', $4, $5, $6, $7, $8, $9, 0, $10, $11, 1, $12, $12, $13)",
     )
     .bind(&need.street)
     .bind(&need.id)
@@ -91,6 +93,7 @@ pub async fn insert_need(tx: &mut Tx, need: &NewNeed) -> Result<()> {
     .bind(time::to_text(need.start))
     .bind(time::to_text(need.end))
     .bind(&now)
+    .bind(need.body.as_slice())
     .execute(&mut **tx)
     .await
     .map_err(|e| civic_kit::db::exists_on(e, "needs_pkey", &format!("streets/{}/needs/{}", need.street, need.id)))?;
@@ -109,6 +112,145 @@ where
             .fetch_optional(executor)
             .await?;
     Ok(row.map(|(state, places, claimed)| Places { state, places, claimed }))
+}
+
+/// A need as stored: its message, and what claims change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The need's id.
+    pub id: String,
+    /// Its places as they stand.
+    pub places: Places,
+    /// Its community and grid ids.
+    pub community: String,
+    /// See `community`.
+    pub grid: String,
+    /// The resident it is for and who placed it (`users/{user}`).
+    pub resident: String,
+    /// See `resident`.
+    pub placed_by: String,
+    /// Bumped by every change.
+    pub version: i64,
+    /// Its `Need` message as placed.
+    pub body: Vec<u8>,
+}
+
+type StoredRow = (String, String, i64, i64, String, String, String, String, i64, Vec<u8>);
+
+fn stored((id, state, places, claimed, community, grid, resident, placed_by, version, body): StoredRow) -> Stored {
+    Stored { id, places: Places { state, places, claimed }, community, grid, resident, placed_by, version, body }
+}
+
+const STORED: &str = "select need_id, state, places, claimed, community_id, grid_id, resident, placed_by, version, body
+     from needs";
+
+/// The need `need` of `street`, if any.
+pub async fn get_need<'e, E>(executor: E, street: &str, need: &str) -> Result<Option<Stored>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let sql = format!("{STORED} where street = $1 and need_id = $2");
+    let row: Option<StoredRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(street).bind(need).fetch_optional(executor).await?;
+    Ok(row.map(stored))
+}
+
+/// Which needs a list asks for. Empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NeedFilter {
+    /// A state (`OPEN`).
+    pub state: String,
+    /// A kind (`ACTIVITY`).
+    pub kind: String,
+    /// A community id.
+    pub community: String,
+    /// Grid ids: one of them (all when empty).
+    pub grids: Vec<String>,
+    /// Only the needs for or placed by this person (`users/{user}`) — or, with `open_too`, open
+    /// needs as well.
+    pub person: String,
+    /// With `person`: open needs too (an approved volunteer's view).
+    pub open_too: bool,
+}
+
+/// Up to `limit` needs of `street` matching `filter`, by id after `after`.
+pub async fn list_needs<'e, E>(
+    executor: E,
+    street: &str,
+    filter: &NeedFilter,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<Stored>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    // Every condition is always bound: an empty value matches everything. Grids are a handful
+    // (a token's), bound one each.
+    let grids = if filter.grids.is_empty() {
+        String::new()
+    } else {
+        let marks: Vec<String> = (0..filter.grids.len()).map(|n| format!("${}", n + 9)).collect();
+        format!(" and grid_id in ({})", marks.join(", "))
+    };
+    let sql = format!(
+        "{STORED} where street = $1 and need_id > $2 and ($3 = '' or state = $3) and ($4 = '' or kind = $4)
+             and ($5 = '' or community_id = $5)
+             and ($6 = '' or resident = $6 or placed_by = $6 or ($7 = 1 and state = 'OPEN')){grids}
+         order by need_id limit $8"
+    );
+    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(street)
+        .bind(after)
+        .bind(&filter.state)
+        .bind(&filter.kind)
+        .bind(&filter.community)
+        .bind(&filter.person)
+        .bind(i64::from(filter.open_too))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    for grid in &filter.grids {
+        query = query.bind(grid);
+    }
+    let rows: Vec<StoredRow> = query.fetch_all(executor).await?;
+    Ok(rows.into_iter().map(stored).collect())
+}
+
+/// The start and end of every need `volunteer` holds an active place in whose task is not
+/// confirmed yet, and the hours of those starting from `from` (a month's start).
+pub async fn bookings(
+    tx: &mut Tx,
+    street: &str,
+    volunteer: &str,
+    from: DateTime<Utc>,
+) -> Result<(Vec<(DateTime<Utc>, DateTime<Utc>)>, f64)> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "select n.start_time, n.end_time from claims c join needs n on n.street = c.street and n.need_id = c.need_id
+         where c.street = $1 and c.volunteer = $2 and c.state = 'ACTIVE' and c.confirmed_at = ''",
+    )
+    .bind(street)
+    .bind(volunteer)
+    .fetch_all(&mut **tx)
+    .await?;
+    let parse = |t: &str| DateTime::parse_from_rfc3339(t).map(|t| t.with_timezone(&Utc)).ok();
+    let windows: Vec<(DateTime<Utc>, DateTime<Utc>)> =
+        rows.iter().filter_map(|(s, e)| Some((parse(s)?, parse(e)?))).collect();
+    let hours = windows.iter().filter(|(s, _)| *s >= from).map(|(s, e)| (*e - *s).num_minutes() as f64 / 60.0).sum();
+    Ok((windows, hours))
+}
+
+/// Whether `volunteer` holds an active place in `need`.
+pub async fn holds<'e, E>(executor: E, street: &str, need: &str, volunteer: &str) -> Result<bool>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row: Option<(String,)> = sqlx::query_as(
+        "select state from claims where street = $1 and need_id = $2 and volunteer = $3 and state = 'ACTIVE'",
+    )
+    .bind(street)
+    .bind(need)
+    .bind(volunteer)
+    .fetch_optional(executor)
+    .await?;
+    Ok(row.is_some())
 }
 
 /// `volunteer` takes a place in `need`, to check in by `check_in_by`. Taking it again while the

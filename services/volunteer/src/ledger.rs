@@ -16,7 +16,6 @@ use chrono::{DateTime, Utc};
 use civic_kit::db::{Arg, Batch, Tx};
 use civic_kit::error::{Error, Result};
 use civic_kit::time;
-use sha2::{Digest, Sha256};
 
 /// The account points are issued from (it goes below zero by what was ever earned).
 pub const ISSUED: &str = "bank/issued";
@@ -237,15 +236,7 @@ async fn by_source(tx: &mut Tx, street: &str, source: &str) -> Result<Option<Mov
     }))
 }
 
-/// Takes `account`'s movements one at a time until the transaction ends: on PostgreSQL a
-/// transaction-scoped advisory lock keyed by the account; SQLite's write transaction already
-/// holds the database's one writer.
+/// Takes `account`'s movements one at a time until the transaction ends.
 async fn lock(tx: &mut Tx, street: &str, account: &str) -> Result<()> {
-    if tx.backend_name() != "PostgreSQL" {
-        return Ok(());
-    }
-    let digest = Sha256::digest(format!("civic.volunteer.ledger|{street}|{account}"));
-    let key = i64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 digest has 32 bytes"));
-    sqlx::query("select pg_advisory_xact_lock($1)").bind(key).execute(&mut **tx).await?;
-    Ok(())
+    crate::lock::hold(tx, "ledger", street, account).await
 }

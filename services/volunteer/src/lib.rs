@@ -23,7 +23,9 @@ pub mod assign;
 pub mod batch;
 pub mod claims;
 pub mod ledger;
+mod lock;
 pub mod matching;
+mod needs;
 pub mod register;
 pub mod rewards;
 mod seed;
@@ -63,6 +65,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "the register of volunteers",
         sql: include_str!("../migrations/0004_volunteers.sql"),
     },
+    Migration {
+        version: 5,
+        name: "needs as the API gives them",
+        sql: include_str!("../migrations/0005_need_bodies.sql"),
+    },
 ];
 
 /// The volunteer service's own settings, `[volunteer]`.
@@ -75,6 +82,9 @@ pub struct Settings {
     pub default_monthly_hours_cap: u32,
     /// How many volunteers `civic seed` registers in the demo street (0 to 2000).
     pub demo_volunteers: usize,
+    /// How long after a need starts a volunteer who took a place has to check in before the
+    /// place is given back, in minutes (5 to 1440).
+    pub check_in_grace_minutes: u32,
 }
 
 impl Default for Settings {
@@ -95,6 +105,7 @@ impl Default for Settings {
             skills: skills.iter().map(|(id, name)| ((*id).to_owned(), (*name).to_owned())).collect(),
             default_monthly_hours_cap: 20,
             demo_volunteers: 240,
+            check_in_grace_minutes: 30,
         }
     }
 }
@@ -127,6 +138,9 @@ impl Settings {
         }
         if self.demo_volunteers > 2000 {
             return Err(bad("demo_volunteers", "must be at most 2000"));
+        }
+        if !(5..=1440).contains(&self.check_in_grace_minutes) {
+            return Err(bad("check_in_grace_minutes", "must be 5 to 1440"));
         }
         Ok(self)
     }
@@ -170,6 +184,7 @@ pub struct Volunteers {
     pages: PageTokens,
     vocabulary: Arc<Vocabulary>,
     demo_volunteers: usize,
+    check_in_grace: chrono::Duration,
 }
 
 impl Volunteers {
@@ -183,6 +198,7 @@ impl Volunteers {
             pages,
             vocabulary: Arc::new(Vocabulary { skills: settings.skills, default_cap: cap }),
             demo_volunteers: settings.demo_volunteers,
+            check_in_grace: chrono::Duration::minutes(i64::from(settings.check_in_grace_minutes)),
         }
     }
 }

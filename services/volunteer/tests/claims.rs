@@ -31,6 +31,7 @@ async fn need(store: &TestDb, id: &str, places: i64) {
         places,
         start,
         end: start + Duration::hours(2),
+        body: Vec::new(),
     };
     let mut tx = store.begin().await.expect("begin");
     claims::insert_need(&mut tx, &need).await.expect("insert");
@@ -149,6 +150,7 @@ async fn a_need_without_places_or_time_is_refused() {
         places: 0,
         start,
         end: start + Duration::hours(1),
+        body: Vec::new(),
     };
     let mut tx = store.begin().await.expect("begin");
     let none = claims::insert_need(&mut tx, &bad).await.expect_err("no places");

@@ -28,6 +28,7 @@ async fn checked_in() -> (TestDb, DateTime<Utc>) {
         places: 1,
         start,
         end: start + Duration::hours(2),
+        body: Vec::new(),
     };
     let mut tx = store.begin().await.expect("begin");
     claims::insert_need(&mut tx, &need).await.expect("need");
