@@ -395,3 +395,55 @@ async fn volunteers_take_the_places_of_needs_and_never_more_than_there_are() {
     assert!(text.contains("NEED_FULL"), "{text}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_task_done_and_confirmed_by_both_sides_earns_points_once() {
+    let store = Store::fresh().await;
+    let app = spawn_on(&store, Target::All, Options::default()).await;
+    let mut client = VolunteerServiceClient::new(app.channel.clone());
+    let east = cadre_of("dongyuan");
+    client.create_volunteer(with_token(create(draft(EAST), "v-zhang", ""), &east)).await.expect("a volunteer");
+    let zhang = token("v-zhang", &[Role::Resident], "zhongjie");
+    let li = resident("res-li");
+    // A need that starts now, and one tomorrow.
+    let soon = client.create_need(with_token(place(activity(1, 0)), &li)).await.expect("soon").into_inner();
+    let later = client.create_need(with_token(place(activity(1, 24)), &li)).await.expect("later").into_inner();
+    for need in [&soon, &later] {
+        client.claim_need(with_token(claim(&need.name), &zhang)).await.expect("a place");
+    }
+    let check_in = |need: &str| CheckInRequest { name: need.into(), request_id: String::new() };
+    let early = client.check_in(with_token(check_in(&later.name), &zhang)).await.expect_err("a day early");
+    assert_eq!((early.code(), early.message().contains("hour before")), (Code::FailedPrecondition, true));
+    let stranger = client.check_in(with_token(check_in(&soon.name), &resident("res-wang"))).await;
+    assert_eq!(code(stranger), Code::FailedPrecondition, "no place of theirs");
+
+    let task = client.check_in(with_token(check_in(&soon.name), &zhang)).await.expect("in").into_inner();
+    assert!(task.check_in_time.is_some() && task.check_out_time.is_none());
+    let confirm = |volunteer: &str| ConfirmTaskRequest {
+        name: soon.name.clone(),
+        volunteer: volunteer.into(),
+        request_id: String::new(),
+    };
+    let too_soon = client.confirm_task(with_token(confirm(""), &zhang)).await;
+    assert_eq!(code(too_soon), Code::FailedPrecondition, "not checked out yet");
+    let out = CheckOutRequest { name: soon.name.clone(), request_id: String::new() };
+    let done = client.check_out(with_token(out, &zhang)).await.expect("out").into_inner();
+    assert_eq!(done.minutes, 1, "a minute at least");
+
+    // The volunteer confirms; another resident may not confirm for the resident.
+    let mine = client.confirm_task(with_token(confirm(""), &zhang)).await.expect("volunteer").into_inner();
+    assert!(mine.volunteer_confirmed && mine.confirm_time.is_none() && mine.points == 0);
+    let volunteer = "streets/zhongjie/volunteers/v-zhang";
+    assert_eq!(
+        code(client.confirm_task(with_token(confirm(volunteer), &resident("res-wang"))).await),
+        Code::PermissionDenied
+    );
+    // The resident confirms: the minute counts and the points are earned (8 an hour for an
+    // activity: one minute rounds up to one point), once.
+    let both = client.confirm_task(with_token(confirm(volunteer), &li)).await.expect("resident").into_inner();
+    assert_eq!((both.resident_confirmed_by.as_str(), both.points), ("users/res-li", 1));
+    assert!(both.confirm_time.is_some());
+    let again = client.confirm_task(with_token(confirm(volunteer), &east)).await.expect("again").into_inner();
+    assert_eq!((again.points, again.resident_confirmed_by.as_str()), (1, "users/res-li"), "nothing more");
+    app.stop().await;
+}

@@ -359,4 +359,22 @@ impl VolunteerService for Volunteers {
         let caller = self.caller(&request)?;
         Ok(Response::new(Volunteers::release_need(self, &caller, request.into_inner()).await?))
     }
+
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn check_in(&self, request: Request<CheckInRequest>) -> Result<Response<Task>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::check_in(self, &caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn check_out(&self, request: Request<CheckOutRequest>) -> Result<Response<Task>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::check_out(self, &caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn confirm_task(&self, request: Request<ConfirmTaskRequest>) -> Result<Response<Task>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::confirm_task(self, &caller, request.into_inner()).await?))
+    }
 }

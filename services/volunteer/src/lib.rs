@@ -30,6 +30,7 @@ pub mod register;
 pub mod rewards;
 mod seed;
 pub mod tasks;
+mod tasks_api;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -85,6 +86,9 @@ pub struct Settings {
     /// How long after a need starts a volunteer who took a place has to check in before the
     /// place is given back, in minutes (5 to 1440).
     pub check_in_grace_minutes: u32,
+    /// Moral-bank points per hour of confirmed service, by kind of need (`MICRO_WISH`,
+    /// `ONE_ON_ONE`, `ACTIVITY`; 0 to 1000): pro rata, rounded up to a whole point.
+    pub points_per_hour: BTreeMap<String, i64>,
 }
 
 impl Default for Settings {
@@ -106,6 +110,10 @@ impl Default for Settings {
             default_monthly_hours_cap: 20,
             demo_volunteers: 240,
             check_in_grace_minutes: 30,
+            points_per_hour: [("MICRO_WISH", 10), ("ONE_ON_ONE", 10), ("ACTIVITY", 8)]
+                .iter()
+                .map(|(kind, points)| ((*kind).to_owned(), *points))
+                .collect(),
         }
     }
 }
@@ -141,6 +149,17 @@ impl Settings {
         }
         if !(5..=1440).contains(&self.check_in_grace_minutes) {
             return Err(bad("check_in_grace_minutes", "must be 5 to 1440"));
+        }
+        for (kind, points) in &self.points_per_hour {
+            if civic_proto::volunteer::need::Kind::from_str_name(kind).is_none_or(|k| k as i32 == 0) {
+                return Err(bad(
+                    "points_per_hour",
+                    format!("{kind:?} is not a kind of need: MICRO_WISH, ONE_ON_ONE, ACTIVITY"),
+                ));
+            }
+            if !(0..=1000).contains(points) {
+                return Err(bad(&format!("points_per_hour.{kind}"), "must be 0 to 1000"));
+            }
         }
         Ok(self)
     }
@@ -185,6 +204,7 @@ pub struct Volunteers {
     vocabulary: Arc<Vocabulary>,
     demo_volunteers: usize,
     check_in_grace: chrono::Duration,
+    points_per_hour: Arc<BTreeMap<String, i64>>,
 }
 
 impl Volunteers {
@@ -199,6 +219,7 @@ impl Volunteers {
             vocabulary: Arc::new(Vocabulary { skills: settings.skills, default_cap: cap }),
             demo_volunteers: settings.demo_volunteers,
             check_in_grace: chrono::Duration::minutes(i64::from(settings.check_in_grace_minutes)),
+            points_per_hour: Arc::new(settings.points_per_hour),
         }
     }
 }

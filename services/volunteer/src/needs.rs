@@ -405,7 +405,7 @@ fn to_wire(need: &Stored, street: &str) -> Result<Need> {
 }
 
 /// A timestamp as a time (the epoch for none: checked before).
-fn at(t: Option<&pbjson_types::Timestamp>) -> DateTime<Utc> {
+pub(crate) fn at(t: Option<&pbjson_types::Timestamp>) -> DateTime<Utc> {
     t.and_then(|t| Utc.timestamp_opt(t.seconds, u32::try_from(t.nanos).unwrap_or(0)).single()).unwrap_or_default()
 }
 

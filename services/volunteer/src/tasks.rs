@@ -46,6 +46,8 @@ pub struct Task {
     pub confirmed_at: String,
     /// The ledger's movement of the points earned, or empty.
     pub points_movement: String,
+    /// The points earned (0 before).
+    pub points: i64,
 }
 
 /// The volunteer leaves at `at`: the minutes from check-in (at least one, at most
@@ -158,12 +160,13 @@ where
 }
 
 /// The task of `volunteer`'s active claim on `need`; FAILED_PRECONDITION `NO_CLAIM` without one.
-async fn task(tx: &mut Tx, street: &str, need: &str, volunteer: &str) -> Result<Task> {
-    type Row = (String, String, i64, String, String, String, String);
+pub async fn task(tx: &mut Tx, street: &str, need: &str, volunteer: &str) -> Result<Task> {
+    type Row = (String, String, i64, String, String, String, String, i64);
     let row: Option<Row> = sqlx::query_as(
-        "select checked_in_at, checked_out_at, minutes, volunteer_confirmed_at, resident_confirmed_by, confirmed_at,
-             points_movement
-         from claims where street = $1 and need_id = $2 and volunteer = $3 and state = 'ACTIVE'",
+        "select c.checked_in_at, c.checked_out_at, c.minutes, c.volunteer_confirmed_at, c.resident_confirmed_by,
+             c.confirmed_at, c.points_movement, coalesce(m.points, 0)
+         from claims c left join ledger_movements m on m.street = c.street and m.movement_id = c.points_movement
+         where c.street = $1 and c.need_id = $2 and c.volunteer = $3 and c.state = 'ACTIVE'",
     )
     .bind(street)
     .bind(need)
@@ -177,6 +180,7 @@ async fn task(tx: &mut Tx, street: &str, need: &str, volunteer: &str) -> Result<
         volunteer_confirmed_at,
         resident_confirmed_by,
         confirmed_at,
+        movement,
         points,
     )) = row
     else {
@@ -191,7 +195,8 @@ async fn task(tx: &mut Tx, street: &str, need: &str, volunteer: &str) -> Result<
         volunteer_confirmed: !volunteer_confirmed_at.is_empty(),
         resident_confirmed_by,
         confirmed_at,
-        points_movement: points,
+        points_movement: movement,
+        points,
     })
 }
 
