@@ -445,5 +445,50 @@ async fn a_task_done_and_confirmed_by_both_sides_earns_points_once() {
     assert!(both.confirm_time.is_some());
     let again = client.confirm_task(with_token(confirm(volunteer), &east)).await.expect("again").into_inner();
     assert_eq!((again.points, again.resident_confirmed_by.as_str()), (1, "users/res-li"), "nothing more");
+
+    // The moral bank: the volunteer's balance and statement; an admin's correction with a
+    // reason, never below zero; who may read the account.
+    let account = "streets/zhongjie/accounts/v-zhang";
+    let balance = |token: &str| with_token(GetAccountRequest { name: account.into() }, token);
+    assert_eq!(client.get_account(balance(&zhang)).await.expect("own").into_inner().balance, 1);
+    let adjust = |points: i64, reason: &str| AdjustAccountRequest {
+        name: account.into(),
+        points,
+        reason: reason.into(),
+        request_id: String::new(),
+    };
+    let added = client.adjust_account(with_token(adjust(5, "补记三月清扫活动"), &admin())).await.expect("adjust");
+    assert_eq!(added.into_inner().points, 5);
+    assert_eq!(client.get_account(balance(&east)).await.expect("the community's cadre").into_inner().balance, 6);
+    let below = client.adjust_account(with_token(adjust(-10, "多记"), &admin())).await.expect_err("below zero");
+    assert_eq!(below.code(), Code::FailedPrecondition);
+    let reasonless = client.adjust_account(with_token(adjust(1, ""), &admin())).await.expect_err("no reason");
+    assert_eq!(reasonless.code(), Code::InvalidArgument);
+    assert_eq!(code(client.adjust_account(with_token(adjust(1, "自己加"), &zhang)).await), Code::PermissionDenied);
+    assert_eq!(code(client.get_account(balance(&resident("res-wang"))).await), Code::PermissionDenied);
+    assert_eq!(code(client.get_account(balance(&cadre_of("xiyuan"))).await), Code::PermissionDenied);
+    let local = chrono::Utc::now() + chrono::Duration::hours(8);
+    let (year, month) = (chrono::Datelike::year(&local), chrono::Datelike::month(&local) as i32);
+    let statement = |year: i32, month: i32| ListMovementsRequest {
+        parent: account.into(),
+        year,
+        month,
+        page_size: 1,
+        ..Default::default()
+    };
+    let first =
+        client.list_movements(with_token(statement(year, month), &zhang)).await.expect("statement").into_inner();
+    assert_eq!(first.movements.len(), 1);
+    assert_eq!(first.movements[0].kind(), civic_proto::volunteer::movement::Kind::Adjust, "newest first");
+    let next = ListMovementsRequest { page_token: first.next_page_token.clone(), ..statement(year, month) };
+    let second = client.list_movements(with_token(next, &zhang)).await.expect("page 2").into_inner();
+    assert_eq!(second.movements[0].kind(), civic_proto::volunteer::movement::Kind::Earn);
+    assert!(second.movements[0].source.ends_with("/claims/users/v-zhang"), "{:?}", second.movements[0]);
+    let old = client.list_movements(with_token(statement(2020, 1), &zhang)).await.expect("old").into_inner();
+    assert!(old.movements.is_empty());
+    let all = client.list_movements(with_token(statement(0, 0), &zhang)).await.expect("all").into_inner();
+    assert_eq!(all.movements.len(), 1, "a page of one");
+    let outside = client.list_movements(with_token(statement(year, 13), &zhang)).await;
+    assert_eq!(code(outside), Code::InvalidArgument, "month 13 is past the declared bound");
     app.stop().await;
 }

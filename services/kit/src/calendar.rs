@@ -104,6 +104,11 @@ impl WorkCalendar {
         self.periods.iter().filter_map(|(a, b)| Some((at(*a)?, at(*b)?))).collect()
     }
 
+    /// The street's offset from UTC.
+    pub fn offset(&self) -> FixedOffset {
+        self.offset
+    }
+
     /// The local day of `t`.
     pub fn local_day(&self, t: DateTime<Utc>) -> NaiveDate {
         t.with_timezone(&self.offset).date_naive()

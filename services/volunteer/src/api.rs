@@ -377,4 +377,25 @@ impl VolunteerService for Volunteers {
         let caller = self.caller(&request)?;
         Ok(Response::new(Volunteers::confirm_task(self, &caller, request.into_inner()).await?))
     }
+
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn get_account(&self, request: Request<GetAccountRequest>) -> Result<Response<Account>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::get_account(self, &caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
+    async fn list_movements(
+        &self,
+        request: Request<ListMovementsRequest>,
+    ) -> Result<Response<ListMovementsResponse>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::list_movements(self, &caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn adjust_account(&self, request: Request<AdjustAccountRequest>) -> Result<Response<Movement>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::adjust_account(self, &caller, request.into_inner()).await?))
+    }
 }

@@ -166,6 +166,54 @@ where
     Ok(sum)
 }
 
+/// Up to `limit` movements of `person`'s, newest first, before the movement `before` (all when
+/// empty), made within `within` (all when `None`).
+pub async fn movements<'e, E>(
+    executor: E,
+    street: &str,
+    person: &str,
+    within: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    before: &str,
+    limit: usize,
+) -> Result<Vec<Movement>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    type Row = (String, String, i64, String, String, String, String);
+    let (from, to) = within.map(|(f, t)| (time::to_text(f), time::to_text(t))).unwrap_or_default();
+    let rows: Vec<Row> = sqlx::query_as(
+        "select movement_id, kind, points, source, reason, actor, created_at from ledger_movements
+         where street = $1 and person = $2 and ($3 = '' or movement_id < $3)
+             and ($4 = '' or (created_at >= $4 and created_at < $5))
+         order by movement_id desc limit $6",
+    )
+    .bind(street)
+    .bind(person)
+    .bind(before)
+    .bind(&from)
+    .bind(&to)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(executor)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, kind, points, source, reason, actor, created)| Movement {
+            id,
+            kind: match kind.as_str() {
+                "EARN" => Kind::Earn,
+                "REDEEM" => Kind::Redeem,
+                _ => Kind::Adjust,
+            },
+            person: person.to_owned(),
+            points,
+            source,
+            reason,
+            actor,
+            time: DateTime::parse_from_rfc3339(&created).map(|t| t.with_timezone(&Utc)).unwrap_or_default(),
+        })
+        .collect())
+}
+
 fn new(kind: Kind, person: &str, points: i64, source: &str, reason: &str, actor: &str) -> Movement {
     Movement {
         id: uuid::Uuid::now_v7().to_string(),

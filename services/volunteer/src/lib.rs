@@ -20,6 +20,7 @@
 
 mod api;
 pub mod assign;
+mod bank_api;
 pub mod batch;
 pub mod claims;
 pub mod ledger;
@@ -205,12 +206,14 @@ pub struct Volunteers {
     demo_volunteers: usize,
     check_in_grace: chrono::Duration,
     points_per_hour: Arc<BTreeMap<String, i64>>,
+    /// The street's time zone (its calendar's), for months.
+    zone: chrono::FixedOffset,
 }
 
 impl Volunteers {
     /// The service over the process's parts.
     pub fn new(parts: Parts, settings: Settings) -> Self {
-        let Parts { db, relay, auth, pages, .. } = parts;
+        let Parts { db, relay, auth, pages, calendar, .. } = parts;
         let cap = i32::try_from(settings.default_monthly_hours_cap).unwrap_or(20);
         Self {
             writer: Writer::new(db, relay),
@@ -220,6 +223,7 @@ impl Volunteers {
             demo_volunteers: settings.demo_volunteers,
             check_in_grace: chrono::Duration::minutes(i64::from(settings.check_in_grace_minutes)),
             points_per_hour: Arc::new(settings.points_per_hour),
+            zone: calendar.offset(),
         }
     }
 }
