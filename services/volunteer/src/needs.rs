@@ -283,10 +283,7 @@ impl Volunteers {
     pub(crate) async fn claim_need(&self, caller: &Caller, req: ClaimNeedRequest) -> Result<Claim> {
         let name = NeedName::parse("name", &req.name)?;
         let street = name.street().clone();
-        let p = caller.require()?;
-        if !p.in_street(street.as_str()) {
-            return Err(denied());
-        }
+        let (p, _) = crate::api::staff(caller, &street)?;
         let Some(registration) = self.approved(&street, &p.subject).await? else {
             return Err(Error::permission_denied("approved volunteers take needs: register and wait for approval"));
         };
@@ -363,10 +360,7 @@ impl Volunteers {
     pub(crate) async fn release_need(&self, caller: &Caller, req: ReleaseNeedRequest) -> Result<Claim> {
         let name = NeedName::parse("name", &req.name)?;
         let street = name.street().clone();
-        let p = caller.require()?;
-        if !p.in_street(street.as_str()) {
-            return Err(denied());
-        }
+        let (p, _) = crate::api::staff(caller, &street)?;
         let me = p.resource_name();
         let volunteer = format!("{}/volunteers/{}", street.parent(), p.subject);
         let key = RequestKey::new(caller.key(), "ReleaseNeed", &req.request_id, &req)?;

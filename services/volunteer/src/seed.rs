@@ -4,7 +4,7 @@
 use chrono::Utc;
 use civic_kit::demo::Gen;
 use civic_kit::error::Result;
-use civic_kit::idempotency::{RequestKey, etag};
+use civic_kit::idempotency::RequestKey;
 use civic_kit::names::{Id, StreetId};
 use civic_kit::time;
 use civic_kit::write::Change;
@@ -50,6 +50,7 @@ impl Volunteers {
                 WeeklyRange { weekday: 6 + (n % 2) as i32, start_time: "14:00".into(), end_time: "17:00".into() },
             ];
             let now = Utc::now();
+            let approved = rng.chance(900);
             let volunteer = Volunteer {
                 person: format!("users/vol-{n:04}"),
                 display_name: format!(
@@ -78,21 +79,12 @@ impl Volunteers {
                 } else {
                     String::new()
                 },
-                state: if rng.chance(900) { State::Approved as i32 } else { State::Pending as i32 },
-                approved_by: String::new(),
-                etag: etag(1),
+                state: if approved { State::Approved as i32 } else { State::Pending as i32 },
+                approved_by: if approved { format!("users/cadre-{community}") } else { String::new() },
+                etag: String::new(),
                 create_time: Some(time::to_timestamp(now)),
                 update_time: Some(time::to_timestamp(now)),
                 name: String::new(),
-            };
-            let volunteer = Volunteer {
-                approved_by: if volunteer.state() == State::Approved {
-                    format!("users/cadre-{community}")
-                } else {
-                    String::new()
-                },
-                etag: String::new(),
-                ..volunteer
             };
             let name = VolunteerName::new(street.clone(), Id::parse("volunteer", &format!("vol-{n:04}"))?);
             let record = Record { name: name.clone(), volunteer, version: 1 };

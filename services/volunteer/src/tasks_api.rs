@@ -23,10 +23,7 @@ const EARLY: Duration = Duration::hours(1);
 
 /// The calling volunteer in `street`: their user name (`users/{user}`) and volunteer name.
 fn me(caller: &Caller, street: &StreetId) -> Result<(String, String)> {
-    let p = caller.require()?;
-    if !p.in_street(street.as_str()) {
-        return Err(Error::permission_denied("not of this street"));
-    }
+    let (p, _) = crate::api::staff(caller, street)?;
     Ok((p.resource_name(), format!("{}/volunteers/{}", street.parent(), p.subject)))
 }
 
