@@ -423,14 +423,24 @@ async fn a_task_done_and_confirmed_by_both_sides_earns_points_once() {
         name: soon.name.clone(),
         volunteer: volunteer.into(),
         request_id: String::new(),
+        rating: 0,
     };
+    let state = async |client: &mut VolunteerServiceClient<Channel>| {
+        let get = GetNeedRequest { name: soon.name.clone() };
+        client.get_need(with_token(get, &admin())).await.expect("the need").into_inner().state()
+    };
+    use civic_proto::volunteer::need::State as NeedState;
+    assert_eq!(state(&mut client).await, NeedState::InProgress);
     let too_soon = client.confirm_task(with_token(confirm(""), &zhang)).await;
     assert_eq!(code(too_soon), Code::FailedPrecondition, "not checked out yet");
     let out = CheckOutRequest { name: soon.name.clone(), request_id: String::new() };
     let done = client.check_out(with_token(out, &zhang)).await.expect("out").into_inner();
     assert_eq!(done.minutes, 1, "a minute at least");
+    assert_eq!(state(&mut client).await, NeedState::Done);
 
     // The volunteer confirms; another resident may not confirm for the resident.
+    let own_rating = client.confirm_task(with_token(ConfirmTaskRequest { rating: 5, ..confirm("") }, &zhang)).await;
+    assert_eq!(code(own_rating), Code::InvalidArgument, "a volunteer does not rate their own task");
     let mine = client.confirm_task(with_token(confirm(""), &zhang)).await.expect("volunteer").into_inner();
     assert!(mine.volunteer_confirmed && mine.confirm_time.is_none() && mine.points == 0);
     let volunteer = "streets/zhongjie/volunteers/v-zhang";
@@ -440,8 +450,12 @@ async fn a_task_done_and_confirmed_by_both_sides_earns_points_once() {
     );
     // The resident confirms: the minute counts and the points are earned (8 an hour for an
     // activity: one minute rounds up to one point), once.
-    let both = client.confirm_task(with_token(confirm(volunteer), &li)).await.expect("resident").into_inner();
-    assert_eq!((both.resident_confirmed_by.as_str(), both.points), ("users/res-li", 1));
+    let rated = ConfirmTaskRequest { rating: 6, ..confirm(volunteer) };
+    assert_eq!(code(client.confirm_task(with_token(rated, &li)).await), Code::InvalidArgument, "1 to 5");
+    let rated = ConfirmTaskRequest { rating: 4, ..confirm(volunteer) };
+    let both = client.confirm_task(with_token(rated, &li)).await.expect("resident").into_inner();
+    assert_eq!((both.resident_confirmed_by.as_str(), both.points, both.rating), ("users/res-li", 1, 4));
+    assert_eq!(state(&mut client).await, NeedState::Confirmed);
     assert!(both.confirm_time.is_some());
     let again = client.confirm_task(with_token(confirm(volunteer), &east)).await.expect("again").into_inner();
     assert_eq!((again.points, again.resident_confirmed_by.as_str()), (1, "users/res-li"), "nothing more");
@@ -490,5 +504,92 @@ async fn a_task_done_and_confirmed_by_both_sides_earns_points_once() {
     assert_eq!(all.movements.len(), 1, "a page of one");
     let outside = client.list_movements(with_token(statement(year, 13), &zhang)).await;
     assert_eq!(code(outside), Code::InvalidArgument, "month 13 is past the declared bound");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn needs_are_called_off_with_a_notice_and_places_not_checked_in_are_given_back() {
+    use civic_proto::volunteer::need::State as NeedState;
+    let store = Store::fresh().await;
+    let app = spawn_on(&store, Target::All, Options::default()).await;
+    let mut client = VolunteerServiceClient::new(app.channel.clone());
+    let east = cadre_of("dongyuan");
+    for id in ["v-a", "v-b"] {
+        client.create_volunteer(with_token(create(draft(EAST), id, ""), &east)).await.expect("a volunteer");
+    }
+    let (a, b) = (token("v-a", &[Role::Resident], "zhongjie"), token("v-b", &[Role::Resident], "zhongjie"));
+    let li = resident("res-li");
+
+    // Called off: by the resident it is for, with every place released and each volunteer told.
+    let need = client.create_need(with_token(place(activity(2, 24)), &li)).await.expect("placed").into_inner();
+    for volunteer in [&a, &b] {
+        client.claim_need(with_token(claim(&need.name), volunteer)).await.expect("a place");
+    }
+    let cancel =
+        |etag: &str| CancelNeedRequest { name: need.name.clone(), etag: etag.into(), request_id: String::new() };
+    assert_eq!(code(client.cancel_need(with_token(cancel(""), &resident("res-wang"))).await), Code::PermissionDenied);
+    assert_eq!(code(client.cancel_need(with_token(cancel(""), &a)).await), Code::PermissionDenied, "not a volunteer's");
+    let stale = client.cancel_need(with_token(cancel(&need.etag), &li)).await.expect_err("changed since");
+    assert_eq!(stale.code(), Code::Aborted, "{stale:?}");
+    let cancelled = client.cancel_need(with_token(cancel(""), &li)).await.expect("called off").into_inner();
+    assert_eq!((cancelled.state(), cancelled.claimed), (NeedState::Cancelled, 0));
+    let again = client.cancel_need(with_token(cancel(""), &east)).await.expect_err("once");
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    assert_eq!(code(client.claim_need(with_token(claim(&need.name), &a)).await), Code::FailedPrecondition);
+    let missing = CancelNeedRequest { name: format!("{STREET}/needs/n-none"), ..cancel("") };
+    assert_eq!(code(client.cancel_need(with_token(missing.clone(), &admin())).await), Code::NotFound);
+    assert_eq!(code(client.cancel_need(with_token(missing, &li)).await), Code::PermissionDenied, "not told");
+
+    // Given back: a need that started 40 minutes ago, with 30 minutes to check in; the sweep
+    // (every second here) releases the place, and the need is open again.
+    let mut late = activity(1, 0);
+    let start = chrono::Utc::now() - chrono::Duration::minutes(40);
+    late.start_time = Some(stamp(start));
+    late.end_time = Some(stamp(start + chrono::Duration::hours(2)));
+    let late = client.create_need(with_token(place(late), &li)).await.expect("placed").into_inner();
+    let taken = client.claim_need(with_token(claim(&late.name), &b)).await.expect("a place").into_inner();
+    assert!(taken.check_in_by.expect("a time").seconds < chrono::Utc::now().timestamp(), "already late");
+    let get = || with_token(GetNeedRequest { name: late.name.clone() }, &admin());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let now = client.get_need(get()).await.expect("the need").into_inner();
+        if now.claimed == 0 {
+            assert_eq!(now.state(), NeedState::Open);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the stale place is given back within 20 s");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    // The notices: each release and the closing are events, with no one's words in them.
+    let url = common::test_config(&store).database_url_for("volunteer");
+    let db = civic_kit::db::Db::connect(&url, "volunteer", 1).await.expect("db");
+    let rows: Vec<(String, String, Vec<u8>)> =
+        sqlx::query_as("select event_key, topic, payload from civic_outbox where topic in ($1, $2) order by id")
+            .bind(<NeedReleased as civic_proto::Event>::TOPIC)
+            .bind(<NeedClosed as civic_proto::Event>::TOPIC)
+            .fetch_all(db.reader())
+            .await
+            .expect("outbox");
+    let mut released = Vec::new();
+    for (key, topic, payload) in &rows {
+        if topic == <NeedReleased as civic_proto::Event>::TOPIC {
+            let event = <NeedReleased as prost::Message>::decode(payload.as_slice()).expect("an event");
+            released.push((key.clone(), event.volunteer, event.because));
+        } else {
+            let event = <NeedClosed as prost::Message>::decode(payload.as_slice()).expect("an event");
+            assert_eq!((event.need.as_str(), event.state.as_str()), (need.name.as_str(), "CANCELLED"));
+            assert_eq!(event.closed_by, "users/res-li");
+        }
+    }
+    let (a_name, b_name) = ("streets/zhongjie/volunteers/v-a", "streets/zhongjie/volunteers/v-b");
+    assert_eq!(
+        released,
+        vec![
+            (need.name.clone(), a_name.to_owned(), "cancelled".to_owned()),
+            (need.name.clone(), b_name.to_owned(), "cancelled".to_owned()),
+            (late.name.clone(), b_name.to_owned(), "stale".to_owned()),
+        ]
+    );
     app.stop().await;
 }

@@ -131,6 +131,8 @@ pub fn test_config(store: &Store) -> Config {
     config.set("issues.departments.judicial.officers", ["ju-1"]);
     config.set("issues.demo_issues", 40);
     config.set("issues.sweep_every_seconds", 1);
+    config.set("volunteer.sweep_every_seconds", 1);
+    config.set("volunteer.demo_volunteers", 60);
     if let Ok(nats) = std::env::var("CIVIC_TEST_NATS_URL") {
         config.nats_url = nats;
     }

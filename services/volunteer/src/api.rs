@@ -349,6 +349,12 @@ impl VolunteerService for Volunteers {
     }
 
     #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn cancel_need(&self, request: Request<CancelNeedRequest>) -> Result<Response<Need>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::cancel_need(self, &caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
     async fn claim_need(&self, request: Request<ClaimNeedRequest>) -> Result<Response<Claim>, Status> {
         let caller = self.caller(&request)?;
         Ok(Response::new(Volunteers::claim_need(self, &caller, request.into_inner()).await?))

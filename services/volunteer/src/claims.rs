@@ -7,7 +7,7 @@
 //! The functions work in the caller's transaction.
 
 use chrono::{DateTime, SubsecRound, Utc};
-use civic_kit::db::{Db, Tx};
+use civic_kit::db::Tx;
 use civic_kit::error::{Error, Result};
 use civic_kit::time;
 
@@ -253,7 +253,8 @@ where
     Ok(row.is_some())
 }
 
-/// `volunteer` takes a place in `need`, to check in by `check_in_by`. Taking it again while the
+/// `volunteer` takes a place in `need` (open, or under way with a place free), to check in by
+/// `check_in_by`. Taking it again while the
 /// claim is active answers with that claim; NOT_FOUND without the need; FAILED_PRECONDITION
 /// `NEED_FULL` when every place is taken, `NEED_NOT_OPEN` when the need is past taking.
 pub async fn claim(
@@ -273,9 +274,9 @@ pub async fn claim(
     let now = time::now_text();
     let taken = sqlx::query(
         "update needs set claimed = claimed + 1,
-             state = case when claimed + 1 >= places then 'CLAIMED' else state end,
+             state = case when state = 'OPEN' and claimed + 1 >= places then 'CLAIMED' else state end,
              version = version + 1, updated_at = $3
-         where street = $1 and need_id = $2 and state = 'OPEN' and claimed < places",
+         where street = $1 and need_id = $2 and state in ('OPEN', 'IN_PROGRESS') and claimed < places",
     )
     .bind(street)
     .bind(need)
@@ -285,7 +286,7 @@ pub async fn claim(
     if taken.rows_affected() == 0 {
         return Err(match places(&mut **tx, street, need).await? {
             None => Error::not_found(format!("streets/{street}/needs/{need}")),
-            Some(p) if p.state == "CLAIMED" || (p.state == "OPEN" && p.claimed >= p.places) => {
+            Some(p) if p.state == "CLAIMED" || (p.state != "DONE" && p.claimed >= p.places) => {
                 Error::failed_precondition("NEED_FULL", "every place of the need is taken")
             }
             Some(_) => Error::failed_precondition("NEED_NOT_OPEN", "the need is no longer taking volunteers"),
@@ -314,7 +315,11 @@ pub async fn claim(
 /// if it was full. `false` when they held no active claim, or its task is done (checked out):
 /// nothing changes.
 pub async fn release(tx: &mut Tx, street: &str, need: &str, volunteer: &str, because: &str) -> Result<bool> {
-    give_back(tx, (street, need, volunteer), because, None).await
+    let released = give_back(tx, (street, need, volunteer), because, None).await?;
+    if released {
+        settle(tx, street, need).await?;
+    }
+    Ok(released)
 }
 
 /// As [`release`], only if the claim is still not checked in and past `cutoff`.
@@ -371,6 +376,7 @@ pub async fn check_in(tx: &mut Tx, street: &str, need: &str, volunteer: &str, at
     .execute(&mut **tx)
     .await?;
     if done.rows_affected() > 0 {
+        settle(tx, street, need).await?;
         return Ok(());
     }
     match claim_of(tx, street, need, volunteer).await? {
@@ -379,29 +385,158 @@ pub async fn check_in(tx: &mut Tx, street: &str, need: &str, volunteer: &str, at
     }
 }
 
-/// Releases up to `limit` active claims not checked in by their time (at `now`), each in its
-/// own transaction; returns them as (street, need, volunteer), for the notices to send.
-pub async fn release_stale(db: &Db, now: DateTime<Utc>, limit: i64) -> Result<Vec<(String, String, String)>> {
-    let due: Vec<(String, String, String)> = sqlx::query_as(
+/// Up to `limit` active claims not checked in by their time (at `now`), as (street, need,
+/// volunteer), oldest first: for the sweep to release, each in a change of its own.
+pub async fn stale<'e, E>(executor: E, now: DateTime<Utc>, limit: i64) -> Result<Vec<(String, String, String)>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    Ok(sqlx::query_as(
         "select street, need_id, volunteer from claims
          where state = 'ACTIVE' and checked_in_at = '' and check_in_by < $1
          order by check_in_by limit $2",
     )
     .bind(time::to_text(now))
     .bind(limit)
-    .fetch_all(db.reader())
-    .await?;
+    .fetch_all(executor)
+    .await?)
+}
+
+/// Releases `volunteer`'s claim in `need` as stale if it is still not checked in and its time
+/// was before `now`: `false` when it checked in or was released meanwhile (nothing changes).
+pub async fn release_stale(
+    tx: &mut Tx,
+    (street, need, volunteer): (&str, &str, &str),
+    now: DateTime<Utc>,
+) -> Result<bool> {
     let cutoff = time::to_text(now);
-    let mut released = Vec::with_capacity(due.len());
-    for (street, need, volunteer) in due {
-        let mut tx = db.begin().await?;
-        // Checked in or released meanwhile: the update finds nothing, and nothing changes.
-        if give_back(&mut tx, (&street, &need, &volunteer), "stale", Some(&cutoff)).await? {
-            tx.commit().await?;
-            released.push((street, need, volunteer));
-        }
+    let released = give_back(tx, (street, need, volunteer), "stale", Some(&cutoff)).await?;
+    if released {
+        settle(tx, street, need).await?;
     }
     Ok(released)
+}
+
+/// Up to `limit` needs past their end with no place taken, still open, as (street, need): for
+/// the sweep to mark expired.
+pub async fn expiring<'e, E>(executor: E, now: DateTime<Utc>, limit: i64) -> Result<Vec<(String, String)>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    Ok(sqlx::query_as(
+        "select street, need_id from needs where state = 'OPEN' and claimed = 0 and end_time < $1
+         order by end_time limit $2",
+    )
+    .bind(time::to_text(now))
+    .bind(limit)
+    .fetch_all(executor)
+    .await?)
+}
+
+/// Marks `need` expired if it is still open with no place taken and ended before `now`.
+pub async fn expire(tx: &mut Tx, street: &str, need: &str, now: DateTime<Utc>) -> Result<bool> {
+    let done = sqlx::query(
+        "update needs set state = 'EXPIRED', version = version + 1, updated_at = $3
+         where street = $1 and need_id = $2 and state = 'OPEN' and claimed = 0 and end_time < $4",
+    )
+    .bind(street)
+    .bind(need)
+    .bind(time::now_text())
+    .bind(time::to_text(now))
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Calls `need` off while no one has checked in (open or with every place taken): every active
+/// claim is released (`cancelled`) and returned (the volunteers to tell); FAILED_PRECONDITION
+/// `NOT_CANCELLABLE` once it is under way or closed.
+pub async fn cancel(tx: &mut Tx, street: &str, need: &str) -> Result<Vec<String>> {
+    let now = time::now_text();
+    let done = sqlx::query(
+        "update needs set state = 'CANCELLED', claimed = 0, version = version + 1, updated_at = $3
+         where street = $1 and need_id = $2 and state in ('OPEN', 'CLAIMED')",
+    )
+    .bind(street)
+    .bind(need)
+    .bind(&now)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::failed_precondition(
+            "NOT_CANCELLABLE",
+            "a need is called off only before anyone has checked in",
+        ));
+    }
+    let volunteers: Vec<(String,)> = sqlx::query_as(
+        "select volunteer from claims where street = $1 and need_id = $2 and state = 'ACTIVE' order by volunteer",
+    )
+    .bind(street)
+    .bind(need)
+    .fetch_all(&mut **tx)
+    .await?;
+    sqlx::query(
+        "update claims set state = 'RELEASED', released_because = 'cancelled', updated_at = $3
+         where street = $1 and need_id = $2 and state = 'ACTIVE'",
+    )
+    .bind(street)
+    .bind(need)
+    .bind(&now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(volunteers.into_iter().map(|(v,)| v).collect())
+}
+
+/// Brings a need's state up to date with its claims after a check-in, check-out, confirmation
+/// or release: under way (`IN_PROGRESS`) once someone checked in, `DONE` once everyone holding
+/// a place checked out, `CONFIRMED` once each of their tasks is confirmed by both sides; back to
+/// `OPEN` or `CLAIMED` by its places while no one has checked in. Cancelled, expired and
+/// confirmed needs stay as they are. Returns the new state when it changed.
+pub async fn settle(tx: &mut Tx, street: &str, need: &str) -> Result<Option<String>> {
+    let row: Option<(String, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+        "select n.state, n.places, n.claimed,
+             cast(coalesce(sum(case when c.state = 'ACTIVE' then 1 else 0 end), 0) as bigint),
+             cast(coalesce(sum(case when c.state = 'ACTIVE' and c.checked_in_at <> '' then 1 else 0 end), 0) as bigint),
+             cast(coalesce(sum(case when c.state = 'ACTIVE' and c.checked_out_at <> '' then 1 else 0 end), 0) as bigint),
+             cast(coalesce(sum(case when c.state = 'ACTIVE' and c.confirmed_at <> '' then 1 else 0 end), 0) as bigint)
+         from needs n left join claims c on c.street = n.street and c.need_id = n.need_id
+         where n.street = $1 and n.need_id = $2
+         group by n.state, n.places, n.claimed",
+    )
+    .bind(street)
+    .bind(need)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((state, places, claimed, active, checked_in, checked_out, confirmed)) = row else {
+        return Ok(None);
+    };
+    if matches!(state.as_str(), "CANCELLED" | "EXPIRED" | "CONFIRMED") {
+        return Ok(None);
+    }
+    let now = if active > 0 && confirmed == active {
+        "CONFIRMED"
+    } else if active > 0 && checked_out == active {
+        "DONE"
+    } else if checked_in > 0 {
+        "IN_PROGRESS"
+    } else if claimed >= places {
+        "CLAIMED"
+    } else {
+        "OPEN"
+    };
+    if now == state {
+        return Ok(None);
+    }
+    sqlx::query(
+        "update needs set state = $3, version = version + 1, updated_at = $4 where street = $1 and need_id = $2",
+    )
+    .bind(street)
+    .bind(need)
+    .bind(now)
+    .bind(time::now_text())
+    .execute(&mut **tx)
+    .await?;
+    Ok(Some(now.to_owned()))
 }
 
 async fn claim_of(tx: &mut Tx, street: &str, need: &str, volunteer: &str) -> Result<Option<Claim>> {

@@ -30,6 +30,7 @@ mod needs;
 pub mod register;
 pub mod rewards;
 mod seed;
+mod sweep;
 pub mod tasks;
 mod tasks_api;
 
@@ -72,6 +73,7 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "needs as the API gives them",
         sql: include_str!("../migrations/0005_need_bodies.sql"),
     },
+    Migration { version: 6, name: "residents' ratings of tasks", sql: include_str!("../migrations/0006_ratings.sql") },
 ];
 
 /// The volunteer service's own settings, `[volunteer]`.
@@ -90,6 +92,9 @@ pub struct Settings {
     /// Moral-bank points per hour of confirmed service, by kind of need (`MICRO_WISH`,
     /// `ONE_ON_ONE`, `ACTIVITY`; 0 to 1000): pro rata, rounded up to a whole point.
     pub points_per_hour: BTreeMap<String, i64>,
+    /// How often stale claims are given back and needs past their end expire, in seconds (1 to
+    /// 3600).
+    pub sweep_every_seconds: u64,
 }
 
 impl Default for Settings {
@@ -115,6 +120,7 @@ impl Default for Settings {
                 .iter()
                 .map(|(kind, points)| ((*kind).to_owned(), *points))
                 .collect(),
+            sweep_every_seconds: 60,
         }
     }
 }
@@ -162,6 +168,9 @@ impl Settings {
                 return Err(bad(&format!("points_per_hour.{kind}"), "must be 0 to 1000"));
             }
         }
+        if !(1..=3600).contains(&self.sweep_every_seconds) {
+            return Err(bad("sweep_every_seconds", "must be 1 to 3600"));
+        }
         Ok(self)
     }
 }
@@ -192,7 +201,11 @@ impl Module for VolunteerModule {
     async fn build(&self, parts: Parts) -> Result<Box<dyn Instance>> {
         let settings = parts.section.extract::<Settings>().map_err(civic_kit::Error::internal)?;
         let settings = settings.check().map_err(civic_kit::Error::internal)?;
-        Ok(Box::new(Volunteers::new(parts, settings)))
+        let (tasks, shutdown) = (parts.tasks.clone(), parts.shutdown.clone());
+        let every = std::time::Duration::from_secs(settings.sweep_every_seconds);
+        let volunteers = Volunteers::new(parts, settings);
+        tasks.spawn("volunteer.sweep", sweep::run(volunteers.clone(), every, shutdown));
+        Ok(Box::new(volunteers))
     }
 }
 

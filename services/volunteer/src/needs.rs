@@ -357,6 +357,62 @@ impl Volunteers {
             .await
     }
 
+    pub(crate) async fn cancel_need(&self, caller: &Caller, req: CancelNeedRequest) -> Result<Need> {
+        let name = NeedName::parse("name", &req.name)?;
+        let reach = self.need_reach(caller, name.street()).await?;
+        let by = caller.key();
+        let key = RequestKey::new(caller.key(), "CancelNeed", &req.request_id, &req)?;
+        let (street, id) = (name.street().as_str(), name.id().as_str());
+        self.writer
+            .write(&key, async |c| {
+                let need = match claims::get_need(&mut **c.tx(), street, id).await? {
+                    Some(need) if Self::may_call_off(&reach, &need) => need,
+                    None if reach == Reach::Street => return Err(Error::not_found(name.to_string())),
+                    _ => return Err(denied()),
+                };
+                civic_kit::idempotency::check_etag(&req.etag, need.version, &name.to_string())?;
+                let told = claims::cancel(c.tx(), street, id).await?;
+                let now = Some(time::to_timestamp(Utc::now()));
+                for user in &told {
+                    let released = NeedReleased {
+                        need: name.to_string(),
+                        volunteer: format!(
+                            "{}/volunteers/{}",
+                            name.street().parent(),
+                            user.trim_start_matches("users/")
+                        ),
+                        because: "cancelled".into(),
+                        release_time: now,
+                    };
+                    c.emit(&name.to_string(), &released).await?;
+                }
+                let placed = Need::decode(need.body.as_slice()).map_err(Error::internal)?;
+                let closed = NeedClosed {
+                    need: name.to_string(),
+                    state: State::Cancelled.as_str_name().into(),
+                    community: placed.community.clone(),
+                    grid: placed.grid.clone(),
+                    closed_by: by.clone(),
+                    close_time: now,
+                };
+                c.emit(&name.to_string(), &closed).await?;
+                let after = claims::get_need(&mut **c.tx(), street, id)
+                    .await?
+                    .ok_or_else(|| Error::not_found(name.to_string()))?;
+                to_wire(&after, street)
+            })
+            .await
+    }
+
+    /// Whether `reach` may call `need` off: the resident it is for, who placed it, a grid worker
+    /// of its grid, staff of its community or street.
+    fn may_call_off(reach: &Reach, need: &Stored) -> bool {
+        match reach {
+            Reach::Person { me, .. } => need.resident == *me || need.placed_by == *me,
+            _ => Self::sees_need(reach, need, false),
+        }
+    }
+
     pub(crate) async fn release_need(&self, caller: &Caller, req: ReleaseNeedRequest) -> Result<Claim> {
         let name = NeedName::parse("name", &req.name)?;
         let street = name.street().clone();

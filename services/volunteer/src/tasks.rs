@@ -21,8 +21,9 @@ pub const MAX_MINUTES: i64 = 24 * 60;
 pub enum Party<'a> {
     /// The volunteer who did it.
     Volunteer,
-    /// The resident it was for, or a grid worker for them: who (`users/{user}`).
-    Resident(&'a str),
+    /// The resident it was for, or a grid worker for them: who (`users/{user}`), and the
+    /// resident's rating of the service, 1 to 5 (0 for none).
+    Resident(&'a str, i64),
 }
 
 /// A task as it stands.
@@ -48,6 +49,8 @@ pub struct Task {
     pub points_movement: String,
     /// The points earned (0 before).
     pub points: i64,
+    /// The resident's rating, 1 to 5 (0 for none).
+    pub rating: i64,
 }
 
 /// The volunteer leaves at `at`: the minutes from check-in (at least one, at most
@@ -76,6 +79,7 @@ pub async fn check_out(tx: &mut Tx, street: &str, need: &str, volunteer: &str, a
     .bind(minutes)
     .execute(&mut **tx)
     .await?;
+    crate::claims::settle(tx, street, need).await?;
     self::task(tx, street, need, volunteer).await
 }
 
@@ -101,14 +105,14 @@ pub async fn confirm(
             "update claims set volunteer_confirmed_at = $4, updated_at = $4
              where street = $1 and need_id = $2 and volunteer = $3 and volunteer_confirmed_at = ''"
         }
-        Party::Resident(_) => {
-            "update claims set resident_confirmed_at = $4, resident_confirmed_by = $5, updated_at = $4
+        Party::Resident(..) => {
+            "update claims set resident_confirmed_at = $4, resident_confirmed_by = $5, rating = $6, updated_at = $4
              where street = $1 and need_id = $2 and volunteer = $3 and resident_confirmed_at = ''"
         }
     };
     let mut update = sqlx::query(sql).bind(street).bind(need).bind(volunteer).bind(&when);
-    if let Party::Resident(who) = party {
-        update = update.bind(who);
+    if let Party::Resident(who, rating) = party {
+        update = update.bind(who).bind(rating.clamp(0, 5));
     }
     update.execute(&mut **tx).await?;
     let task = self::task(tx, street, need, volunteer).await?;
@@ -133,6 +137,7 @@ pub async fn confirm(
     .bind(&movement)
     .execute(&mut **tx)
     .await?;
+    crate::claims::settle(tx, street, need).await?;
     self::task(tx, street, need, volunteer).await
 }
 
@@ -161,10 +166,10 @@ where
 
 /// The task of `volunteer`'s active claim on `need`; FAILED_PRECONDITION `NO_CLAIM` without one.
 pub async fn task(tx: &mut Tx, street: &str, need: &str, volunteer: &str) -> Result<Task> {
-    type Row = (String, String, i64, String, String, String, String, i64);
+    type Row = (String, String, i64, String, String, String, String, i64, i64);
     let row: Option<Row> = sqlx::query_as(
         "select c.checked_in_at, c.checked_out_at, c.minutes, c.volunteer_confirmed_at, c.resident_confirmed_by,
-             c.confirmed_at, c.points_movement, coalesce(m.points, 0)
+             c.confirmed_at, c.points_movement, coalesce(m.points, 0), c.rating
          from claims c left join ledger_movements m on m.street = c.street and m.movement_id = c.points_movement
          where c.street = $1 and c.need_id = $2 and c.volunteer = $3 and c.state = 'ACTIVE'",
     )
@@ -182,6 +187,7 @@ pub async fn task(tx: &mut Tx, street: &str, need: &str, volunteer: &str) -> Res
         confirmed_at,
         movement,
         points,
+        rating,
     )) = row
     else {
         return Err(Error::failed_precondition("NO_CLAIM", "no place taken in this need"));
@@ -197,6 +203,7 @@ pub async fn task(tx: &mut Tx, street: &str, need: &str, volunteer: &str) -> Res
         confirmed_at,
         points_movement: movement,
         points,
+        rating,
     })
 }
 

@@ -41,6 +41,7 @@ fn to_wire(task: &tasks::Task, need: &NeedName, volunteer: &str) -> Task {
         resident_confirmed_by: task.resident_confirmed_by.clone(),
         confirm_time: stamp(&task.confirmed_at),
         points: task.points,
+        rating: i32::try_from(task.rating).unwrap_or(0),
     }
 }
 
@@ -115,6 +116,12 @@ impl Volunteers {
             }
             (named.to_string(), format!("users/{}", named.id()))
         };
+        if !(0..=5).contains(&req.rating) {
+            return Err(Error::invalid("rating", "must be 1 to 5, or 0 for none"));
+        }
+        if req.rating != 0 && target == user {
+            return Err(Error::invalid("rating", "is the resident's: a volunteer does not rate their own task"));
+        }
         let key = RequestKey::new(caller.key(), "ConfirmTask", &req.request_id, &req)?;
         let grids = if p.has_role(Role::GridWorker) { p.grids.clone() } else { Vec::new() };
         self.writer
@@ -135,7 +142,7 @@ impl Volunteers {
                             "the volunteer, the resident, their grid worker or the community's staff confirm a task",
                         ));
                     }
-                    Party::Resident(&user)
+                    Party::Resident(&user, i64::from(req.rating))
                 };
                 let placed = Need::decode(need.body.as_slice()).map_err(Error::internal)?;
                 let rate = self.points_per_hour.get(placed.kind().as_str_name()).copied().unwrap_or(0);

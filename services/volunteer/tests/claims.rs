@@ -108,7 +108,7 @@ async fn a_place_given_back_is_taken_again_and_a_second_claim_is_the_first() {
 }
 
 #[tokio::test]
-async fn claims_not_checked_in_by_their_time_are_released_and_the_need_reopened() {
+async fn claims_not_checked_in_by_their_time_are_released_and_the_place_offered_again() {
     let store = store().await;
     need(&store, "n3", 2).await;
     let soon = Utc::now() + Duration::minutes(10);
@@ -117,15 +117,25 @@ async fn claims_not_checked_in_by_their_time_are_released_and_the_need_reopened(
     claims::claim(&mut tx, STREET, "n3", "users/early", soon).await.expect("early");
     claims::check_in(&mut tx, STREET, "n3", "users/early", Utc::now()).await.expect("early checks in");
     tx.commit().await.expect("commit");
-    assert_eq!(places(&store, "n3").await.state, "CLAIMED");
+    assert_eq!(places(&store, "n3").await.state, "IN_PROGRESS", "under way from the first check-in");
 
     // Before their time nothing goes; after it, only the claim not checked in.
-    assert!(claims::release_stale(&store.db, Utc::now(), 100).await.expect("sweep").is_empty());
+    assert!(claims::stale(store.reader(), Utc::now(), 100).await.expect("sweep").is_empty());
     let later = soon + Duration::minutes(1);
-    let released = claims::release_stale(&store.db, later, 100).await.expect("sweep");
-    assert_eq!(released, vec![(STREET.to_owned(), "n3".to_owned(), "users/late".to_owned())]);
-    assert_eq!(places(&store, "n3").await, Places { state: "OPEN".into(), places: 2, claimed: 1 });
-    assert!(claims::release_stale(&store.db, later, 100).await.expect("again").is_empty(), "once");
+    let due = claims::stale(store.reader(), later, 100).await.expect("sweep");
+    assert_eq!(due, vec![(STREET.to_owned(), "n3".to_owned(), "users/late".to_owned())]);
+    let mut tx = store.begin().await.expect("begin");
+    assert!(claims::release_stale(&mut tx, (STREET, "n3", "users/late"), later).await.expect("release"));
+    assert!(!claims::release_stale(&mut tx, (STREET, "n3", "users/late"), later).await.expect("again"), "once");
+    assert!(!claims::release_stale(&mut tx, (STREET, "n3", "users/early"), later).await.expect("in"), "checked in");
+    tx.commit().await.expect("commit");
+    // Someone checked in: the need is under way, with a place free.
+    assert_eq!(places(&store, "n3").await, Places { state: "IN_PROGRESS".into(), places: 2, claimed: 1 });
+    assert!(claims::stale(store.reader(), later, 100).await.expect("again").is_empty(), "once");
+    // The free place is offered again while the need is under way.
+    claim(&store, "n3", "users/newcomer").await.expect("the place is taken again");
+    assert_eq!(places(&store, "n3").await, Places { state: "IN_PROGRESS".into(), places: 2, claimed: 2 });
+    assert_eq!(claim(&store, "n3", "users/third").await.expect_err("full").reason(), "NEED_FULL");
     let because: String = sqlx::query_scalar("select released_because from claims where volunteer = 'users/late'")
         .fetch_one(store.reader())
         .await
@@ -161,5 +171,43 @@ async fn a_need_without_places_or_time_is_refused() {
     assert_eq!(timeless.violations()[0].field, "need.end_time");
     tx.rollback().await.expect("rollback");
     assert!(claims::places(store.reader(), STREET, "n4").await.expect("read").is_none());
+    store.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_need_is_called_off_only_before_anyone_checks_in_and_open_needs_past_their_end_expire() {
+    let store = store().await;
+    need(&store, "n5", 2).await;
+    claim(&store, "n5", "users/a").await.expect("a");
+    claim(&store, "n5", "users/b").await.expect("b");
+    let mut tx = store.begin().await.expect("begin");
+    let told = claims::cancel(&mut tx, STREET, "n5").await.expect("called off");
+    assert_eq!(told, vec!["users/a".to_owned(), "users/b".to_owned()], "every volunteer holding a place is told");
+    let again = claims::cancel(&mut tx, STREET, "n5").await.expect_err("once");
+    assert_eq!(again.reason(), "NOT_CANCELLABLE");
+    tx.commit().await.expect("commit");
+    assert_eq!(places(&store, "n5").await, Places { state: "CANCELLED".into(), places: 2, claimed: 0 });
+    assert_eq!(claim(&store, "n5", "users/c").await.expect_err("closed").reason(), "NEED_NOT_OPEN");
+
+    need(&store, "n6", 1).await;
+    claim(&store, "n6", "users/a").await.expect("a");
+    let mut tx = store.begin().await.expect("begin");
+    claims::check_in(&mut tx, STREET, "n6", "users/a", Utc::now()).await.expect("in");
+    assert_eq!(claims::cancel(&mut tx, STREET, "n6").await.expect_err("under way").reason(), "NOT_CANCELLABLE");
+    tx.commit().await.expect("commit");
+
+    // Expiry: an open need with no place taken, past its end. `need` starts in two days and
+    // ends two hours later; seen from a week on, it is over.
+    need(&store, "n7", 1).await;
+    let week = Utc::now() + Duration::days(7);
+    let due = claims::expiring(store.reader(), week, 100).await.expect("due");
+    assert!(due.contains(&(STREET.to_owned(), "n7".to_owned())));
+    assert!(!due.iter().any(|(_, n)| n == "n5" || n == "n6"), "not the cancelled nor the one under way");
+    assert!(claims::expiring(store.reader(), Utc::now(), 100).await.expect("due").is_empty(), "not before its end");
+    let mut tx = store.begin().await.expect("begin");
+    assert!(claims::expire(&mut tx, STREET, "n7", week).await.expect("expire"));
+    assert!(!claims::expire(&mut tx, STREET, "n7", week).await.expect("again"), "once");
+    tx.commit().await.expect("commit");
+    assert_eq!(places(&store, "n7").await.state, "EXPIRED");
     store.cleanup().await;
 }

@@ -38,14 +38,21 @@ async fn checked_in() -> (TestDb, DateTime<Utc>) {
     (store, start)
 }
 
+/// Need `n1`'s state.
+async fn state(tx: &mut civic_kit::db::Tx) -> String {
+    claims::places(&mut **tx, STREET, "n1").await.expect("read").expect("the need").state
+}
+
 #[tokio::test]
 async fn points_come_only_with_both_confirmations_and_only_once() {
     let (store, start) = checked_in().await;
     let mut tx = store.begin().await.expect("begin");
     let early = tasks::confirm(&mut tx, STREET, "n1", VOLUNTEER, Party::Volunteer, start, 10).await;
     assert_eq!(early.expect_err("not done yet").reason(), "NOT_CHECKED_OUT");
+    assert_eq!(state(&mut tx).await, "IN_PROGRESS", "under way from the first check-in");
     let done = tasks::check_out(&mut tx, STREET, "n1", VOLUNTEER, start + Duration::minutes(95)).await.expect("out");
     assert_eq!(done.minutes, 95);
+    assert_eq!(state(&mut tx).await, "DONE", "done when everyone holding a place checked out");
     let again =
         tasks::check_out(&mut tx, STREET, "n1", VOLUNTEER, start + Duration::minutes(200)).await.expect("again");
     assert_eq!(again.minutes, 95, "the first check-out stands");
@@ -59,22 +66,26 @@ async fn points_come_only_with_both_confirmations_and_only_once() {
     let month = (at - Duration::days(1), at + Duration::days(1));
     assert_eq!(tasks::minutes_served(&mut *tx, STREET, VOLUNTEER, month).await.expect("minutes"), 0);
 
-    let both = tasks::confirm(&mut tx, STREET, "n1", VOLUNTEER, Party::Resident("users/gw-01"), at, 10)
+    let both = tasks::confirm(&mut tx, STREET, "n1", VOLUNTEER, Party::Resident("users/gw-01", 5), at, 10)
         .await
         .expect("resident");
-    assert_eq!(both.resident_confirmed_by, "users/gw-01");
+    assert_eq!((both.resident_confirmed_by.as_str(), both.rating), ("users/gw-01", 5));
+    assert_eq!(state(&mut tx).await, "CONFIRMED", "confirmed with every task confirmed by both");
     assert!(!both.confirmed_at.is_empty() && !both.points_movement.is_empty());
     // 95 minutes at 10 points an hour: 15.8, rounded up to 16.
     assert_eq!(ledger::balance(&mut *tx, STREET, VOLUNTEER).await.expect("balance"), 16);
     assert_eq!(tasks::minutes_served(&mut *tx, STREET, VOLUNTEER, month).await.expect("minutes"), 95);
     // Confirming again, by either side, pays nothing more.
     let later = at + Duration::hours(1);
-    tasks::confirm(&mut tx, STREET, "n1", VOLUNTEER, Party::Resident("users/res-1"), later, 10).await.expect("again");
+    tasks::confirm(&mut tx, STREET, "n1", VOLUNTEER, Party::Resident("users/res-1", 3), later, 10)
+        .await
+        .expect("again");
     let last = tasks::confirm(&mut tx, STREET, "n1", VOLUNTEER, Party::Volunteer, later, 10).await.expect("again");
     assert_eq!(
         (last.resident_confirmed_by.as_str(), last.confirmed_at.as_str()),
         ("users/gw-01", both.confirmed_at.as_str())
     );
+    assert_eq!(last.rating, 5, "the first confirmation's rating stands");
     assert_eq!(ledger::balance(&mut *tx, STREET, VOLUNTEER).await.expect("balance"), 16);
     tx.commit().await.expect("commit");
     store.cleanup().await;
