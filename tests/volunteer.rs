@@ -593,3 +593,143 @@ async fn needs_are_called_off_with_a_notice_and_places_not_checked_in_are_given_
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn staff_see_who_fits_a_need_and_assign_a_community_s_open_places_at_once() {
+    use civic_proto::volunteer::need::State as NeedState;
+    use civic_proto::volunteer::reason::Factor;
+    let store = Store::fresh().await;
+    let app = spawn_on(&store, Target::All, Options::default()).await;
+    let mut client = VolunteerServiceClient::new(app.channel.clone());
+    let east = cadre_of("dongyuan");
+    // Four in the east: a cleaner near by, a cleaner far away, a cook, and a cleaner whose cap is
+    // one hour (the needs take two); a cleaner in the west; a cleaner waiting for approval.
+    let near = Point { latitude: 35.540, longitude: 106.660 };
+    let far = Point { latitude: 35.560, longitude: 106.700 };
+    let cleaner = |home: Point, cap: i32| Volunteer {
+        skills: vec!["cleaning".into()],
+        home: Some(home),
+        monthly_hours_cap: cap,
+        ..draft(EAST)
+    };
+    let registered = [
+        ("v-near", cleaner(near, 20)),
+        ("v-far", cleaner(far, 20)),
+        ("v-cook", Volunteer { skills: vec!["cooking".into()], ..draft(EAST) }),
+        ("v-capped", cleaner(near, 1)),
+    ];
+    for (id, v) in registered {
+        client.create_volunteer(with_token(create(v, id, ""), &east)).await.expect("a volunteer");
+    }
+    let west = Volunteer { community: WEST.into(), ..cleaner(near, 20) };
+    client.create_volunteer(with_token(create(west, "v-west", ""), &cadre_of("xiyuan"))).await.expect("west");
+    let waiting = cleaner(near, 20);
+    client.create_volunteer(with_token(create(waiting, "", ""), &resident("v-waiting"))).await.expect("pending");
+
+    let li = resident("res-li");
+    let mut first = activity(1, 48);
+    first.place = Some(near);
+    let first = client.create_need(with_token(place(first), &li)).await.expect("placed").into_inner();
+    let recommend = |name: &str, size: i32| RecommendVolunteersRequest { name: name.into(), page_size: size };
+    let answer =
+        client.recommend_volunteers(with_token(recommend(&first.name, 0), &east)).await.expect("ranked").into_inner();
+    let ranked: Vec<&str> = answer.recommendations.iter().map(|r| r.volunteer.as_str()).collect();
+    assert_eq!(
+        ranked,
+        [
+            "streets/zhongjie/volunteers/v-near",
+            "streets/zhongjie/volunteers/v-far",
+            "streets/zhongjie/volunteers/v-cook"
+        ],
+        "the community's approved volunteers within their cap, best first"
+    );
+    assert_eq!(answer.considered, 4);
+    let best = &answer.recommendations[0];
+    let factors: Vec<Factor> = best.reasons.iter().map(|r| r.factor()).collect();
+    assert_eq!(factors, [Factor::Skills, Factor::Availability, Factor::Distance, Factor::Load, Factor::Continuity]);
+    assert_eq!(best.reasons[0].detail, "1 of 1 skills");
+    assert!(
+        best.score > answer.recommendations[1].score
+            && answer.recommendations[1].score > answer.recommendations[2].score
+    );
+    let top = client.recommend_volunteers(with_token(recommend(&first.name, 1), &admin())).await.expect("admin");
+    assert_eq!(top.into_inner().recommendations.len(), 1);
+    for refused in [cadre_of("xiyuan"), li.clone(), token("v-near", &[Role::Resident], "zhongjie")] {
+        let answer = client.recommend_volunteers(with_token(recommend(&first.name, 0), &refused)).await;
+        assert_eq!(code(answer), Code::PermissionDenied);
+    }
+    let negative = client.recommend_volunteers(with_token(recommend(&first.name, -1), &east)).await;
+    assert_eq!(code(negative), Code::InvalidArgument);
+    let missing = recommend(&format!("{STREET}/needs/n-none"), 0);
+    assert_eq!(code(client.recommend_volunteers(with_token(missing, &admin())).await), Code::NotFound);
+
+    // A second need of two places at the same time, and a third the day after: one batch.
+    let second = client.create_need(with_token(place(activity(2, 48)), &li)).await.expect("placed").into_inner();
+    let third = client.create_need(with_token(place(activity(1, 72)), &li)).await.expect("placed").into_inner();
+    let assign = AssignNeedsRequest { community: EAST.into(), deadline_ms: 0 };
+    assert_eq!(
+        code(client.assign_needs(with_token(assign.clone(), &cadre_of("xiyuan"))).await),
+        Code::PermissionDenied
+    );
+    let proposal = client.assign_needs(with_token(assign.clone(), &east)).await.expect("a proposal").into_inner();
+    assert_eq!((proposal.needs, proposal.places, proposal.volunteers), (3, 4, 3), "{proposal:?}");
+    // Three volunteers for the three places at the same time, and one of them again the day
+    // after: every place filled, no one twice at once.
+    assert_eq!(proposal.filled, 4, "{proposal:?}");
+    assert!(proposal.optimal);
+    assert!(proposal.total_cost <= proposal.greedy_cost || proposal.filled > proposal.greedy_filled);
+    let at_once: Vec<&str> = proposal
+        .assignments
+        .iter()
+        .filter(|a| a.need == first.name || a.need == second.name)
+        .map(|a| a.volunteer.as_str())
+        .collect();
+    let unique: std::collections::HashSet<&&str> = at_once.iter().collect();
+    assert_eq!(unique.len(), at_once.len(), "no one in two places at once: {proposal:?}");
+    let total: i64 = proposal.assignments.iter().map(|a| a.cost).sum();
+    assert_eq!(total, proposal.total_cost);
+
+    // Meanwhile the far cleaner takes the third need's place: confirming takes nothing and
+    // names what was taken.
+    let far_token = token("v-far", &[Role::Resident], "zhongjie");
+    client.claim_need(with_token(claim(&third.name), &far_token)).await.expect("taken meanwhile");
+    let confirm = |assignments: Vec<Assignment>| ConfirmAssignmentRequest {
+        community: EAST.into(),
+        assignments,
+        request_id: String::new(),
+    };
+    let clash =
+        Assignment { need: third.name.clone(), volunteer: "streets/zhongjie/volunteers/v-cook".into(), cost: 0 };
+    let mut with_clash = proposal.assignments.clone();
+    with_clash.retain(|a| a.need != third.name);
+    with_clash.push(clash);
+    let refused = client.confirm_assignment(with_token(confirm(with_clash), &east)).await.expect_err("taken");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains(&third.name), "{}", refused.message());
+    let get = |name: &str| with_token(GetNeedRequest { name: name.into() }, &admin());
+    assert_eq!(client.get_need(get(&first.name)).await.expect("need").into_inner().claimed, 0, "nothing taken");
+
+    // Proposed again and confirmed: every place of the proposal is taken.
+    let proposal = client.assign_needs(with_token(assign, &admin())).await.expect("a proposal").into_inner();
+    assert!(proposal.assignments.iter().all(|a| a.need != third.name), "the third need is full");
+    let confirmed = client
+        .confirm_assignment(with_token(confirm(proposal.assignments.clone()), &east))
+        .await
+        .expect("confirmed")
+        .into_inner();
+    assert_eq!(confirmed.claims.len(), proposal.assignments.len());
+    assert_eq!(client.get_need(get(&first.name)).await.expect("need").into_inner().state(), NeedState::Claimed);
+    // A cadre assigns only their own community's volunteers, and bad input changes nothing.
+    let outsider =
+        Assignment { need: second.name.clone(), volunteer: "streets/zhongjie/volunteers/v-west".into(), cost: 0 };
+    assert_eq!(
+        code(client.confirm_assignment(with_token(confirm(vec![outsider]), &east)).await),
+        Code::PermissionDenied
+    );
+    assert_eq!(code(client.confirm_assignment(with_token(confirm(vec![]), &east)).await), Code::InvalidArgument);
+    let twice =
+        Assignment { need: second.name.clone(), volunteer: "streets/zhongjie/volunteers/v-far".into(), cost: 0 };
+    let answer = client.confirm_assignment(with_token(confirm(vec![twice.clone(), twice]), &east)).await;
+    assert_eq!(code(answer), Code::InvalidArgument);
+    app.stop().await;
+}

@@ -361,6 +361,30 @@ impl VolunteerService for Volunteers {
     }
 
     #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn recommend_volunteers(
+        &self,
+        request: Request<RecommendVolunteersRequest>,
+    ) -> Result<Response<RecommendVolunteersResponse>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::recommend_volunteers(self, &caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(community = %request.get_ref().community))]
+    async fn assign_needs(&self, request: Request<AssignNeedsRequest>) -> Result<Response<AssignmentProposal>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::assign_needs(self, &caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(community = %request.get_ref().community))]
+    async fn confirm_assignment(
+        &self,
+        request: Request<ConfirmAssignmentRequest>,
+    ) -> Result<Response<ConfirmAssignmentResponse>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::confirm_assignment(self, &caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
     async fn release_need(&self, request: Request<ReleaseNeedRequest>) -> Result<Response<Claim>, Status> {
         let caller = self.caller(&request)?;
         Ok(Response::new(Volunteers::release_need(self, &caller, request.into_inner()).await?))

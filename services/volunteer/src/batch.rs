@@ -88,23 +88,26 @@ pub fn plan(
 ) -> Result<Plan, TooLarge> {
     let started = Instant::now();
     let rows: Vec<usize> = needs.iter().enumerate().flat_map(|(i, n)| std::iter::repeat_n(i, n.places)).collect();
-    let columns: Vec<usize> =
-        volunteers.iter().enumerate().flat_map(|(j, v)| std::iter::repeat_n(j, v.slots)).collect();
+    if rows.len().saturating_mul(volunteers.len()) > assign::MAX_CELLS {
+        return Err(TooLarge { rows: rows.len(), columns: volunteers.len() });
+    }
+    // Each (need, volunteer) pair is scored once, however many places and slots they have.
+    let pair_cost = pair_costs(needs, volunteers, weights, zone);
+    let cost = |i: usize, j: usize| pair_cost[i * volunteers.len() + j];
+    // Only volunteers who may take one of the needs at least are columns; their slots too, when
+    // the problem stays within bounds, else one slot each.
+    let useful: Vec<usize> =
+        (0..volunteers.len()).filter(|&j| (0..needs.len()).any(|i| cost(i, j).is_some())).collect();
+    let expand = |most: usize| -> Vec<usize> {
+        useful.iter().flat_map(|&j| std::iter::repeat_n(j, volunteers[j].slots.min(most))).collect()
+    };
+    let mut columns = expand(usize::MAX);
+    if rows.len().saturating_mul(columns.len()) > assign::MAX_CELLS {
+        columns = expand(1);
+    }
     if rows.len().saturating_mul(columns.len()) > assign::MAX_CELLS {
         return Err(TooLarge { rows: rows.len(), columns: columns.len() });
     }
-    // Each (need, volunteer) pair is scored once, however many places and slots they have.
-    let pair_cost: Vec<Option<i64>> = needs
-        .iter()
-        .flat_map(|n| {
-            volunteers.iter().map(move |v| {
-                matching::eligible(&v.volunteer, &n.need)
-                    .ok()
-                    .map(|()| assign::cost_of(matching::score(&v.volunteer, &n.need, weights, zone).total))
-            })
-        })
-        .collect();
-    let cost = |i: usize, j: usize| pair_cost[i * volunteers.len() + j];
 
     let mut bars = Bars::default();
     let mut optimal = true;
@@ -135,6 +138,31 @@ pub fn plan(
         }
     };
     Ok(Plan { best, optimal, rounds, greedy })
+}
+
+/// The cost of every (need, volunteer) pair, need by need (`None` where the volunteer is not
+/// eligible): scored on as many threads as the machine has, each a band of needs.
+fn pair_costs(needs: &[Open<'_>], volunteers: &[Offer<'_>], weights: &Weights, zone: FixedOffset) -> Vec<Option<i64>> {
+    let mut costs = vec![None; needs.len() * volunteers.len()];
+    if costs.is_empty() {
+        return costs;
+    }
+    let threads = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 8);
+    let band = needs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        for (needs, out) in needs.chunks(band).zip(costs.chunks_mut(band * volunteers.len())) {
+            scope.spawn(move || {
+                for (n, row) in needs.iter().zip(out.chunks_mut(volunteers.len())) {
+                    for (v, cell) in volunteers.iter().zip(row) {
+                        *cell = matching::eligible(&v.volunteer, &n.need)
+                            .ok()
+                            .map(|()| assign::cost_of(matching::score(&v.volunteer, &n.need, weights, zone).total));
+                    }
+                }
+            });
+        }
+    });
+    costs
 }
 
 /// Pairs barred from the next round: a place (row) for a volunteer who holds another place of

@@ -155,6 +155,32 @@ where
     Ok(row.map(stored))
 }
 
+/// Up to `limit` needs of `community` (an id) with places free that start after `now`, soonest
+/// first: what AssignNeeds gives out.
+pub async fn open_needs<'e, E>(
+    executor: E,
+    street: &str,
+    community: &str,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Stored>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let sql = format!(
+        "{STORED} where street = $1 and state = 'OPEN' and community_id = $2 and claimed < places and start_time > $3
+         order by start_time, need_id limit $4"
+    );
+    let rows: Vec<StoredRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(street)
+        .bind(community)
+        .bind(time::to_text(now))
+        .bind(limit)
+        .fetch_all(executor)
+        .await?;
+    Ok(rows.into_iter().map(stored).collect())
+}
+
 /// Which needs a list asks for. Empty fields match everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NeedFilter {
@@ -215,12 +241,12 @@ where
 }
 
 /// The start and end of every need `volunteer` holds an active place in whose task is not
-/// confirmed yet, and the hours of those starting from `from` (a month's start).
+/// confirmed yet, and the hours of those starting in `month` (from, to).
 pub async fn bookings(
     tx: &mut Tx,
     street: &str,
     volunteer: &str,
-    from: DateTime<Utc>,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
 ) -> Result<(Vec<(DateTime<Utc>, DateTime<Utc>)>, f64)> {
     let rows: Vec<(String, String)> = sqlx::query_as(
         "select n.start_time, n.end_time from claims c join needs n on n.street = c.street and n.need_id = c.need_id
@@ -230,10 +256,11 @@ pub async fn bookings(
     .bind(volunteer)
     .fetch_all(&mut **tx)
     .await?;
-    let parse = |t: &str| DateTime::parse_from_rfc3339(t).map(|t| t.with_timezone(&Utc)).ok();
+    let parse = |t: &str| time::from_text(t);
     let windows: Vec<(DateTime<Utc>, DateTime<Utc>)> =
         rows.iter().filter_map(|(s, e)| Some((parse(s)?, parse(e)?))).collect();
-    let hours = windows.iter().filter(|(s, _)| *s >= from).map(|(s, e)| (*e - *s).num_minutes() as f64 / 60.0).sum();
+    let hours =
+        windows.iter().filter(|(s, _)| *s >= from && *s < to).map(|(s, e)| (*e - *s).num_minutes() as f64 / 60.0).sum();
     Ok((windows, hours))
 }
 
@@ -551,6 +578,6 @@ async fn claim_of(tx: &mut Tx, street: &str, need: &str, volunteer: &str) -> Res
         need: need.to_owned(),
         volunteer: volunteer.to_owned(),
         state,
-        check_in_by: DateTime::parse_from_rfc3339(&by).map(|t| t.with_timezone(&Utc)).unwrap_or_default(),
+        check_in_by: time::from_text(&by).unwrap_or_default(),
     }))
 }

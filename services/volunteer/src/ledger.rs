@@ -209,7 +209,7 @@ where
             source,
             reason,
             actor,
-            time: DateTime::parse_from_rfc3339(&created).map(|t| t.with_timezone(&Utc)).unwrap_or_default(),
+            time: time::from_text(&created).unwrap_or_default(),
         })
         .collect())
 }
@@ -280,7 +280,7 @@ async fn by_source(tx: &mut Tx, street: &str, source: &str) -> Result<Option<Mov
         source,
         reason,
         actor,
-        time: DateTime::parse_from_rfc3339(&created).map(|t| t.with_timezone(&Utc)).unwrap_or_default(),
+        time: time::from_text(&created).unwrap_or_default(),
     }))
 }
 

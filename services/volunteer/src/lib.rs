@@ -20,6 +20,7 @@
 
 mod api;
 pub mod assign;
+mod assign_api;
 mod bank_api;
 pub mod batch;
 pub mod claims;
@@ -27,6 +28,7 @@ pub mod ledger;
 mod lock;
 pub mod matching;
 mod needs;
+pub mod pool;
 pub mod register;
 pub mod rewards;
 mod seed;
@@ -74,6 +76,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0005_need_bodies.sql"),
     },
     Migration { version: 6, name: "residents' ratings of tasks", sql: include_str!("../migrations/0006_ratings.sql") },
+    Migration {
+        version: 7,
+        name: "the register's version per street",
+        sql: include_str!("../migrations/0007_register_versions.sql"),
+    },
 ];
 
 /// The volunteer service's own settings, `[volunteer]`.
@@ -95,6 +102,52 @@ pub struct Settings {
     /// How often stale claims are given back and needs past their end expire, in seconds (1 to
     /// 3600).
     pub sweep_every_seconds: u64,
+    /// How much each factor of a match counts (`volunteer.weights`).
+    pub weights: WeightSettings,
+    /// How long AssignNeeds searches for the optimum before answering with greedy's plan, in
+    /// milliseconds (1 to 60,000), when the request names no deadline.
+    pub assign_deadline_ms: u64,
+    /// The most places one volunteer is proposed for in one AssignNeeds (1 to 10).
+    pub assign_places_per_volunteer: usize,
+}
+
+/// The weights of a match's factors, relative to one another (0 to 100 each, not all 0), and
+/// the distance from which distance counts nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WeightSettings {
+    /// Skills asked for and had.
+    pub skills: u32,
+    /// The need's window in the volunteer's free time.
+    pub availability: u32,
+    /// From home to the need's place.
+    pub distance: u32,
+    /// Hours this month against the cap.
+    pub load: u32,
+    /// This household served before.
+    pub continuity: u32,
+    /// The distance from which distance scores 0, in metres (100 to 100,000).
+    pub max_distance_m: u32,
+}
+
+impl Default for WeightSettings {
+    fn default() -> Self {
+        Self { skills: 35, availability: 25, distance: 20, load: 10, continuity: 10, max_distance_m: 5000 }
+    }
+}
+
+impl WeightSettings {
+    /// As matching takes them.
+    pub fn weights(&self) -> matching::Weights {
+        matching::Weights {
+            skills: f64::from(self.skills),
+            availability: f64::from(self.availability),
+            distance: f64::from(self.distance),
+            load: f64::from(self.load),
+            continuity: f64::from(self.continuity),
+            max_distance_km: f64::from(self.max_distance_m) / 1000.0,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -121,6 +174,9 @@ impl Default for Settings {
                 .map(|(kind, points)| ((*kind).to_owned(), *points))
                 .collect(),
             sweep_every_seconds: 60,
+            weights: WeightSettings::default(),
+            assign_deadline_ms: 10_000,
+            assign_places_per_volunteer: 3,
         }
     }
 }
@@ -170,6 +226,30 @@ impl Settings {
         }
         if !(1..=3600).contains(&self.sweep_every_seconds) {
             return Err(bad("sweep_every_seconds", "must be 1 to 3600"));
+        }
+        let w = &self.weights;
+        for (key, weight) in [
+            ("skills", w.skills),
+            ("availability", w.availability),
+            ("distance", w.distance),
+            ("load", w.load),
+            ("continuity", w.continuity),
+        ] {
+            if weight > 100 {
+                return Err(bad(&format!("weights.{key}"), "must be 0 to 100"));
+            }
+        }
+        if w.skills + w.availability + w.distance + w.load + w.continuity == 0 {
+            return Err(bad("weights", "at least one factor must count"));
+        }
+        if !(100..=100_000).contains(&w.max_distance_m) {
+            return Err(bad("weights.max_distance_m", "must be 100 to 100000"));
+        }
+        if !(1..=60_000).contains(&self.assign_deadline_ms) {
+            return Err(bad("assign_deadline_ms", "must be 1 to 60000"));
+        }
+        if !(1..=10).contains(&self.assign_places_per_volunteer) {
+            return Err(bad("assign_places_per_volunteer", "must be 1 to 10"));
         }
         Ok(self)
     }
@@ -221,6 +301,14 @@ pub struct Volunteers {
     points_per_hour: Arc<BTreeMap<String, i64>>,
     /// The street's time zone (its calendar's), for months.
     zone: chrono::FixedOffset,
+    /// How much each factor of a match counts.
+    weights: matching::Weights,
+    /// AssignNeeds' deadline when the request names none.
+    assign_deadline: std::time::Duration,
+    /// The most places one volunteer is proposed for at once.
+    assign_places: usize,
+    /// The streets' approved volunteers, for matching.
+    pools: Arc<pool::Pools>,
 }
 
 impl Volunteers {
@@ -237,6 +325,10 @@ impl Volunteers {
             check_in_grace: chrono::Duration::minutes(i64::from(settings.check_in_grace_minutes)),
             points_per_hour: Arc::new(settings.points_per_hour),
             zone: calendar.offset(),
+            weights: settings.weights.weights(),
+            assign_deadline: std::time::Duration::from_millis(settings.assign_deadline_ms),
+            assign_places: settings.assign_places_per_volunteer,
+            pools: Arc::new(pool::Pools::default()),
         }
     }
 }

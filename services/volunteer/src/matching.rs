@@ -256,6 +256,20 @@ fn continuity(volunteer: &Volunteer<'_>, need: &Need<'_>) -> (f64, String) {
     }
 }
 
+/// The month `t` falls in, in the street's time zone `zone`: its first instant and the first of
+/// the next, in UTC. Hours against a monthly cap count in it.
+pub fn month_of(t: DateTime<Utc>, zone: FixedOffset) -> (DateTime<Utc>, DateTime<Utc>) {
+    use chrono::TimeZone;
+    let local = t.with_timezone(&zone);
+    let (year, month) = (local.year(), local.month());
+    let (next_year, next_month) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+    let first = |y, m| zone.with_ymd_and_hms(y, m, 1, 0, 0, 0).single().map(|d| d.with_timezone(&Utc));
+    match (first(year, month), first(next_year, next_month)) {
+        (Some(from), Some(to)) => (from, to),
+        _ => (t, t),
+    }
+}
+
 /// The `k` best fits for `need` among `candidates` (each with the caller's index), best first:
 /// the eligible ones only, by score, equal scores in the candidates' order. One pass with a
 /// heap of `k`, so a street's every volunteer can be ranked per request.
@@ -321,6 +335,15 @@ pub(crate) mod tests {
     /// The demo street's time zone.
     pub(crate) fn zone() -> FixedOffset {
         FixedOffset::east_opt(8 * 3600).expect("UTC+8")
+    }
+
+    #[test]
+    fn a_month_is_the_streets_local_month() {
+        // 2026-11-30 20:00 UTC is already December in UTC+8.
+        let (from, to) = month_of(at("2026-11-30T20:00:00Z"), zone());
+        assert_eq!((from, to), (at("2026-11-30T16:00:00Z"), at("2026-12-31T16:00:00Z")));
+        let (from, to) = month_of(at("2026-12-31T15:59:59Z"), zone());
+        assert_eq!((from, to), (at("2026-11-30T16:00:00Z"), at("2026-12-31T16:00:00Z")));
     }
 
     fn strings(list: &[&str]) -> Vec<String> {

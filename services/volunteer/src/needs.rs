@@ -2,7 +2,7 @@
 //! may, and a volunteer taking or giving back a place — on the [`claims`] store, with the
 //! eligibility of [`matching`] checked in the same transaction.
 
-use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use civic_kit::auth::{Caller, Role};
 use civic_kit::error::{Error, Result, Violations};
 use civic_kit::idempotency::{RequestKey, etag};
@@ -287,74 +287,75 @@ impl Volunteers {
         let Some(registration) = self.approved(&street, &p.subject).await? else {
             return Err(Error::permission_denied("approved volunteers take needs: register and wait for approval"));
         };
-        let me = p.resource_name();
         let key = RequestKey::new(caller.key(), "ClaimNeed", &req.request_id, &req)?;
-        let grace = self.check_in_grace;
-        self.writer
-            .write(&key, async |c| {
-                // One claim of this volunteer's at a time: their bookings and hours stand still.
-                crate::lock::hold(c.tx(), "bookings", street.as_str(), &me).await?;
-                let need = claims::get_need(&mut **c.tx(), street.as_str(), name.id().as_str())
-                    .await?
-                    .ok_or_else(|| Error::not_found(name.to_string()))?;
-                let placed = Need::decode(need.body.as_slice()).map_err(Error::internal)?;
-                let (start, end) = (at(placed.start_time.as_ref()), at(placed.end_time.as_ref()));
-                let held = claims::holds(&mut **c.tx(), street.as_str(), name.id().as_str(), &me).await?;
-                if !held {
-                    let month = month_start(start);
-                    let (booked, hours) = claims::bookings(c.tx(), street.as_str(), &me, month).await?;
-                    let served =
-                        crate::tasks::minutes_served(&mut **c.tx(), street.as_str(), &me, (month, start)).await?;
-                    let v = &registration.volunteer;
-                    let volunteer = matching::Volunteer {
-                        skills: &v.skills,
-                        availability: &[],
-                        home: None,
-                        hours_this_month: hours + served as f64 / 60.0,
-                        monthly_cap_hours: f64::from(v.monthly_hours_cap),
-                        booked: &booked,
-                        served_households: &[],
-                    };
-                    let wanted = matching::Need {
-                        required_skills: &placed.required_skills,
-                        start,
-                        end,
-                        place: None,
-                        household: &placed.household,
-                    };
-                    match matching::eligible(&volunteer, &wanted) {
-                        Ok(()) => {}
-                        Err(e @ Ineligible::OverCap { .. }) => {
-                            return Err(Error::failed_precondition("OVER_CAP", e.to_string()));
-                        }
-                        Err(e @ Ineligible::DoubleBooked) => {
-                            return Err(Error::failed_precondition("DOUBLE_BOOKED", e.to_string()));
-                        }
-                    }
+        self.writer.write(&key, async |c| self.take_place(c, &name, &registration).await).await
+    }
+
+    /// Takes a place in `name` for the volunteer of `registration` (approved), in the change `c`:
+    /// within their monthly cap and free at the time, checked under a lock on their bookings so
+    /// two claims of theirs at once cannot both pass. Taking it again answers with the place
+    /// held; a new place emits `NeedClaimed`.
+    pub(crate) async fn take_place(
+        &self,
+        c: &mut civic_kit::write::Change,
+        name: &NeedName,
+        registration: &register::Record,
+    ) -> Result<Claim> {
+        let street = name.street();
+        let me = format!("users/{}", registration.name.id());
+        crate::lock::hold(c.tx(), "bookings", street.as_str(), &me).await?;
+        let need = claims::get_need(&mut **c.tx(), street.as_str(), name.id().as_str())
+            .await?
+            .ok_or_else(|| Error::not_found(name.to_string()))?;
+        let placed = Need::decode(need.body.as_slice()).map_err(Error::internal)?;
+        let (start, end) = (at(placed.start_time.as_ref()), at(placed.end_time.as_ref()));
+        let held = claims::holds(&mut **c.tx(), street.as_str(), name.id().as_str(), &me).await?;
+        if !held {
+            let month = matching::month_of(start, self.zone);
+            let (booked, hours) = claims::bookings(c.tx(), street.as_str(), &me, month).await?;
+            let served = crate::tasks::minutes_served(&mut **c.tx(), street.as_str(), &me, month).await?;
+            let v = &registration.volunteer;
+            let volunteer = matching::Volunteer {
+                skills: &v.skills,
+                availability: &[],
+                home: None,
+                hours_this_month: hours + served as f64 / 60.0,
+                monthly_cap_hours: f64::from(v.monthly_hours_cap),
+                booked: &booked,
+                served_households: &[],
+            };
+            let wanted =
+                matching::Need { required_skills: &placed.required_skills, start, end, place: None, household: "" };
+            match matching::eligible(&volunteer, &wanted) {
+                Ok(()) => {}
+                Err(e @ Ineligible::OverCap { .. }) => {
+                    return Err(Error::failed_precondition("OVER_CAP", e.to_string()));
                 }
-                let claim = claims::claim(c.tx(), street.as_str(), name.id().as_str(), &me, start + grace).await?;
-                let now = claims::places(&mut **c.tx(), street.as_str(), name.id().as_str())
-                    .await?
-                    .unwrap_or(need.places.clone());
-                let volunteer = format!("{}/volunteers/{}", street.parent(), p.subject);
-                if !held {
-                    let event = NeedClaimed {
-                        need: name.to_string(),
-                        volunteer: volunteer.clone(),
-                        claimed: i32::try_from(now.claimed).unwrap_or(i32::MAX),
-                        places: i32::try_from(now.places).unwrap_or(i32::MAX),
-                        claim_time: Some(time::to_timestamp(Utc::now())),
-                    };
-                    c.emit(&name.to_string(), &event).await?;
+                Err(e @ Ineligible::DoubleBooked) => {
+                    return Err(Error::failed_precondition("DOUBLE_BOOKED", e.to_string()));
                 }
-                Ok(Claim {
-                    need: name.to_string(),
-                    volunteer,
-                    active: true,
-                    check_in_by: Some(time::to_timestamp(claim.check_in_by)),
-                })
-            })
-            .await
+            }
+        }
+        let claim =
+            claims::claim(c.tx(), street.as_str(), name.id().as_str(), &me, start + self.check_in_grace).await?;
+        let now = claims::places(&mut **c.tx(), street.as_str(), name.id().as_str()).await?.unwrap_or(need.places);
+        let volunteer = registration.name.to_string();
+        if !held {
+            let event = NeedClaimed {
+                need: name.to_string(),
+                volunteer: volunteer.clone(),
+                claimed: i32::try_from(now.claimed).unwrap_or(i32::MAX),
+                places: i32::try_from(now.places).unwrap_or(i32::MAX),
+                claim_time: Some(time::to_timestamp(Utc::now())),
+            };
+            c.emit(&name.to_string(), &event).await?;
+        }
+        Ok(Claim {
+            need: name.to_string(),
+            volunteer,
+            active: true,
+            check_in_by: Some(time::to_timestamp(claim.check_in_by)),
+        })
     }
 
     pub(crate) async fn cancel_need(&self, caller: &Caller, req: CancelNeedRequest) -> Result<Need> {
@@ -457,9 +458,4 @@ fn to_wire(need: &Stored, street: &str) -> Result<Need> {
 /// A timestamp as a time (the epoch for none: checked before).
 pub(crate) fn at(t: Option<&pbjson_types::Timestamp>) -> DateTime<Utc> {
     t.and_then(|t| Utc.timestamp_opt(t.seconds, u32::try_from(t.nanos).unwrap_or(0)).single()).unwrap_or_default()
-}
-
-/// The start of `t`'s month (UTC).
-fn month_start(t: DateTime<Utc>) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(t.year(), t.month(), 1, 0, 0, 0).single().unwrap_or(t)
 }

@@ -148,7 +148,7 @@ pub async fn insert(tx: &mut Tx, record: &Record, now: &str) -> Result<()> {
     .execute(&mut **tx)
     .await
     .map_err(|e| exists_on(e, "volunteers_pkey", &record.name))?;
-    Ok(())
+    bump(tx, record.name.street()).await
 }
 
 /// Saves a changed registration (its version already bumped).
@@ -170,7 +170,45 @@ pub async fn save(tx: &mut Tx, record: &Record, now: &str) -> Result<()> {
     .bind(now)
     .execute(&mut **tx)
     .await?;
+    bump(tx, record.name.street()).await
+}
+
+/// Counts a change of `street`'s register.
+async fn bump(tx: &mut Tx, street: &StreetId) -> Result<()> {
+    sqlx::query(
+        "insert into register_versions (street, version) values ($1, 1)
+         on conflict (street) do update set version = register_versions.version + 1",
+    )
+    .bind(street.as_str())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
+}
+
+/// How many times `street`'s register has changed (0 before the first registration).
+pub async fn version<'e, E>(executor: E, street: &StreetId) -> Result<i64>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row: Option<(i64,)> = sqlx::query_as("select version from register_versions where street = $1")
+        .bind(street.as_str())
+        .fetch_optional(executor)
+        .await?;
+    Ok(row.map_or(0, |(v,)| v))
+}
+
+/// Every approved registration of `street`, as (volunteer id, registration), by id.
+pub async fn approved<'e, E>(executor: E, street: &StreetId) -> Result<Vec<(String, Volunteer)>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(
+        "select volunteer_id, body from volunteers where street = $1 and state = 'APPROVED' order by volunteer_id",
+    )
+    .bind(street.as_str())
+    .fetch_all(executor)
+    .await?;
+    rows.into_iter().map(|(id, body)| Ok((id, Volunteer::decode(body.as_slice()).map_err(Error::internal)?))).collect()
 }
 
 type Row = (String, String, i64, Vec<u8>);

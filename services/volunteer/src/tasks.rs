@@ -208,5 +208,5 @@ pub async fn task(tx: &mut Tx, street: &str, need: &str, volunteer: &str) -> Res
 }
 
 fn parse(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc))
+    time::from_text(text)
 }

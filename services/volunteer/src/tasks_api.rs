@@ -29,8 +29,7 @@ fn me(caller: &Caller, street: &StreetId) -> Result<(String, String)> {
 
 /// A task as the API gives it.
 fn to_wire(task: &tasks::Task, need: &NeedName, volunteer: &str) -> Task {
-    let stamp =
-        |text: &str| chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| time::to_timestamp(t.with_timezone(&Utc)));
+    let stamp = time::text_to_timestamp;
     Task {
         need: need.to_string(),
         volunteer: volunteer.to_owned(),
