@@ -504,6 +504,64 @@ async fn a_task_done_and_confirmed_by_both_sides_earns_points_once() {
     assert_eq!(all.movements.len(), 1, "a page of one");
     let outside = client.list_movements(with_token(statement(year, 13), &zhang)).await;
     assert_eq!(code(outside), Code::InvalidArgument, "month 13 is past the declared bound");
+
+    // The reward catalogue: an admin offers, anyone of the street reads, a person redeems for
+    // their own points (6 now), a cadre at the counter for their community's volunteer.
+    let offer = |name: &str, points: i64, stock: i64| CreateRewardRequest {
+        parent: STREET.into(),
+        reward: Some(Reward {
+            display_name: name.into(),
+            offered_by: "惠民超市".into(),
+            points,
+            stock,
+            ..Default::default()
+        }),
+        request_id: String::new(),
+    };
+    assert_eq!(code(client.create_reward(with_token(offer("食用油", 4, 1), &east)).await), Code::PermissionDenied);
+    let bad = client.create_reward(with_token(offer(" ", 0, 1), &admin())).await.expect_err("bad");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let oil = client.create_reward(with_token(offer("食用油", 4, 1), &admin())).await.expect("offered").into_inner();
+    let soap = client.create_reward(with_token(offer("洗衣液", 2, 5), &admin())).await.expect("offered").into_inner();
+    let rice = client.create_reward(with_token(offer("大米", 50, 5), &admin())).await.expect("offered").into_inner();
+    let list =
+        |show_withdrawn: bool| ListRewardsRequest { parent: STREET.into(), show_withdrawn, ..Default::default() };
+    let seen = client.list_rewards(with_token(list(false), &resident("res-wang"))).await.expect("list").into_inner();
+    assert_eq!(seen.rewards.len(), 3);
+    let redeem = |reward: &str, person: &str| RedeemRewardRequest {
+        name: reward.into(),
+        person: person.into(),
+        request_id: String::new(),
+    };
+    let paid = client.redeem_reward(with_token(redeem(&oil.name, ""), &zhang)).await.expect("redeemed").into_inner();
+    assert_eq!((paid.points, paid.balance, paid.person.as_str()), (4, 2, "users/v-zhang"));
+    let gone = client.redeem_reward(with_token(redeem(&oil.name, ""), &zhang)).await.expect_err("out of stock");
+    assert_eq!(gone.code(), Code::FailedPrecondition);
+    let dear = client.redeem_reward(with_token(redeem(&rice.name, ""), &zhang)).await.expect_err("too dear");
+    assert_eq!(dear.code(), Code::FailedPrecondition);
+    let stock = |reward: &str| with_token(GetRewardRequest { name: reward.into() }, &zhang);
+    assert_eq!(client.get_reward(stock(&rice.name)).await.expect("rice").into_inner().stock, 5, "nothing taken");
+    let west = client.redeem_reward(with_token(redeem(&soap.name, "users/v-zhang"), &cadre_of("xiyuan"))).await;
+    assert_eq!(code(west), Code::PermissionDenied, "another community's cadre");
+    let other = client.redeem_reward(with_token(redeem(&soap.name, "users/v-zhang"), &resident("res-wang"))).await;
+    assert_eq!(code(other), Code::PermissionDenied, "another resident");
+    let counter =
+        client.redeem_reward(with_token(redeem(&soap.name, "users/v-zhang"), &east)).await.expect("at the counter");
+    assert_eq!(counter.into_inner().balance, 0);
+    assert_eq!(client.get_account(balance(&zhang)).await.expect("own").into_inner().balance, 0);
+    // Withdrawn: no longer redeemed, listed for staff only.
+    let withdraw = WithdrawRewardRequest { name: soap.name.clone(), request_id: String::new() };
+    assert_eq!(code(client.withdraw_reward(with_token(withdraw.clone(), &east)).await), Code::PermissionDenied);
+    let withdrawn = client.withdraw_reward(with_token(withdraw, &admin())).await.expect("withdrawn").into_inner();
+    assert!(!withdrawn.offered);
+    let after = client.redeem_reward(with_token(redeem(&soap.name, ""), &zhang)).await.expect_err("withdrawn");
+    assert_eq!(after.code(), Code::FailedPrecondition);
+    let seen = client.list_rewards(with_token(list(false), &zhang)).await.expect("list").into_inner();
+    assert_eq!(seen.rewards.len(), 2);
+    assert_eq!(code(client.list_rewards(with_token(list(true), &zhang)).await), Code::PermissionDenied);
+    assert_eq!(client.list_rewards(with_token(list(true), &admin())).await.expect("all").into_inner().rewards.len(), 3);
+    let missing = GetRewardRequest { name: format!("{STREET}/rewards/r-none") };
+    assert_eq!(code(client.get_reward(with_token(missing, &zhang)).await), Code::NotFound);
     app.stop().await;
 }
 

@@ -423,6 +423,39 @@ impl VolunteerService for Volunteers {
         Ok(Response::new(Volunteers::list_movements(self, &caller, request.into_inner()).await?))
     }
 
+    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
+    async fn create_reward(&self, request: Request<CreateRewardRequest>) -> Result<Response<Reward>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::create_reward(self, &caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn get_reward(&self, request: Request<GetRewardRequest>) -> Result<Response<Reward>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::get_reward(self, &caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
+    async fn list_rewards(
+        &self,
+        request: Request<ListRewardsRequest>,
+    ) -> Result<Response<ListRewardsResponse>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::list_rewards(self, &caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn withdraw_reward(&self, request: Request<WithdrawRewardRequest>) -> Result<Response<Reward>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::withdraw_reward(self, &caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn redeem_reward(&self, request: Request<RedeemRewardRequest>) -> Result<Response<Redemption>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::redeem_reward(self, &caller, request.into_inner()).await?))
+    }
+
     #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
     async fn adjust_account(&self, request: Request<AdjustAccountRequest>) -> Result<Response<Movement>, Status> {
         let caller = self.caller(&request)?;

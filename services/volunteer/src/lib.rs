@@ -31,6 +31,7 @@ mod needs;
 pub mod pool;
 pub mod register;
 pub mod rewards;
+mod rewards_api;
 mod seed;
 mod sweep;
 pub mod tasks;

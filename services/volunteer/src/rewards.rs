@@ -17,7 +17,7 @@ use crate::ledger;
 pub const MAX_STOCK: i64 = 100_000;
 
 /// A reward as offered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reward {
     /// The street.
     pub street: String,
@@ -147,4 +147,66 @@ where
         .fetch_optional(executor)
         .await?;
     Ok(row.map(|(n,)| n))
+}
+
+/// A reward as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The reward.
+    pub reward: Reward,
+    /// Whether it can be redeemed.
+    pub offered: bool,
+    /// Bumped by every change.
+    pub version: i64,
+    /// When it was offered.
+    pub created_at: String,
+}
+
+type Row = (String, String, String, String, i64, i64, i64, i64, String);
+
+const COLUMNS: &str = "select street, reward_id, display_name, offered_by, points, stock, offered, version, created_at
+     from rewards";
+
+fn stored((street, id, display_name, offered_by, points, stock, offered, version, created_at): Row) -> Stored {
+    Stored {
+        reward: Reward { street, id, display_name, offered_by, points, stock },
+        offered: offered == 1,
+        version,
+        created_at,
+    }
+}
+
+/// The reward `reward` of `street`, if any.
+pub async fn get<'e, E>(executor: E, street: &str, reward: &str) -> Result<Option<Stored>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let sql = format!("{COLUMNS} where street = $1 and reward_id = $2");
+    let row: Option<Row> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(street).bind(reward).fetch_optional(executor).await?;
+    Ok(row.map(stored))
+}
+
+/// Up to `limit` rewards of `street` by id after `after`: those offered, or withdrawn ones too.
+pub async fn list<'e, E>(
+    executor: E,
+    street: &str,
+    withdrawn_too: bool,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<Stored>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let sql = format!(
+        "{COLUMNS} where street = $1 and reward_id > $2 and ($3 = 1 or offered = 1) order by reward_id limit $4"
+    );
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(street)
+        .bind(after)
+        .bind(i64::from(withdrawn_too))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(executor)
+        .await?;
+    Ok(rows.into_iter().map(stored).collect())
 }
