@@ -791,3 +791,177 @@ async fn staff_see_who_fits_a_need_and_assign_a_community_s_open_places_at_once(
     assert_eq!(code(answer), Code::InvalidArgument);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_alliance_s_organisations_are_registered_and_named_by_their_volunteers() {
+    use civic_proto::volunteer::organisation::{Kind as OrgKind, Stage};
+    let store = Store::fresh().await;
+    let app = spawn_on(&store, Target::All, Options::default()).await;
+    let mut client = VolunteerServiceClient::new(app.channel.clone());
+    let charity = Organisation {
+        display_name: "绿益童心公益联盟".into(),
+        kind: OrgKind::Charity as i32,
+        community: EAST.into(),
+        projects: vec![Project { title: "绿益童心".into(), skills: vec!["tutoring".into()], ..Default::default() }],
+        stations: vec![Station {
+            display_name: "七彩志愿者服务站".into(),
+            community: EAST.into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let create = |o: Organisation| CreateOrganisationRequest {
+        parent: STREET.into(),
+        organisation: Some(o),
+        request_id: String::new(),
+    };
+    let refused = client.create_organisation(with_token(create(charity.clone()), &cadre_of("xiyuan"))).await;
+    assert_eq!(code(refused), Code::PermissionDenied, "another community's cadre");
+    let resident_try = client.create_organisation(with_token(create(charity.clone()), &resident("res-li"))).await;
+    assert_eq!(code(resident_try), Code::PermissionDenied);
+    let bad = Organisation {
+        kind: 0,
+        projects: vec![Project { title: " ".into(), skills: vec!["juggling".into()], ..Default::default() }],
+        ..charity.clone()
+    };
+    let bad = client.create_organisation(with_token(create(bad), &admin())).await.expect_err("bad");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let details = tonic_types::StatusExt::get_error_details(&bad);
+    let violations = details.bad_request().expect("field violations").field_violations.clone();
+    for field in ["organisation.kind", "organisation.projects[0].title", "organisation.projects[0].skills"] {
+        assert!(violations.iter().any(|v| v.field == field), "{field} not in {violations:?}");
+    }
+    let made = client
+        .create_organisation(with_token(create(charity), &cadre_of("dongyuan")))
+        .await
+        .expect("made")
+        .into_inner();
+    assert_eq!(made.stage(), Stage::Incubating, "incubating until said otherwise");
+    let mediation =
+        Organisation {
+            display_name: "和事佬调解工作室".into(), kind: OrgKind::Mediation as i32, ..Default::default()
+        };
+    client.create_organisation(with_token(create(mediation), &admin())).await.expect("the street's own");
+
+    // Anyone of the street reads them; a filter by kind.
+    let list =
+        |filter: &str| ListOrganisationsRequest { parent: STREET.into(), filter: filter.into(), ..Default::default() };
+    let all = client.list_organisations(with_token(list(""), &resident("res-li"))).await.expect("list").into_inner();
+    assert_eq!(all.organisations.len(), 2);
+    let charities =
+        client.list_organisations(with_token(list("kind = CHARITY"), &resident("res-li"))).await.expect("list");
+    assert_eq!(charities.into_inner().organisations, vec![made.clone()]);
+    let other_street = token("someone", &[Role::Resident], "xijie");
+    let get = GetOrganisationRequest { name: made.name.clone() };
+    assert_eq!(code(client.get_organisation(with_token(get, &other_street)).await), Code::PermissionDenied);
+
+    // Incubated: its community's cadre says so.
+    let update = |stage: Stage, etag: &str| UpdateOrganisationRequest {
+        organisation: Some(Organisation {
+            name: made.name.clone(),
+            stage: stage as i32,
+            etag: etag.into(),
+            ..Default::default()
+        }),
+        update_mask: Some(pbjson_types::FieldMask { paths: vec!["stage".into()] }),
+        request_id: String::new(),
+    };
+    assert_eq!(
+        code(client.update_organisation(with_token(update(Stage::Incubated, ""), &cadre_of("xiyuan"))).await),
+        Code::PermissionDenied
+    );
+    let done = client
+        .update_organisation(with_token(update(Stage::Incubated, &made.etag), &cadre_of("dongyuan")))
+        .await
+        .expect("incubated")
+        .into_inner();
+    assert_eq!(done.stage(), Stage::Incubated);
+    let stale = client.update_organisation(with_token(update(Stage::Incubating, &made.etag), &admin())).await;
+    assert_eq!(code(stale), Code::Aborted);
+
+    // A volunteer names an organisation of the street, never one that is not there.
+    let member = Volunteer { kind: Kind::OrganisationMember as i32, organisation: made.name.clone(), ..draft(EAST) };
+    let registered =
+        client.create_volunteer(with_token(create_volunteer(member.clone(), "v-member"), &cadre_of("dongyuan"))).await;
+    assert_eq!(registered.expect("a member").into_inner().organisation, made.name);
+    let nowhere = Volunteer { organisation: format!("{STREET}/organisations/o-none"), ..member.clone() };
+    let answer =
+        client.create_volunteer(with_token(create_volunteer(nowhere, "v-nowhere"), &cadre_of("dongyuan"))).await;
+    assert_eq!(code(answer), Code::InvalidArgument);
+    let malformed = Volunteer { organisation: "柳湖慈善协会".into(), ..member };
+    let answer =
+        client.create_volunteer(with_token(create_volunteer(malformed, "v-malformed"), &cadre_of("dongyuan"))).await;
+    assert_eq!(code(answer), Code::InvalidArgument);
+    app.stop().await;
+}
+
+fn create_volunteer(volunteer: Volunteer, id: &str) -> CreateVolunteerRequest {
+    create(volunteer, id, "")
+}
+
+#[tokio::test]
+async fn the_demo_street_has_organisations_rewards_needs_in_every_state_and_a_ledger_history() {
+    use civic_proto::volunteer::need::State as NeedState;
+    let store = Store::fresh().await;
+    let app = spawn_on(&store, Target::All, Options { seed: true, ..Default::default() }).await;
+    let mut client = VolunteerServiceClient::new(app.channel.clone());
+    let list = ListOrganisationsRequest { parent: STREET.into(), ..Default::default() };
+    let organisations = client.list_organisations(with_token(list, &admin())).await.expect("list").into_inner();
+    assert_eq!(organisations.organisations.len(), 4);
+    let rewards = ListRewardsRequest { parent: STREET.into(), page_size: 50, ..Default::default() };
+    assert_eq!(client.list_rewards(with_token(rewards, &admin())).await.expect("list").into_inner().rewards.len(), 6);
+    let mut states = std::collections::BTreeMap::new();
+    let mut page_token = String::new();
+    loop {
+        let request = ListNeedsRequest { parent: STREET.into(), page_size: 200, page_token, ..Default::default() };
+        let page = client.list_needs(with_token(request, &admin())).await.expect("needs").into_inner();
+        for need in &page.needs {
+            *states.entry(need.state().as_str_name()).or_insert(0) += 1;
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    for state in [
+        NeedState::Open,
+        NeedState::Claimed,
+        NeedState::Done,
+        NeedState::Confirmed,
+        NeedState::Cancelled,
+        NeedState::Expired,
+    ] {
+        assert!(states.contains_key(state.as_str_name()), "a need {}: {states:?}", state.as_str_name());
+    }
+    assert_eq!(states.values().sum::<i32>(), 60);
+    // Somebody earned points and spent some.
+    let mut earned_and_spent = false;
+    for n in 0..60 {
+        let account = format!("{STREET}/accounts/vol-{n:04}");
+        let request = ListMovementsRequest { parent: account, page_size: 50, ..Default::default() };
+        let kinds: Vec<_> = client
+            .list_movements(with_token(request, &admin()))
+            .await
+            .expect("statement")
+            .into_inner()
+            .movements
+            .iter()
+            .map(|m| m.kind())
+            .collect();
+        if kinds.contains(&civic_proto::volunteer::movement::Kind::Earn)
+            && kinds.contains(&civic_proto::volunteer::movement::Kind::Redeem)
+        {
+            earned_and_spent = true;
+            break;
+        }
+    }
+    assert!(earned_and_spent, "a demo volunteer with earnings and a redemption");
+    app.stop().await;
+
+    // Seeding again adds nothing.
+    let again = spawn_on(&store, Target::All, Options { seed: true, ..Default::default() }).await;
+    let mut client = VolunteerServiceClient::new(again.channel.clone());
+    let request = ListNeedsRequest { parent: STREET.into(), page_size: 200, ..Default::default() };
+    assert_eq!(client.list_needs(with_token(request, &admin())).await.expect("needs").into_inner().needs.len(), 60);
+    again.stop().await;
+}

@@ -88,6 +88,20 @@ impl Volunteers {
         })
     }
 
+    /// INVALID_ARGUMENT unless `organisation` is empty or an organisation of the street (its
+    /// form is checked before).
+    async fn known_organisation(c: &mut Change, organisation: &str) -> Result<()> {
+        if organisation.is_empty() {
+            return Ok(());
+        }
+        let name = crate::organisations::OrganisationName::parse("volunteer.organisation", organisation)?;
+        if crate::organisations::exists(&mut **c.tx(), &name).await? {
+            Ok(())
+        } else {
+            Err(Error::invalid("volunteer.organisation", "is not an organisation of the street"))
+        }
+    }
+
     /// Whether `reach` may see `record`.
     fn sees(reach: &Reach, record: &Record) -> bool {
         match reach {
@@ -169,6 +183,7 @@ impl VolunteerService for Volunteers {
         let out = self
             .writer
             .write(&key, async |c: &mut Change| {
+                Self::known_organisation(c, &record.volunteer.organisation).await?;
                 register::insert(c.tx(), &record, &time::to_text(now)).await?;
                 Ok(to_wire(&record))
             })
@@ -282,7 +297,10 @@ impl VolunteerService for Volunteers {
                             v.monthly_hours_cap =
                                 if sent.monthly_hours_cap == 0 { default_cap } else { sent.monthly_hours_cap }
                         }
-                        "organisation" => v.organisation = sent.organisation.clone(),
+                        "organisation" => {
+                            Self::known_organisation(c, &sent.organisation).await?;
+                            v.organisation = sent.organisation.clone();
+                        }
                         _ => v.community = sent.community.clone(),
                     }
                 }
@@ -328,6 +346,42 @@ impl VolunteerService for Volunteers {
             })
             .await?;
         Ok(Response::new(out))
+    }
+
+    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
+    async fn create_organisation(
+        &self,
+        request: Request<CreateOrganisationRequest>,
+    ) -> Result<Response<Organisation>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::create_organisation(self, &caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn get_organisation(
+        &self,
+        request: Request<GetOrganisationRequest>,
+    ) -> Result<Response<Organisation>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::get_organisation(self, &caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
+    async fn list_organisations(
+        &self,
+        request: Request<ListOrganisationsRequest>,
+    ) -> Result<Response<ListOrganisationsResponse>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::list_organisations(self, &caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().organisation.as_ref().map(|o| o.name.as_str()).unwrap_or_default()))]
+    async fn update_organisation(
+        &self,
+        request: Request<UpdateOrganisationRequest>,
+    ) -> Result<Response<Organisation>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::update_organisation(self, &caller, request.into_inner()).await?))
     }
 
     #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]

@@ -28,11 +28,13 @@ pub mod ledger;
 mod lock;
 pub mod matching;
 mod needs;
+mod organisations;
 pub mod pool;
 pub mod register;
 pub mod rewards;
 mod rewards_api;
 mod seed;
+mod seed_work;
 mod sweep;
 pub mod tasks;
 mod tasks_api;
@@ -81,6 +83,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 7,
         name: "the register's version per street",
         sql: include_str!("../migrations/0007_register_versions.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "the social organisations of the alliance",
+        sql: include_str!("../migrations/0008_organisations.sql"),
     },
 ];
 
@@ -343,6 +350,10 @@ impl Instance for Volunteers {
     async fn seed(&self) -> Result<String> {
         let street = StreetId::parse("street", ZHONGJIE_STREET)?;
         let added = self.seed_street(&street).await?;
-        Ok(format!("{added} volunteers in {}", street.parent()))
+        let (organisations, rewards, needs) = self.seed_work(&street).await?;
+        Ok(format!(
+            "{added} volunteers, {organisations} organisations, {rewards} rewards and {needs} needs in {}",
+            street.parent()
+        ))
     }
 }

@@ -107,6 +107,15 @@ pub fn check(v: &Volunteer, street: &StreetId, fields: &[&str], vocabulary: &Voc
             }
         }
     }
+    if has("organisation") && !v.organisation.is_empty() {
+        let parts = civic_kit::names::parse("volunteer.organisation", &v.organisation, &["streets", "organisations"]);
+        if parts.map(|p| p[0] != street.as_str()).unwrap_or(true) {
+            bad.add(
+                "volunteer.organisation",
+                "must be an organisation of the street: streets/{street}/organisations/{organisation}",
+            );
+        }
+    }
     if has("monthly_hours_cap") && !(0..=200).contains(&v.monthly_hours_cap) {
         bad.add("volunteer.monthly_hours_cap", "must be 1 to 200 (0 for the street's default)");
     }

@@ -20,7 +20,8 @@ const SURNAMES: [&str; 12] = ["王", "李", "张", "刘", "陈", "杨", "赵", "
 const GIVEN: [&str; 12] =
     ["建国", "秀英", "志强", "桂兰", "海燕", "德明", "丽娟", "文博", "玉梅", "子涵", "春生", "晓东"];
 const EMPLOYERS: [&str; 5] = ["平凉市税务局", "崆峒区教育局", "平凉市人民医院", "国网平凉供电公司", "中街街道办事处"];
-const ORGANISATIONS: [&str; 4] = ["柳湖慈善协会", "中街邻里互助社", "崆峒文体协会", "和事佬调解工作室"];
+/// The demo organisations' ids.
+const ORGANISATIONS: [&str; 4] = ["lvyi-tongxin", "linli-huzhu", "zhaohua-xishi", "heshilao"];
 
 impl Volunteers {
     /// Registers the demo volunteers of `street` not registered yet; returns how many.
@@ -75,7 +76,11 @@ impl Volunteers {
                 home: Some(Point { latitude: 35.530 + rng.unit() * 0.030, longitude: 106.640 + rng.unit() * 0.048 }),
                 monthly_hours_cap: 10 + 5 * rng.below(4) as i32,
                 organisation: if kind == Kind::OrganisationMember {
-                    ORGANISATIONS[rng.below(ORGANISATIONS.len() as u64) as usize].into()
+                    format!(
+                        "{}/organisations/{}",
+                        street.parent(),
+                        ORGANISATIONS[rng.below(ORGANISATIONS.len() as u64) as usize]
+                    )
                 } else {
                     String::new()
                 },
