@@ -965,3 +965,90 @@ async fn the_demo_street_has_organisations_rewards_needs_in_every_state_and_a_le
     assert_eq!(client.list_needs(with_token(request, &admin())).await.expect("needs").into_inner().needs.len(), 60);
     again.stop().await;
 }
+
+#[tokio::test]
+async fn the_quarterly_report_tells_an_employer_what_its_party_members_did_also_as_csv() {
+    let store = Store::fresh().await;
+    let app = spawn_on(&store, Target::All, Options::default()).await;
+    let mut client = VolunteerServiceClient::new(app.channel.clone());
+    let east = cadre_of("dongyuan");
+    let member = |employer: &str| Volunteer {
+        kind: Kind::InServicePartyMember as i32,
+        employer: employer.into(),
+        registration_date: "2026-03-01".into(),
+        ..draft(EAST)
+    };
+    client.create_volunteer(with_token(create(member("平凉市税务局"), "pm-wang", ""), &east)).await.expect("wang");
+    client
+        .create_volunteer(with_token(create(member("=cmd|' /C calc'!A0"), "pm-zhao", ""), &east))
+        .await
+        .expect("zhao");
+    client.create_volunteer(with_token(create(draft(EAST), "v-resident", ""), &east)).await.expect("a resident");
+    let wang = token("pm-wang", &[Role::Resident], "zhongjie");
+    let li = resident("res-li");
+    let need = client.create_need(with_token(place(activity(1, 0)), &li)).await.expect("placed").into_inner();
+    client.claim_need(with_token(claim(&need.name), &wang)).await.expect("a place");
+    client
+        .check_in(with_token(CheckInRequest { name: need.name.clone(), request_id: String::new() }, &wang))
+        .await
+        .expect("in");
+    client
+        .check_out(with_token(CheckOutRequest { name: need.name.clone(), request_id: String::new() }, &wang))
+        .await
+        .expect("out");
+    let confirm = |volunteer: &str, rating: i32| ConfirmTaskRequest {
+        name: need.name.clone(),
+        volunteer: volunteer.into(),
+        request_id: String::new(),
+        rating,
+    };
+    client.confirm_task(with_token(confirm("", 0), &wang)).await.expect("volunteer");
+    client.confirm_task(with_token(confirm("streets/zhongjie/volunteers/pm-wang", 5), &li)).await.expect("resident");
+
+    let local = chrono::Utc::now() + chrono::Duration::hours(8);
+    let (year, quarter) = (chrono::Datelike::year(&local), (chrono::Datelike::month(&local) as i32 - 1) / 3 + 1);
+    let ask = |community: &str, employer: &str| GetServiceReportRequest {
+        parent: STREET.into(),
+        year,
+        quarter,
+        community: community.into(),
+        employer: employer.into(),
+    };
+    let report = client.get_service_report(with_token(ask("", ""), &east)).await.expect("report").into_inner();
+    let rows: Vec<(&str, i32, i64, i32, f64)> =
+        report.rows.iter().map(|r| (r.volunteer.as_str(), r.tasks, r.minutes, r.ratings, r.average_rating)).collect();
+    assert_eq!(
+        rows,
+        [("streets/zhongjie/volunteers/pm-wang", 1, 1, 1, 5.0), ("streets/zhongjie/volunteers/pm-zhao", 0, 0, 0, 0.0),],
+        "in-service Party members only, those who served nothing too"
+    );
+    let by_employer = client.get_service_report(with_token(ask("", "平凉市税务局"), &admin())).await.expect("report");
+    assert_eq!(by_employer.into_inner().rows.len(), 1);
+    let earlier = GetServiceReportRequest { year: 2025, ..ask("", "") };
+    let empty = client.get_service_report(with_token(earlier, &east)).await.expect("report").into_inner();
+    assert!(empty.rows.iter().all(|r| r.tasks == 0), "nothing served in 2025");
+    assert_eq!(
+        code(client.get_service_report(with_token(ask(EAST, ""), &cadre_of("xiyuan"))).await),
+        Code::PermissionDenied
+    );
+    assert_eq!(code(client.get_service_report(with_token(ask("", ""), &wang)).await), Code::PermissionDenied);
+    let bad = GetServiceReportRequest { quarter: 5, ..ask("", "") };
+    assert_eq!(code(client.get_service_report(with_token(bad, &east)).await), Code::InvalidArgument);
+
+    // The CSV file through the gateway: its media type, a header, a row each, a formula defused.
+    let path = format!("/v1/streets/zhongjie/serviceReport:export?year={year}&quarter={quarter}");
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {east}\r\nConnection: close\r\n\r\n",
+        addr = app.http_addr
+    );
+    let answer = common::exchange(app.http_addr, &head).await;
+    let (headers, body) = answer.split_once("\r\n\r\n").expect("an answer");
+    assert!(headers.starts_with("HTTP/1.1 200"), "{headers}");
+    assert!(headers.to_ascii_lowercase().contains("content-type: text/csv; charset=utf-8"), "{headers}");
+    assert!(body.contains("\u{feff}志愿者,姓名,工作单位"), "{body}");
+    assert!(body.contains("streets/zhongjie/volunteers/pm-wang,李秀英,平凉市税务局,2026-03-01,"), "{body}");
+    assert!(body.contains(",'=cmd|' /C calc'!A0,"), "a formula is text: {body}");
+    let (status, _) = http(app.http_addr, "GET", &path, &wang, None).await;
+    assert_eq!(status, 403);
+    app.stop().await;
+}

@@ -320,6 +320,7 @@ impl Gateway {
 
     fn respond(&self, output: &MessageDescriptor, response: Result<Bytes, tonic::Status>) -> Response {
         match response {
+            Ok(bytes) if output.full_name() == HTTP_BODY => raw(&bytes),
             Ok(bytes) => match DynamicMessage::decode(output.clone(), bytes) {
                 Ok(message) => json(StatusCode::OK, &message),
                 Err(_) => {
@@ -609,6 +610,37 @@ fn error_line(gateway: &Gateway, status: &tonic::Status) -> Vec<u8> {
     out.extend_from_slice(&inner);
     out.push(b'}');
     out
+}
+
+/// The message of an answer given as it is rather than as JSON.
+pub(crate) const HTTP_BODY: &str = "google.api.HttpBody";
+
+/// A `google.api.HttpBody` answer as HTTP: its bytes under its media type (a type that cannot
+/// be a header value is sent as bytes, `application/octet-stream`), never sniffed by the browser.
+fn raw(bytes: &[u8]) -> Response {
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct HttpBody {
+        #[prost(string, tag = "1")]
+        content_type: String,
+        #[prost(bytes = "vec", tag = "2")]
+        data: Vec<u8>,
+    }
+    let Ok(body) = <HttpBody as prost::Message>::decode(bytes) else {
+        return problem(StatusCode::BAD_GATEWAY, tonic::Code::Internal, "the service answered something unreadable");
+    };
+    let content_type = HeaderValue::from_str(&body.content_type)
+        .ok()
+        .filter(|v| !body.content_type.is_empty() && v.to_str().is_ok())
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    (
+        StatusCode::OK,
+        [
+            (http::header::CONTENT_TYPE, content_type),
+            (http::header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        ],
+        body.data,
+    )
+        .into_response()
 }
 
 fn json(status: StatusCode, message: &DynamicMessage) -> Response {

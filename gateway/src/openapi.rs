@@ -118,8 +118,13 @@ pub(crate) fn document(routes: &[Route], pool: &DescriptorPool) -> Value {
         for (field, pattern) in &variables {
             description.push_str(&format!("\n\nThe path carries `{field}`, of the form `{pattern}`."));
         }
-        let output = schemas.reference(&rpc.output());
-        let success = if rpc.is_server_streaming() {
+        let success = if rpc.output().full_name() == crate::HTTP_BODY {
+            json!({
+                "description": "A file, as its media type says (a CSV file is `text/csv`).",
+                "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+            })
+        } else if rpc.is_server_streaming() {
+            let output = schemas.reference(&rpc.output());
             json!({
                 "description": "A stream: one message per line (`application/x-ndjson`), or one per event \
                     (`text/event-stream`, when asked for with `Accept`). An error after the start ends the \
@@ -130,6 +135,7 @@ pub(crate) fn document(routes: &[Route], pool: &DescriptorPool) -> Value {
                 },
             })
         } else {
+            let output = schemas.reference(&rpc.output());
             json!({"description": "The answer.", "content": {"application/json": {"schema": output}}})
         };
         let status = schemas.reference_by_name("google.rpc.Status");

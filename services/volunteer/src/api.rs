@@ -385,6 +385,24 @@ impl VolunteerService for Volunteers {
     }
 
     #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
+    async fn get_service_report(
+        &self,
+        request: Request<GetServiceReportRequest>,
+    ) -> Result<Response<ServiceReport>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::service_report(self, &caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
+    async fn export_service_report(
+        &self,
+        request: Request<ExportServiceReportRequest>,
+    ) -> Result<Response<civic_proto::google::api::HttpBody>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Volunteers::export_service_report(self, &caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
     async fn create_need(&self, request: Request<CreateNeedRequest>) -> Result<Response<Need>, Status> {
         let caller = self.caller(&request)?;
         Ok(Response::new(Volunteers::create_need(self, &caller, request.into_inner()).await?))

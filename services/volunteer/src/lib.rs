@@ -31,6 +31,7 @@ mod needs;
 mod organisations;
 pub mod pool;
 pub mod register;
+pub mod report;
 pub mod rewards;
 mod rewards_api;
 mod seed;
