@@ -6,16 +6,14 @@
 
 mod common;
 
-use std::time::Duration;
-
 use civic::{Options, Target};
-use civic_kit::auth::{Principal, Role};
+use civic_kit::auth::Role;
 use civic_proto::grid::grid_service_client::GridServiceClient;
 use civic_proto::issues::issue::{Source, Triage};
 use civic_proto::issues::issue_service_client::IssueServiceClient;
 use civic_proto::issues::issue_update::Visibility;
 use civic_proto::issues::*;
-use common::{DEV_KEY, Store, spawn_on, token, token_in, with_token};
+use common::{Store, grid_token, service_token, spawn_on, token, token_in, with_token};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -41,23 +39,6 @@ const CALLERS: [&str; 13] = [
 const OK: Code = Code::Ok;
 const UNAUTH: Code = Code::Unauthenticated;
 const NO: Code = Code::PermissionDenied;
-
-fn grid_token(subject: &str, grid: &str) -> String {
-    let settings = civic_kit::auth::AuthSettings { dev_key: Some(DEV_KEY.into()), ..Default::default() };
-    let principal = Principal {
-        subject: subject.into(),
-        roles: vec![Role::GridWorker],
-        street: Some("zhongjie".into()),
-        community: None,
-        grids: vec![grid.into()],
-    };
-    civic_kit::auth::mint_dev_token(&settings, &principal, Duration::from_secs(3600)).expect("mint")
-}
-
-fn service_token(service: &str) -> String {
-    let settings = civic_kit::auth::AuthSettings { dev_key: Some(DEV_KEY.into()), ..Default::default() };
-    civic_kit::auth::mint_service_token(&settings, service, Duration::from_secs(3600)).expect("mint")
-}
 
 fn tokens() -> [String; 13] {
     [

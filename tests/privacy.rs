@@ -134,6 +134,7 @@ async fn residents_words_never_reach_logs_spans_or_events() {
         .expect_err("too long");
     grid_work(&app, &secrets).await;
     issues_work(&app, &secrets).await;
+    volunteer_work(&app, &secrets).await;
     app.stop().await;
 
     let text = recorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
@@ -182,7 +183,20 @@ async fn residents_words_never_reach_logs_spans_or_events() {
             .expect("outbox");
     db.close().await;
     assert!(issue_payloads.len() >= 4, "the issue's creation, acknowledgement, triage and resolution");
-    for payload in payloads.into_iter().chain(issue_payloads) {
+    // The volunteer service's events: a need placed with the resident's words, taken, served,
+    // confirmed, paid.
+    let db = civic_kit::db::Db::connect(&common::test_config(&store).database_url_for("volunteer"), "volunteer", 1)
+        .await
+        .expect("db");
+    let volunteer_payloads: Vec<Vec<u8>> = sqlx::query_scalar(
+        "select payload from civic_outbox where topic like 'volunteer.%' and event_key like '%/needs/n%'",
+    )
+    .fetch_all(db.reader())
+    .await
+    .expect("outbox");
+    db.close().await;
+    assert!(volunteer_payloads.len() >= 4, "the need's placing, claim, completion and confirmation");
+    for payload in payloads.into_iter().chain(issue_payloads).chain(volunteer_payloads) {
         let payload = String::from_utf8_lossy(&payload);
         for secret in secrets {
             assert!(!payload.contains(secret), "{secret} in an event");
@@ -399,4 +413,72 @@ async fn grid_work(app: &common::TestApp, secrets: &[&str; 5]) {
         ))
         .await
         .expect("sync");
+}
+
+/// The volunteer service's part: a resident's need whose title and description hold their
+/// words, phone and ID number, taken, served and confirmed; a registration and a refused need
+/// carrying them too.
+async fn volunteer_work(app: &common::TestApp, secrets: &[&str; 5]) {
+    use civic_proto::volunteer::volunteer_service_client::VolunteerServiceClient;
+    use civic_proto::volunteer::*;
+    let resident = token("resident-7", &[Role::Resident], "zhongjie");
+    let cadre = common::token_in("cadre-7", &[Role::Cadre], "zhongjie", "dongyuan");
+    let mut client = VolunteerServiceClient::new(app.channel.clone());
+    let volunteer = Volunteer {
+        display_name: "王志强".into(),
+        kind: civic_proto::volunteer::volunteer::Kind::InServicePartyMember as i32,
+        employer: format!("电话 {}", secrets[1]),
+        community: "streets/zhongjie/communities/dongyuan".into(),
+        ..Default::default()
+    };
+    let register = CreateVolunteerRequest {
+        parent: "streets/zhongjie".into(),
+        volunteer: Some(volunteer),
+        volunteer_id: "vol-7".into(),
+        request_id: String::new(),
+    };
+    client.create_volunteer(with_token(register, &cadre)).await.expect("a volunteer");
+    let v = token("vol-7", &[Role::Resident], "zhongjie");
+    let now = chrono::Utc::now();
+    let stamp = |t: chrono::DateTime<chrono::Utc>| pbjson_types::Timestamp { seconds: t.timestamp(), nanos: 0 };
+    let need = Need {
+        kind: civic_proto::volunteer::need::Kind::MicroWish as i32,
+        title: secrets[3].into(),
+        description: format!("{} 电话 {} 身份证 {}", secrets[0], secrets[1], secrets[2]),
+        community: "streets/zhongjie/communities/dongyuan".into(),
+        start_time: Some(stamp(now)),
+        end_time: Some(stamp(now + chrono::Duration::hours(1))),
+        ..Default::default()
+    };
+    let request =
+        CreateNeedRequest { parent: "streets/zhongjie".into(), need: Some(need.clone()), request_id: String::new() };
+    let placed = client.create_need(with_token(request, &resident)).await.expect("placed").into_inner();
+    let name = placed.name.clone();
+    client
+        .claim_need(with_token(ClaimNeedRequest { name: name.clone(), request_id: String::new() }, &v))
+        .await
+        .expect("claim");
+    client
+        .check_in(with_token(CheckInRequest { name: name.clone(), request_id: String::new() }, &v))
+        .await
+        .expect("in");
+    client
+        .check_out(with_token(CheckOutRequest { name: name.clone(), request_id: String::new() }, &v))
+        .await
+        .expect("out");
+    let confirm = |volunteer: &str, rating: i32| ConfirmTaskRequest {
+        name: name.clone(),
+        volunteer: volunteer.into(),
+        request_id: String::new(),
+        rating,
+    };
+    client.confirm_task(with_token(confirm("", 0), &v)).await.expect("volunteer");
+    client
+        .confirm_task(with_token(confirm("streets/zhongjie/volunteers/vol-7", 5), &resident))
+        .await
+        .expect("resident");
+    // Refused: a need without a kind, its words in it.
+    let bad = Need { kind: 0, ..need };
+    let request = CreateNeedRequest { parent: "streets/zhongjie".into(), need: Some(bad), request_id: String::new() };
+    client.create_need(with_token(request, &resident)).await.expect_err("no kind");
 }

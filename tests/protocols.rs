@@ -971,3 +971,125 @@ async fn issue_rpcs_answer_the_same_over_grpc_grpc_web_and_http() {
     assert!(timelines[0].iter().any(|(action, text)| action == "resolved" && text == "已更换灯泡"));
     app.stop().await;
 }
+
+/// The volunteer service three ways: needs placed, taken and read, a recommendation asked for,
+/// with the same answers and the same refusal of bad input over gRPC, gRPC-Web and HTTP/JSON.
+#[tokio::test]
+async fn volunteer_rpcs_answer_the_same_over_grpc_grpc_web_and_http() {
+    use civic_proto::volunteer::volunteer_service_client::VolunteerServiceClient;
+    use civic_proto::volunteer::*;
+    let (app, _store) = spawn_app().await;
+    let ways = Ways::new(&app);
+    let cadre = common::token_in("cadre-p", &[Role::Cadre], "zhongjie", "proto");
+    let resident = token("res-p", &[Role::Resident], "zhongjie");
+    let community = format!("{STREET}/communities/proto");
+    let mut client = VolunteerServiceClient::new(app.channel.clone());
+    let volunteer = Volunteer {
+        display_name: "李秀英".into(),
+        kind: civic_proto::volunteer::volunteer::Kind::Resident as i32,
+        community: community.clone(),
+        skills: vec!["cleaning".into()],
+        ..Default::default()
+    };
+    let register = CreateVolunteerRequest {
+        parent: STREET.into(),
+        volunteer: Some(volunteer),
+        volunteer_id: "v-p".into(),
+        request_id: String::new(),
+    };
+    client.create_volunteer(with_token(register, &cadre)).await.expect("a volunteer");
+    let v = token("v-p", &[Role::Resident], "zhongjie");
+
+    let start = chrono::Utc::now() + chrono::Duration::days(2);
+    let stamp = |t: chrono::DateTime<chrono::Utc>| pbjson_types::Timestamp { seconds: t.timestamp(), nanos: 0 };
+    let draft = Need {
+        kind: civic_proto::volunteer::need::Kind::Activity as i32,
+        title: "楼道清洁".into(),
+        community: community.clone(),
+        required_skills: vec!["cleaning".into()],
+        places: 2,
+        ..Default::default()
+    };
+    let mut placed = Vec::new();
+    for (n, via) in VIAS.into_iter().enumerate() {
+        // Each way's need at an hour of its own, so the volunteer can take all three.
+        let at = start + chrono::Duration::hours(3 * n as i64);
+        let need = Need {
+            start_time: Some(stamp(at)),
+            end_time: Some(stamp(at + chrono::Duration::hours(2))),
+            ..draft.clone()
+        };
+        let request = CreateNeedRequest { parent: STREET.into(), need: Some(need.clone()), request_id: String::new() };
+        let rule = post(format!("/v1/{STREET}/needs"), serde_json::to_value(&need).expect("JSON"));
+        let answer: Need = ways
+            .call(via, "/civic.volunteer.v1.VolunteerService/CreateNeed", request, rule, &resident)
+            .await
+            .expect("placed");
+        placed.push(answer);
+    }
+    same_content("CreateNeed", &placed);
+    assert_eq!(placed[0].resident, "users/res-p");
+
+    let names = || -> [String; 3] { std::array::from_fn(|i| placed[i].name.clone()) };
+    let claims: Vec<Claim> =
+        transition("civic.volunteer.v1.VolunteerService", &ways, "ClaimNeed", "claim", &v, names(), |name| {
+            ClaimNeedRequest { name, request_id: String::new() }
+        })
+        .await;
+    for (claim, name) in claims.iter().zip(names()) {
+        assert_eq!(
+            (claim.need.as_str(), claim.volunteer.as_str(), claim.active),
+            (name.as_str(), "streets/zhongjie/volunteers/v-p", true)
+        );
+    }
+
+    // A fourth need, no one's yet: whom the cadre is recommended for it.
+    let at = start + chrono::Duration::hours(12);
+    let spare =
+        Need { start_time: Some(stamp(at)), end_time: Some(stamp(at + chrono::Duration::hours(2))), ..draft.clone() };
+    let request = CreateNeedRequest { parent: STREET.into(), need: Some(spare), request_id: String::new() };
+    let spare = client.create_need(with_token(request, &resident)).await.expect("placed").into_inner();
+    let mut read = Vec::new();
+    let mut ranked = Vec::new();
+    for via in VIAS {
+        let name = placed[0].name.clone();
+        let rule = get(format!("/v1/{name}"));
+        let need: Need = ways
+            .call(
+                via,
+                "/civic.volunteer.v1.VolunteerService/GetNeed",
+                GetNeedRequest { name: name.clone() },
+                rule,
+                &cadre,
+            )
+            .await
+            .expect("get");
+        read.push(need);
+        let rule = get(format!("/v1/{}:recommendVolunteers?pageSize=5", spare.name));
+        let request = RecommendVolunteersRequest { name: spare.name.clone(), page_size: 5 };
+        let answer: RecommendVolunteersResponse = ways
+            .call(via, "/civic.volunteer.v1.VolunteerService/RecommendVolunteers", request, rule, &cadre)
+            .await
+            .expect("recommend");
+        ranked.push(answer);
+        // The same refusal of a need without a title, every way.
+        let bad = Need {
+            title: String::new(),
+            start_time: Some(stamp(start)),
+            end_time: Some(stamp(start + chrono::Duration::hours(1))),
+            ..draft.clone()
+        };
+        let rule = post(format!("/v1/{STREET}/needs"), serde_json::to_value(&bad).expect("JSON"));
+        let request = CreateNeedRequest { parent: STREET.into(), need: Some(bad), request_id: String::new() };
+        let refused: Result<Need, Code> =
+            ways.call(via, "/civic.volunteer.v1.VolunteerService/CreateNeed", request, rule, &resident).await;
+        assert_eq!(refused.expect_err("no title"), Code::InvalidArgument, "{via:?}");
+    }
+    identical("GetNeed", &read);
+    assert_eq!(read[0].claimed, 1);
+    identical("RecommendVolunteers", &ranked);
+    let best = &ranked[0].recommendations;
+    assert_eq!(best.len(), 1, "{:?}", ranked[0]);
+    assert_eq!((best[0].volunteer.as_str(), best[0].reasons.len()), ("streets/zhongjie/volunteers/v-p", 5));
+    app.stop().await;
+}

@@ -1052,3 +1052,50 @@ async fn the_quarterly_report_tells_an_employer_what_its_party_members_did_also_
     assert_eq!(status, 403);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_need_with_a_place_goes_in_the_grid_that_holds_it_and_its_worker_sees_it() {
+    use civic_proto::grid::grid_service_client::GridServiceClient;
+    let store = Store::fresh().await;
+    let app = spawn_on(&store, Target::All, Options::default()).await;
+    let mut grids = GridServiceClient::new(app.channel.clone());
+    let community = civic_proto::grid::CreateCommunityRequest {
+        parent: STREET.into(),
+        community: Some(civic_proto::grid::Community { display_name: "定位社区".into(), ..Default::default() }),
+        community_id: "lp".into(),
+        request_id: String::new(),
+    };
+    grids.create_community(with_token(community, &admin())).await.expect("community");
+    let grid = civic_proto::grid::CreateGridRequest {
+        parent: format!("{STREET}/communities/lp"),
+        grid: Some(civic_proto::grid::Grid {
+            display_name: "定位网格".into(),
+            boundary: r#"{"type":"Polygon","coordinates":[[[104,30],[104.1,30],[104.1,30.1],[104,30.1],[104,30]]]}"#
+                .into(),
+            ..Default::default()
+        }),
+        grid_id: "lp1".into(),
+        request_id: String::new(),
+    };
+    grids.create_grid(with_token(grid, &admin())).await.expect("grid");
+    let mut client = VolunteerServiceClient::new(app.channel.clone());
+    let li = resident("res-li");
+    let at = |latitude: f64, longitude: f64| Need {
+        community: format!("{STREET}/communities/lp"),
+        place: Some(Point { latitude, longitude }),
+        ..activity(1, 24)
+    };
+    let inside = client.create_need(with_token(place(at(30.05, 104.05)), &li)).await.expect("placed").into_inner();
+    assert_eq!(inside.grid, format!("{STREET}/communities/lp/grids/lp1"));
+    let outside = client.create_need(with_token(place(at(31.0, 105.0)), &li)).await.expect("placed").into_inner();
+    assert_eq!(outside.grid, "", "outside every grid: no grid");
+    // The grid's worker sees the need placed in their grid.
+    let worker = common::grid_token("gw-lp", "lp1");
+    let seen = client.get_need(with_token(GetNeedRequest { name: inside.name.clone() }, &worker)).await;
+    assert_eq!(seen.expect("the worker's need").into_inner().name, inside.name);
+    assert_eq!(
+        code(client.get_need(with_token(GetNeedRequest { name: outside.name }, &worker)).await),
+        Code::PermissionDenied
+    );
+    app.stop().await;
+}

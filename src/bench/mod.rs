@@ -8,6 +8,7 @@ mod grid;
 mod issues;
 mod load;
 mod server;
+mod volunteer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +28,15 @@ use tonic::transport::Channel;
 
 /// The scenarios that need the whole of civic in one process (the split set-up starts the
 /// catalogue and a gateway only): the grid street of a thousand grids, the issues placed by it.
-const ALL_IN_ONE: &[&str] = &["grid-locate", "grid-due", "grid-import", "issue-list", "issue-create"];
+const ALL_IN_ONE: &[&str] = &[
+    "grid-locate",
+    "grid-due",
+    "grid-import",
+    "issue-list",
+    "issue-create",
+    "volunteer-recommend",
+    "volunteer-assign",
+];
 
 /// The scenarios, in the order `all` runs them: `desk-create` last, since the thousands of
 /// events it leaves for the relay to publish would otherwise fall into the next measurement.
@@ -39,6 +48,8 @@ const SCENARIOS: &[&str] = &[
     "grid-locate",
     "grid-due",
     "issue-list",
+    "volunteer-recommend",
+    "volunteer-assign",
     "mixed",
     "grid-import",
     "desk-create",
@@ -49,7 +60,8 @@ const SCENARIOS: &[&str] = &[
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// A scenario (catalogue-get, catalogue-search, gateway-get, grid-index, grid-locate,
-    /// grid-due, issue-list, grid-import, desk-create, issue-create, mixed) or `all`.
+    /// grid-due, issue-list, volunteer-recommend, volunteer-assign, grid-import, desk-create,
+    /// issue-create, mixed) or `all`.
     #[arg(long, default_value = "all")]
     scenario: String,
     /// What to start: every service in one process, or the catalogue and a gateway apart.
@@ -203,6 +215,12 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "catalogue-search" => with_rss(measure(&target, shape, catalogue_search(&target)).await),
             "gateway-get" => with_rss(measure(&target, shape, gateway_get(&target, &fixtures)).await),
             "issue-list" => with_rss(measure(&target, shape, issues::list(&target)?).await),
+            "volunteer-recommend" => with_rss(measure(&target, shape, volunteer::recommend(&target).await?).await),
+            "volunteer-assign" => {
+                let sampler = Sampler::start(&target);
+                let (stats, extra) = volunteer::assign(&target, 3).await?;
+                (stats, sampler.stop(), extra)
+            }
             "issue-create" => {
                 let (stats, rss) = measure(&target, shape, issues::create(&target)?).await;
                 let raw = issues::raw_inserts(&target, shape).await?;
@@ -242,7 +260,24 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 rss.map(|r| format!("{r:.0}")).unwrap_or_else(|| "-".into())
             );
             if let Some(extra) = report.as_object() {
-                for key in ["raw_insert_rps", "raw_ratio", "read_p99_ms", "write_p99_ms", "bare_rps", "households"] {
+                for key in [
+                    "raw_insert_rps",
+                    "raw_ratio",
+                    "read_p99_ms",
+                    "write_p99_ms",
+                    "bare_rps",
+                    "households",
+                    "places",
+                    "columns",
+                    "optimal",
+                    "total_cost",
+                    "greedy_cost",
+                    "below_greedy",
+                    "same_optimum",
+                    "end_to_end_s",
+                    "bare_solver_s",
+                    "solver_ratio",
+                ] {
                     if let Some(v) = extra.get(key) {
                         println!("    {key}: {v}");
                     }
@@ -418,6 +453,20 @@ async fn start(args: &BenchArgs) -> anyhow::Result<Target> {
         await_http_ready(target.http).await?;
     }
     Ok(target)
+}
+
+impl Target {
+    /// The database of `service` in the civic the benchmark started (where a scenario writes
+    /// what would take the whole run to make through the API).
+    async fn service_db(&self, service: &str) -> anyhow::Result<civic_kit::db::Db> {
+        let dir = self._dir.as_ref().context("a civic the benchmark started: its database is not known otherwise")?;
+        let mut config = civic_kit::config::Config::default();
+        config.data_dir = dir.path().to_path_buf();
+        config.database_url = self.database_url.clone();
+        civic_kit::db::Db::connect(&config.database_url_for(service), service, 2)
+            .await
+            .with_context(|| format!("opening the {service} service's database"))
+    }
 }
 
 async fn await_serving(channel: &Channel) -> anyhow::Result<()> {

@@ -297,6 +297,25 @@ pub fn token_in(subject: &str, roles: &[Role], street: &str, community: &str) ->
     civic_kit::auth::mint_dev_token(&settings, &principal, Duration::from_secs(3600)).expect("mint")
 }
 
+/// A grid worker's token in Zhongjie Street, for the grid `grid` (an id).
+pub fn grid_token(subject: &str, grid: &str) -> String {
+    let settings = civic_kit::auth::AuthSettings { dev_key: Some(DEV_KEY.into()), ..Default::default() };
+    let principal = civic_kit::auth::Principal {
+        subject: subject.into(),
+        roles: vec![Role::GridWorker],
+        street: Some("zhongjie".into()),
+        community: None,
+        grids: vec![grid.into()],
+    };
+    civic_kit::auth::mint_dev_token(&settings, &principal, std::time::Duration::from_secs(3600)).expect("mint")
+}
+
+/// Another service's token (`service`).
+pub fn service_token(service: &str) -> String {
+    let settings = civic_kit::auth::AuthSettings { dev_key: Some(DEV_KEY.into()), ..Default::default() };
+    civic_kit::auth::mint_service_token(&settings, service, std::time::Duration::from_secs(3600)).expect("mint")
+}
+
 /// Wraps `message` in a request carrying `token` as a bearer token (none when empty).
 pub fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);

@@ -23,6 +23,11 @@ pub fn to_timestamp(t: DateTime<Utc>) -> pbjson_types::Timestamp {
     pbjson_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
 }
 
+/// A protobuf timestamp as a time (`None` for none, or one out of range).
+pub fn from_timestamp(t: Option<&pbjson_types::Timestamp>) -> Option<DateTime<Utc>> {
+    t.and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?))
+}
+
 /// Stored text as a protobuf timestamp (`None` for an empty or unreadable value).
 pub fn text_to_timestamp(s: &str) -> Option<pbjson_types::Timestamp> {
     from_text(s).map(to_timestamp)

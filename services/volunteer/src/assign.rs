@@ -2,8 +2,9 @@
 //! rectangular assignment problem (rows are places, columns are volunteers' free slots; a cell is
 //! the cost of that volunteer in that place, or not allowed).
 //!
-//! The optimum comes from the Hungarian method (`pathfinding`'s `kuhn_munkres_min`), on a
-//! thread of its own, within a deadline; past the deadline the answer is greedy's (each place in
+//! The optimum comes from the Hungarian method (`pathfinding`'s `kuhn_munkres`, maximising the
+//! negated costs the matrix keeps, so the matrix is never copied), on a thread of its own,
+//! within a deadline; past the deadline the answer is greedy's (each place in
 //! turn takes its cheapest free volunteer), flagged as such. Greedy's answer always comes
 //! beside the chosen one, so staff see what optimising gained.
 //!
@@ -14,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pathfinding::kuhn_munkres::kuhn_munkres_min;
+use pathfinding::kuhn_munkres::kuhn_munkres;
 use pathfinding::matrix::Matrix;
 
 /// The cost of a score of 0; a score of 1 costs 0.
@@ -31,7 +32,8 @@ pub const FORBIDDEN: i64 = SCALE * MAX_CELLS as i64 + 1;
 /// The cost of a pair whose score (0..=1, higher is better) is `score`.
 pub fn cost_of(score: f64) -> i64 {
     let score = if score.is_nan() { 0.0 } else { score.clamp(0.0, 1.0) };
-    ((1.0 - score) * SCALE as f64).round() as i64
+    // Rounded half up by a cast (the score is not negative): no call to the maths library.
+    ((1.0 - score) * SCALE as f64 + 0.5) as i64
 }
 
 /// A problem too large to be solved in one go.
@@ -44,31 +46,62 @@ pub struct TooLarge {
     pub columns: usize,
 }
 
-/// The cost of every (place, slot) pair.
+/// The cost of every (place, slot) pair, kept once: negated, as the matrix the Hungarian method
+/// maximises (a pair not allowed is `-FORBIDDEN`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Costs {
     rows: usize,
     columns: usize,
-    cells: Vec<i64>,
+    cells: Matrix<i64>,
 }
 
 impl Costs {
     /// The matrix of `rows` places × `columns` slots whose cell is `cell(row, column)`: a cost in
-    /// 0..=[`SCALE`], or `None` when the pair is not allowed.
+    /// 0..=[`SCALE`], or `None` when the pair is not allowed. Filled on as many threads as the
+    /// machine has, each a band of rows.
     pub fn new(
         rows: usize,
         columns: usize,
-        mut cell: impl FnMut(usize, usize) -> Option<i64>,
+        cell: impl Fn(usize, usize) -> Option<i64> + Sync,
     ) -> Result<Self, TooLarge> {
+        Self::from_rows(rows, columns, |r, out| {
+            for (c, value) in out.iter_mut().enumerate() {
+                *value = cell(r, c).unwrap_or(FORBIDDEN);
+            }
+        })
+    }
+
+    /// The matrix of `rows` places × `columns` slots whose row `r` `fill(r, row)` writes: a cost
+    /// in 0..=[`SCALE`] per slot, or [`FORBIDDEN`] where the pair is not allowed. Filled on as
+    /// many threads as the machine has, each a band of rows.
+    pub fn from_rows(rows: usize, columns: usize, fill: impl Fn(usize, &mut [i64]) + Sync) -> Result<Self, TooLarge> {
         if rows.saturating_mul(columns) > MAX_CELLS {
             return Err(TooLarge { rows, columns });
         }
-        let mut cells = Vec::with_capacity(rows * columns);
-        for r in 0..rows {
-            for c in 0..columns {
-                cells.push(cell(r, c).map_or(FORBIDDEN, |cost| cost.clamp(0, SCALE)));
-            }
+        let mut cells = vec![0; rows * columns];
+        if !cells.is_empty() {
+            let threads = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 8);
+            let band = rows.div_ceil(threads);
+            let fill = &fill;
+            std::thread::scope(|scope| {
+                for (n, out) in cells.chunks_mut(band * columns).enumerate() {
+                    scope.spawn(move || {
+                        for (i, row) in out.chunks_mut(columns).enumerate() {
+                            fill(n * band + i, row);
+                            for value in row.iter_mut() {
+                                *value = if *value == FORBIDDEN { -FORBIDDEN } else { -(*value).clamp(0, SCALE) };
+                            }
+                        }
+                    });
+                }
+            });
         }
+        // A matrix without rows or without columns holds nothing (and its shape is ours to keep).
+        let cells = if cells.is_empty() {
+            Matrix::new_empty(0)
+        } else {
+            Matrix::from_vec(rows, columns, cells).expect("rows × columns cells, by construction")
+        };
         Ok(Self { rows, columns, cells })
     }
 
@@ -84,8 +117,13 @@ impl Costs {
 
     /// The cost of the pair, `None` when it is not allowed.
     pub fn get(&self, row: usize, column: usize) -> Option<i64> {
-        let cost = self.cells[row * self.columns + column];
-        (cost != FORBIDDEN).then_some(cost)
+        let profit = self.cells[(row, column)];
+        (profit != -FORBIDDEN).then_some(-profit)
+    }
+
+    /// The negated costs of a place's slots, `-FORBIDDEN` where not allowed.
+    fn row(&self, row: usize) -> &[i64] {
+        &(*self.cells)[row * self.columns..(row + 1) * self.columns]
     }
 
     fn plan(&self, columns: Vec<Option<usize>>, optimal: bool) -> Plan {
@@ -124,12 +162,12 @@ pub fn greedy(costs: &Costs) -> Plan {
     let mut taken = vec![false; costs.columns];
     let mut columns = Vec::with_capacity(costs.rows);
     for r in 0..costs.rows {
-        let row = &costs.cells[r * costs.columns..(r + 1) * costs.columns];
+        let row = costs.row(r);
         let best = row
             .iter()
             .enumerate()
-            .filter(|&(c, &cost)| !taken[c] && cost != FORBIDDEN)
-            .min_by_key(|&(c, &cost)| (cost, c))
+            .filter(|&(c, &profit)| !taken[c] && profit != -FORBIDDEN)
+            .min_by_key(|&(c, &profit)| (-profit, c))
             .map(|(c, _)| c);
         if let Some(c) = best {
             taken[c] = true;
@@ -145,19 +183,17 @@ pub fn optimal(costs: &Costs) -> Plan {
         return costs.plan(vec![None; costs.rows], true);
     }
     let columns = if costs.rows <= costs.columns {
-        let matrix = Matrix::from_vec(costs.rows, costs.columns, costs.cells.clone())
-            .expect("the cells are rows × columns, by construction");
-        kuhn_munkres_min(&matrix).1.into_iter().map(Some).collect()
+        kuhn_munkres(&costs.cells).1.into_iter().map(Some).collect()
     } else {
         // More places than slots: the method wants no more rows than columns, so slots choose.
-        let mut transposed = Vec::with_capacity(costs.cells.len());
+        let mut transposed = Vec::with_capacity(costs.rows * costs.columns);
         for c in 0..costs.columns {
-            transposed.extend((0..costs.rows).map(|r| costs.cells[r * costs.columns + c]));
+            transposed.extend((0..costs.rows).map(|r| costs.cells[(r, c)]));
         }
         let matrix = Matrix::from_vec(costs.columns, costs.rows, transposed)
             .expect("the cells are columns × rows, by construction");
         let mut columns = vec![None; costs.rows];
-        for (c, r) in kuhn_munkres_min(&matrix).1.into_iter().enumerate() {
+        for (c, r) in kuhn_munkres(&matrix).1.into_iter().enumerate() {
             columns[r] = Some(c);
         }
         columns
@@ -207,8 +243,9 @@ mod tests {
     /// not allowed.
     fn random(seed: u64, rows: usize, columns: usize, forbidden: u64) -> Costs {
         let mut next = numbers(seed);
-        Costs::new(rows, columns, |_, _| {
-            let n = next();
+        let drawn: Vec<u64> = (0..rows * columns).map(|_| next()).collect();
+        Costs::new(rows, columns, |r, c| {
+            let n = drawn[r * columns + c];
             (n % 10 >= forbidden).then_some((n >> 8) as i64 % (SCALE + 1))
         })
         .expect("small")
@@ -218,7 +255,7 @@ mod tests {
     /// (places filled, their total cost).
     fn by_lsap(costs: &Costs) -> (usize, i64) {
         let (rows, columns) = (costs.rows(), costs.columns());
-        let cells: Vec<f64> = costs.cells.iter().map(|&c| c as f64).collect();
+        let cells: Vec<f64> = costs.cells.values().map(|&p| -p as f64).collect();
         let (found_rows, found_columns) = lsap::solve(rows, columns, &cells, false).expect("solvable");
         let allowed: Vec<i64> = found_rows.iter().zip(&found_columns).filter_map(|(&r, &c)| costs.get(r, c)).collect();
         (allowed.len(), allowed.iter().sum())

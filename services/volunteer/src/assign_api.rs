@@ -92,7 +92,7 @@ impl Volunteers {
         let load = pool::load(reader, &street, month, Households::Of(&placed.household)).await?;
         let (weights, zone, pool) = (self.weights, self.zone, candidates.clone());
         let ranked = tokio::task::spawn_blocking(move || {
-            let candidates = pool.iter().enumerate().map(|(i, c)| (i, c.matching(&load)));
+            let candidates = pool::each(&pool, &load);
             matching::recommend(&wanted(&placed), candidates, k, &weights, zone)
         })
         .await
@@ -154,11 +154,8 @@ impl Volunteers {
             // Each volunteer offers as many places as their hours left hold of the shortest need.
             let mut offered = Vec::new();
             let mut offers = Vec::new();
-            for (j, c) in pool.iter().enumerate() {
-                let volunteer = c.matching(&load);
-                let room = (volunteer.monthly_cap_hours - volunteer.hours_this_month).max(0.0);
-                let fits = if shortest > 0.0 && shortest.is_finite() { (room / shortest + 1e-9).floor() } else { 0.0 };
-                let slots = (fits as usize).min(most).min(needs.len());
+            for (j, volunteer) in pool::each(&pool, &load) {
+                let slots = batch::slots(&volunteer, shortest, most, needs.len());
                 if slots > 0 {
                     offered.push(j);
                     offers.push(Offer { volunteer, slots });

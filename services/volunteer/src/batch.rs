@@ -87,38 +87,25 @@ pub fn plan(
     deadline: Duration,
 ) -> Result<Plan, TooLarge> {
     let started = Instant::now();
-    let rows: Vec<usize> = needs.iter().enumerate().flat_map(|(i, n)| std::iter::repeat_n(i, n.places)).collect();
-    if rows.len().saturating_mul(volunteers.len()) > assign::MAX_CELLS {
-        return Err(TooLarge { rows: rows.len(), columns: volunteers.len() });
-    }
-    // Each (need, volunteer) pair is scored once, however many places and slots they have.
-    let pair_cost = pair_costs(needs, volunteers, weights, zone);
-    let cost = |i: usize, j: usize| pair_cost[i * volunteers.len() + j];
-    // Only volunteers who may take one of the needs at least are columns; their slots too, when
-    // the problem stays within bounds, else one slot each.
-    let useful: Vec<usize> =
-        (0..volunteers.len()).filter(|&j| (0..needs.len()).any(|i| cost(i, j).is_some())).collect();
-    let expand = |most: usize| -> Vec<usize> {
-        useful.iter().flat_map(|&j| std::iter::repeat_n(j, volunteers[j].slots.min(most))).collect()
-    };
-    let mut columns = expand(usize::MAX);
-    if rows.len().saturating_mul(columns.len()) > assign::MAX_CELLS {
-        columns = expand(1);
-    }
-    if rows.len().saturating_mul(columns.len()) > assign::MAX_CELLS {
-        return Err(TooLarge { rows: rows.len(), columns: columns.len() });
-    }
+    let problem = Problem::new(needs, volunteers, weights, zone)?;
+    let (rows, columns) = (&problem.rows, &problem.columns);
+    let cost = |i: usize, j: usize| problem.cost(i, j);
 
     let mut bars = Bars::default();
     let mut optimal = true;
     let mut rounds = 0;
+    let mut first_greedy = None;
     let best = loop {
         rounds += 1;
-        let costs = Costs::new(rows.len(), columns.len(), |r, c| bars.cell(r, rows[r], columns[c], cost))?;
+        let costs = problem.costs(&bars)?;
         let left = deadline.saturating_sub(started.elapsed());
         let proposal = assign::solve(costs, left);
         optimal &= proposal.best.optimal;
-        let (kept, clashing) = settle(pairs_of(&proposal.best, &rows, &columns, cost), needs, volunteers);
+        if rounds == 1 {
+            // Greedy's plan on the matrix without bars: greedy's first round below.
+            first_greedy = Some(proposal.greedy.clone());
+        }
+        let (kept, clashing) = settle(pairs_of(&proposal.best, rows, columns, cost), needs, volunteers);
         if clashing.is_empty() || rounds > MAX_ROUNDS {
             break finish(kept, rows.len());
         }
@@ -129,8 +116,11 @@ pub fn plan(
         let mut round = 0;
         loop {
             round += 1;
-            let costs = Costs::new(rows.len(), columns.len(), |r, c| bars.cell(r, rows[r], columns[c], cost))?;
-            let (kept, clashing) = settle(pairs_of(&assign::greedy(&costs), &rows, &columns, cost), needs, volunteers);
+            let planned = match first_greedy.take() {
+                Some(plan) => plan,
+                None => assign::greedy(&problem.costs(&bars)?),
+            };
+            let (kept, clashing) = settle(pairs_of(&planned, rows, columns, cost), needs, volunteers);
             if clashing.is_empty() || round > MAX_ROUNDS {
                 break finish(kept, rows.len());
             }
@@ -140,23 +130,123 @@ pub fn plan(
     Ok(Plan { best, optimal, rounds, greedy })
 }
 
+/// How many places a volunteer offers in a batch: as many as their hours left this month hold
+/// of the batch's shortest need (`shortest_hours`), at most `most` and at most one per need.
+pub fn slots(volunteer: &Volunteer<'_>, shortest_hours: f64, most: usize, needs: usize) -> usize {
+    let room = (volunteer.monthly_cap_hours - volunteer.hours_this_month).max(0.0);
+    let fits =
+        if shortest_hours > 0.0 && shortest_hours.is_finite() { (room / shortest_hours + 1e-9).floor() } else { 0.0 };
+    (fits as usize).min(most).min(needs)
+}
+
+/// A batch as an assignment problem: each row a place (its need's index), each column a slot
+/// (its volunteer's index), and the cost of each (need, volunteer) pair.
+struct Problem {
+    rows: Vec<usize>,
+    columns: Vec<usize>,
+    /// Need by need, each volunteer's cost ([`NOT_ALLOWED`] where they are not eligible).
+    pair_cost: Vec<u16>,
+    volunteers: usize,
+}
+
+/// A pair whose volunteer is not eligible for the need.
+const NOT_ALLOWED: u16 = u16::MAX;
+
+impl Problem {
+    fn new(
+        needs: &[Open<'_>],
+        volunteers: &[Offer<'_>],
+        weights: &Weights,
+        zone: FixedOffset,
+    ) -> Result<Self, TooLarge> {
+        let rows: Vec<usize> = needs.iter().enumerate().flat_map(|(i, n)| std::iter::repeat_n(i, n.places)).collect();
+        if rows.len().saturating_mul(volunteers.len()) > assign::MAX_CELLS {
+            return Err(TooLarge { rows: rows.len(), columns: volunteers.len() });
+        }
+        // Each (need, volunteer) pair is scored once, however many places and slots they have.
+        let pair_cost = pair_costs(needs, volunteers, weights, zone);
+        // Only volunteers who may take one of the needs at least are columns; their slots too,
+        // when the problem stays within bounds, else one slot each.
+        let mut allowed = vec![false; volunteers.len()];
+        for row in pair_cost.chunks(volunteers.len().max(1)) {
+            for (allowed, cell) in allowed.iter_mut().zip(row) {
+                *allowed |= *cell != NOT_ALLOWED;
+            }
+        }
+        let useful: Vec<usize> = (0..volunteers.len()).filter(|&j| allowed[j]).collect();
+        let expand = |most: usize| -> Vec<usize> {
+            useful.iter().flat_map(|&j| std::iter::repeat_n(j, volunteers[j].slots.min(most))).collect()
+        };
+        let mut columns = expand(usize::MAX);
+        if rows.len().saturating_mul(columns.len()) > assign::MAX_CELLS {
+            columns = expand(1);
+        }
+        if rows.len().saturating_mul(columns.len()) > assign::MAX_CELLS {
+            return Err(TooLarge { rows: rows.len(), columns: columns.len() });
+        }
+        Ok(Self { rows, columns, pair_cost, volunteers: volunteers.len() })
+    }
+
+    /// The cost of need `i` for volunteer `j`, `None` when not allowed.
+    fn cost(&self, i: usize, j: usize) -> Option<i64> {
+        let cost = self.pair_cost[i * self.volunteers + j];
+        (cost != NOT_ALLOWED).then_some(i64::from(cost))
+    }
+
+    /// The matrix of places × slots, with the pairs of `bars` not allowed.
+    fn costs(&self, bars: &Bars) -> Result<Costs, TooLarge> {
+        Costs::from_rows(self.rows.len(), self.columns.len(), |r, out| {
+            let need = self.rows[r];
+            let base = &self.pair_cost[need * self.volunteers..(need + 1) * self.volunteers];
+            for (value, &j) in out.iter_mut().zip(&self.columns) {
+                let cost = base[j];
+                *value = if cost == NOT_ALLOWED { assign::FORBIDDEN } else { i64::from(cost) };
+            }
+            if !bars.is_empty() {
+                for (value, &j) in out.iter_mut().zip(&self.columns) {
+                    if bars.bars(r, need, j) {
+                        *value = assign::FORBIDDEN;
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// The matrix [`plan`] first solves for `needs` and `volunteers`: what a benchmark times the bare
+/// solver on.
+pub fn matrix(
+    needs: &[Open<'_>],
+    volunteers: &[Offer<'_>],
+    weights: &Weights,
+    zone: FixedOffset,
+) -> Result<Costs, TooLarge> {
+    Problem::new(needs, volunteers, weights, zone)?.costs(&Bars::default())
+}
+
 /// The cost of every (need, volunteer) pair, need by need (`None` where the volunteer is not
-/// eligible): scored on as many threads as the machine has, each a band of needs.
-fn pair_costs(needs: &[Open<'_>], volunteers: &[Offer<'_>], weights: &Weights, zone: FixedOffset) -> Vec<Option<i64>> {
-    let mut costs = vec![None; needs.len() * volunteers.len()];
+/// eligible): each need prepared once, then scored on as many threads as the machine has, each
+/// a band of needs.
+fn pair_costs(needs: &[Open<'_>], volunteers: &[Offer<'_>], weights: &Weights, zone: FixedOffset) -> Vec<u16> {
+    let mut costs = vec![NOT_ALLOWED; needs.len() * volunteers.len()];
     if costs.is_empty() {
         return costs;
     }
+    let matcher = matching::Matcher::new(weights, zone, needs.iter().map(|n| &n.need));
+    let prepared: Vec<matching::Prepared<'_>> = needs.iter().map(|n| matcher.need(n.need)).collect();
+    let fits: Vec<matching::Fit<'_>> = volunteers.iter().map(|v| matcher.volunteer(v.volunteer)).collect();
     let threads = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 8);
     let band = needs.len().div_ceil(threads);
+    let (matcher, fits) = (&matcher, &fits);
     std::thread::scope(|scope| {
-        for (needs, out) in needs.chunks(band).zip(costs.chunks_mut(band * volunteers.len())) {
+        for (needs, out) in prepared.chunks(band).zip(costs.chunks_mut(band * volunteers.len())) {
             scope.spawn(move || {
-                for (n, row) in needs.iter().zip(out.chunks_mut(volunteers.len())) {
-                    for (v, cell) in volunteers.iter().zip(row) {
-                        *cell = matching::eligible(&v.volunteer, &n.need)
-                            .ok()
-                            .map(|()| assign::cost_of(matching::score(&v.volunteer, &n.need, weights, zone).total));
+                for (n, row) in needs.iter().zip(out.chunks_mut(fits.len())) {
+                    for (fit, cell) in fits.iter().zip(row) {
+                        if matcher.eligible(fit, n) {
+                            let cost = assign::cost_of(matcher.total(fit, n));
+                            *cell = u16::try_from(cost).unwrap_or(NOT_ALLOWED - 1);
+                        }
                     }
                 }
             });
@@ -174,18 +264,13 @@ struct Bars {
 }
 
 impl Bars {
-    fn cell(
-        &self,
-        row: usize,
-        need: usize,
-        volunteer: usize,
-        cost: impl Fn(usize, usize) -> Option<i64>,
-    ) -> Option<i64> {
-        if self.places.contains(&(row, volunteer)) || self.needs.contains(&(need, volunteer)) {
-            None
-        } else {
-            cost(need, volunteer)
-        }
+    fn is_empty(&self) -> bool {
+        self.places.is_empty() && self.needs.is_empty()
+    }
+
+    /// Whether the volunteer is barred from the place (`row`, of `need`).
+    fn bars(&self, row: usize, need: usize, volunteer: usize) -> bool {
+        self.places.contains(&(row, volunteer)) || self.needs.contains(&(need, volunteer))
     }
 
     fn add(&mut self, clashing: &[(Placed, Clash)]) {

@@ -1,20 +1,20 @@
 //! The volunteer service (群众点单、社区接单): residents place needs, volunteers take them, the
 //! community assigns a batch of open needs at once, and confirmed service earns moral-bank
-//! points.
+//! points (道德银行) that buy rewards.
 //!
-//! Built so far: the matching at its core, as plain domain code with no I/O —
-//! [`matching`] (who may take a need, and a score from skills, availability, distance, fair load
-//! and continuity, each factor with its reason; the top k of a street's volunteers), [`assign`]
-//! (places given to slots at the minimum total cost, with greedy's answer beside it and a
-//! deadline) and [`batch`] (a community's open needs planned at once, settled so that no
-//! volunteer is booked twice or past their cap) — and
-//! in the service's own schema ([`MIGRATIONS`]) the moral bank's [`ledger`] and its
-//! [`rewards`], the places
-//! volunteers take in needs ([`claims`]) and the [`tasks`] done in them (check-out, the two
-//! confirmations, the points). The API serves the register of volunteers so far
-//! (`VolunteerService`): a resident registers themselves and the community approves; a cadre
-//! sees and manages their community's volunteers, an admin the street's. Needs, claims, tasks,
-//! the bank and batch assignment reach the API next. [`MODULE`] is its entry in the registry.
+//! The domain, with no I/O: [`matching`] (who may take a need, and a score from skills,
+//! availability, distance, fair load and continuity, each factor with its reason; the top k of a
+//! community), [`assign`] (places given to slots at the minimum total cost, greedy's answer
+//! beside it, within a deadline) and [`batch`] (a community's open needs planned at once, settled
+//! so that no volunteer is booked twice or past their cap). The store, in the service's own
+//! schema ([`MIGRATIONS`]): the [`register`] of volunteers, the needs and the places taken in
+//! them ([`claims`]), the [`tasks`] done in them, the moral bank's [`ledger`] and its
+//! [`rewards`]; [`pool`] keeps a community's volunteers in memory for matching. The API,
+//! `civic.volunteer.v1.VolunteerService`: the register and the alliance's organisations, needs
+//! and their lifecycle (with a sweep that gives back places not checked in and expires needs
+//! past their end), recommendations and batch assignment, tasks and their confirmation, the
+//! bank, the reward catalogue, and the quarterly [`report`] of in-service Party members.
+//! [`MODULE`] is its entry in the registry.
 
 #![forbid(unsafe_code)]
 
@@ -318,12 +318,14 @@ pub struct Volunteers {
     assign_places: usize,
     /// The streets' approved volunteers, for matching.
     pools: Arc<pool::Pools>,
+    /// Reaches the grid service (LocateGrid), as this service.
+    directory: civic_kit::directory::Directory,
 }
 
 impl Volunteers {
     /// The service over the process's parts.
     pub fn new(parts: Parts, settings: Settings) -> Self {
-        let Parts { db, relay, auth, pages, calendar, .. } = parts;
+        let Parts { db, relay, auth, pages, calendar, directory, .. } = parts;
         let cap = i32::try_from(settings.default_monthly_hours_cap).unwrap_or(20);
         Self {
             writer: Writer::new(db, relay),
@@ -338,6 +340,7 @@ impl Volunteers {
             assign_deadline: std::time::Duration::from_millis(settings.assign_deadline_ms),
             assign_places: settings.assign_places_per_volunteer,
             pools: Arc::new(pool::Pools::default()),
+            directory,
         }
     }
 }

@@ -162,98 +162,270 @@ pub fn eligible(volunteer: &Volunteer<'_>, need: &Need<'_>) -> Result<(), Inelig
     Ok(())
 }
 
+/// What scores needs against volunteers, many at once: the weights (normalised once), the
+/// street's time zone, and the skills the needs ask for, each given a bit, so a pair's skills
+/// are compared with a mask rather than by name. Recommendations and batches score through
+/// it alike, so a pair's score is the same whichever asks.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    /// Each factor's weight over the weights of the factors that count (0 for one that does
+    /// not), in the order of [`Factor`].
+    share: [f64; 5],
+    /// The weights as configured, for the reasons.
+    weights: Weights,
+    zone: FixedOffset,
+    /// The skills asked for, by name, with their bit.
+    skills: std::collections::HashMap<String, usize>,
+}
+
+/// Room for every skill of a vocabulary (at most 200).
+type Mask = [u64; 4];
+
+fn set(mask: &mut Mask, bit: usize) {
+    mask[bit / 64] |= 1 << (bit % 64);
+}
+
+/// A need made ready to be scored against many volunteers: its skills as a mask, its window cut
+/// into local days, its place in radians, worked out once.
+#[derive(Debug, Clone)]
+pub struct Prepared<'a> {
+    /// The need.
+    pub need: Need<'a>,
+    mask: Mask,
+    /// Distinct skills asked for.
+    asked: u32,
+    /// The window in the street's local time, cut at midnights: (weekday 1–7, from minute, to
+    /// minute) of each day it touches.
+    segments: Vec<(u8, i64, i64)>,
+    /// The window's length in minutes.
+    whole: i64,
+    hours: f64,
+    /// Its place: latitude and longitude in radians, and the cosine of the latitude.
+    place: Option<(f64, f64, f64)>,
+}
+
+/// A volunteer made ready to be scored against many needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Fit<'a> {
+    /// The volunteer.
+    pub volunteer: Volunteer<'a>,
+    mask: Mask,
+    /// Their home in radians.
+    home: Option<(f64, f64)>,
+    /// The load factor's value: it does not depend on the need.
+    load: f64,
+}
+
+impl Matcher {
+    /// A matcher for `needs` under `weights`, in the street's time zone `zone`.
+    pub fn new<'n>(weights: &Weights, zone: FixedOffset, needs: impl IntoIterator<Item = &'n Need<'n>>) -> Self {
+        let factors = [weights.skills, weights.availability, weights.distance, weights.load, weights.continuity];
+        let sum: f64 = factors.iter().filter(|w| **w > 0.0).sum();
+        let share = factors.map(|w| if w > 0.0 && sum > 0.0 { w / sum } else { 0.0 });
+        let mut skills = std::collections::HashMap::new();
+        for need in needs {
+            for skill in need.required_skills {
+                let next = skills.len();
+                if next < 64 * 4 {
+                    skills.entry(skill.clone()).or_insert(next);
+                }
+            }
+        }
+        Self { share, weights: *weights, zone, skills }
+    }
+
+    fn mask(&self, skills: &[String]) -> Mask {
+        let mut mask = [0; 4];
+        for skill in skills {
+            // A few skills asked for (one need's) are found by comparing names; many by hashing.
+            let bit = if self.skills.len() <= 8 {
+                self.skills.iter().find(|(name, _)| *name == skill).map(|(_, bit)| *bit)
+            } else {
+                self.skills.get(skill).copied()
+            };
+            if let Some(bit) = bit {
+                set(&mut mask, bit);
+            }
+        }
+        mask
+    }
+
+    /// `need` ready to be scored (one of the needs the matcher was made for: others' skills
+    /// count as not had).
+    pub fn need<'a>(&self, need: Need<'a>) -> Prepared<'a> {
+        let whole = (need.end - need.start).num_minutes();
+        let mut segments = Vec::new();
+        if whole > 0 && whole <= MAX_WINDOW_DAYS * 24 * 60 {
+            let (mut day_start, end) = (need.start.with_timezone(&self.zone), need.end.with_timezone(&self.zone));
+            while day_start < end {
+                let midnight = day_start.with_time(NaiveTime::MIN).single().unwrap_or(day_start) + Duration::days(1);
+                let day_end = midnight.min(end);
+                let weekday = day_start.weekday().number_from_monday() as u8;
+                let from = i64::from(day_start.hour() * 60 + day_start.minute());
+                segments.push((weekday, from, from + (day_end - day_start).num_minutes()));
+                day_start = day_end;
+            }
+        }
+        let mask = self.mask(need.required_skills);
+        let asked = mask.iter().map(|w| w.count_ones()).sum();
+        let place = need.place.map(|(lat, lon)| (lat.to_radians(), lon.to_radians(), lat.to_radians().cos()));
+        Prepared { mask, asked, segments, whole, hours: need.hours(), place, need }
+    }
+
+    /// `volunteer` ready to be scored.
+    pub fn volunteer<'a>(&self, volunteer: Volunteer<'a>) -> Fit<'a> {
+        let load = if volunteer.monthly_cap_hours <= 0.0 {
+            0.0
+        } else {
+            (1.0 - volunteer.hours_this_month / volunteer.monthly_cap_hours).clamp(0.0, 1.0)
+        };
+        Fit {
+            mask: self.mask(volunteer.skills),
+            home: volunteer.home.map(|(lat, lon)| (lat.to_radians(), lon.to_radians())),
+            load,
+            volunteer,
+        }
+    }
+
+    /// Whether the volunteer may take the need: [`eligible`], on the prepared pair.
+    pub fn eligible(&self, fit: &Fit<'_>, need: &Prepared<'_>) -> bool {
+        let v = &fit.volunteer;
+        v.hours_this_month + need.hours <= v.monthly_cap_hours + 1e-9
+            && !v.booked.iter().any(|(start, end)| *start < need.need.end && need.need.start < *end)
+    }
+
+    fn measure(&self, fit: &Fit<'_>, need: &Prepared<'_>) -> Measures {
+        // Mostly one word holds every skill asked for: the others are skipped.
+        let mut had = 0;
+        for (a, b) in need.mask.iter().zip(&fit.mask) {
+            let both = a & b;
+            if both != 0 {
+                had += both.count_ones();
+            }
+        }
+        let mut free = 0;
+        for &(weekday, from, to) in &need.segments {
+            for r in fit.volunteer.availability.iter().filter(|r| r.weekday == weekday) {
+                free += (to.min(i64::from(r.end_minute)) - from.max(i64::from(r.start_minute))).max(0);
+            }
+        }
+        // At a street's scale (a few kilometres) the flat-earth distance differs from the
+        // great-circle one by far less than a metre.
+        let km = match (fit.home, need.place) {
+            (Some((lat, lon)), Some((nlat, nlon, cos))) => {
+                let (dy, dx) = (lat - nlat, (lon - nlon) * cos);
+                Some(EARTH_KM * (dx * dx + dy * dy).sqrt())
+            }
+            _ => None,
+        };
+        let household = need.need.household;
+        let served = !household.is_empty() && fit.volunteer.served_households.iter().any(|h| h == household);
+        Measures { asked: need.asked, had, free, whole: need.whole, km, served }
+    }
+
+    /// Each factor's value (0..=1), in the order of [`Factor`].
+    fn values(&self, m: &Measures, fit: &Fit<'_>) -> [f64; 5] {
+        let skills = if m.asked == 0 { 1.0 } else { f64::from(m.had) / f64::from(m.asked) };
+        let availability =
+            if m.whole <= 0 || m.whole > MAX_WINDOW_DAYS * 24 * 60 { 0.0 } else { m.free as f64 / m.whole as f64 };
+        let distance = match m.km {
+            Some(km) if self.weights.max_distance_km > 0.0 => 1.0 - km / self.weights.max_distance_km,
+            Some(_) => 0.0,
+            None => 0.5,
+        };
+        let continuity = if m.served { 1.0 } else { 0.0 };
+        [skills, availability, distance, fit.load, continuity].map(|v| v.clamp(0.0, 1.0))
+    }
+
+    fn mean(&self, values: &[f64; 5]) -> f64 {
+        values.iter().zip(self.share).map(|(v, share)| v * share).sum()
+    }
+
+    /// How well the volunteer fits the need, 0..=1: [`Matcher::score`]'s total, without the
+    /// reasons (what a batch scores every pair with).
+    pub fn total(&self, fit: &Fit<'_>, need: &Prepared<'_>) -> f64 {
+        self.mean(&self.values(&self.measure(fit, need), fit))
+    }
+
+    /// How well the volunteer fits the need, with a reason for each factor that counts.
+    /// Eligibility is [`Matcher::eligible`]'s to say, not this.
+    pub fn score(&self, fit: &Fit<'_>, need: &Prepared<'_>) -> Score {
+        let m = self.measure(fit, need);
+        let values = self.values(&m, fit);
+        let v = &fit.volunteer;
+        let detail = |factor: Factor| match factor {
+            Factor::Skills if m.asked == 0 => "no skills asked for".to_owned(),
+            Factor::Skills => format!("{} of {} skills", m.had, m.asked),
+            Factor::Availability if m.whole <= 0 => "the need has no time".to_owned(),
+            Factor::Availability if m.whole > MAX_WINDOW_DAYS * 24 * 60 => {
+                format!("the need is longer than {MAX_WINDOW_DAYS} days")
+            }
+            Factor::Availability => format!("{} of {} minutes in their free time", m.free, m.whole),
+            Factor::Distance => m.km.map_or_else(|| "distance not known".to_owned(), |km| format!("{km:.1} km")),
+            Factor::Load => format!("{:.1} of {:.1} hours this month", v.hours_this_month, v.monthly_cap_hours),
+            Factor::Continuity if m.served => "served this household before".to_owned(),
+            Factor::Continuity => "not served this household before".to_owned(),
+        };
+        let reasons = values
+            .iter()
+            .zip(FACTORS)
+            .zip(self.share)
+            .filter(|(_, share)| *share > 0.0)
+            .map(|((value, factor), _)| Reason {
+                factor,
+                value: *value,
+                weight: weight_of(&self.weights, factor),
+                detail: detail(factor),
+            })
+            .collect();
+        Score { total: self.mean(&values), reasons }
+    }
+}
+
+/// What a score is worked out from, for one volunteer and one need: no allocation, so a batch
+/// can work it out for every pair.
+#[derive(Debug, Clone, Copy)]
+struct Measures {
+    /// Distinct skills asked for, and had of them.
+    asked: u32,
+    had: u32,
+    /// Minutes of the window in the volunteer's free time, and of the whole window.
+    free: i64,
+    whole: i64,
+    /// Kilometres from home to the need's place, when both are known.
+    km: Option<f64>,
+    /// Whether they served the need's household before.
+    served: bool,
+}
+
+const EARTH_KM: f64 = 6371.0;
+
+const FACTORS: [Factor; 5] = [Factor::Skills, Factor::Availability, Factor::Distance, Factor::Load, Factor::Continuity];
+
+fn weight_of(weights: &Weights, factor: Factor) -> f64 {
+    match factor {
+        Factor::Skills => weights.skills,
+        Factor::Availability => weights.availability,
+        Factor::Distance => weights.distance,
+        Factor::Load => weights.load,
+        Factor::Continuity => weights.continuity,
+    }
+}
+
 /// How well `volunteer` fits `need` under `weights`, in the street's time zone `zone` (for
-/// weekly availability). Eligibility is [`eligible`]'s to say, not this.
+/// weekly availability), with a reason for each factor. Eligibility is [`eligible`]'s to say,
+/// not this.
 pub fn score(volunteer: &Volunteer<'_>, need: &Need<'_>, weights: &Weights, zone: FixedOffset) -> Score {
-    let mut reasons = Vec::with_capacity(5);
-    let mut add = |factor, weight: f64, (value, detail): (f64, String)| {
-        if weight > 0.0 {
-            reasons.push(Reason { factor, value: value.clamp(0.0, 1.0), weight, detail });
-        }
-    };
-    add(Factor::Skills, weights.skills, skills(volunteer, need));
-    add(Factor::Availability, weights.availability, availability(volunteer, need, zone));
-    add(Factor::Distance, weights.distance, distance(volunteer, need, weights.max_distance_km));
-    add(Factor::Load, weights.load, load(volunteer));
-    add(Factor::Continuity, weights.continuity, continuity(volunteer, need));
-    let weight: f64 = reasons.iter().map(|r| r.weight).sum();
-    let total = if weight > 0.0 { reasons.iter().map(|r| r.weight * r.value).sum::<f64>() / weight } else { 0.0 };
-    Score { total, reasons }
-}
-
-fn skills(volunteer: &Volunteer<'_>, need: &Need<'_>) -> (f64, String) {
-    if need.required_skills.is_empty() {
-        return (1.0, "no skills asked for".into());
-    }
-    let had = need.required_skills.iter().filter(|s| volunteer.skills.contains(s)).count();
-    (had as f64 / need.required_skills.len() as f64, format!("{had} of {} skills", need.required_skills.len()))
-}
-
-fn availability(volunteer: &Volunteer<'_>, need: &Need<'_>, zone: FixedOffset) -> (f64, String) {
-    let whole = (need.end - need.start).num_minutes();
-    if whole <= 0 {
-        return (0.0, "the need has no time".into());
-    }
-    if whole > MAX_WINDOW_DAYS * 24 * 60 {
-        return (0.0, format!("the need is longer than {MAX_WINDOW_DAYS} days"));
-    }
-    let free = free_minutes(volunteer.availability, need.start.with_timezone(&zone), need.end.with_timezone(&zone));
-    (free as f64 / whole as f64, format!("{free} of {whole} minutes in their free time"))
-}
-
-/// Minutes of `[start, end)` (local time, at most [`MAX_WINDOW_DAYS`] long) inside `ranges`.
-fn free_minutes(ranges: &[WeeklyRange], start: DateTime<FixedOffset>, end: DateTime<FixedOffset>) -> i64 {
-    let mut total = 0;
-    let mut day_start = start;
-    while day_start < end {
-        let midnight = day_start.with_time(NaiveTime::MIN).single().unwrap_or(day_start) + Duration::days(1);
-        let day_end = midnight.min(end);
-        let weekday = day_start.weekday().number_from_monday() as u8;
-        let from = i64::from(day_start.hour() * 60 + day_start.minute());
-        let to = from + (day_end - day_start).num_minutes();
-        for r in ranges.iter().filter(|r| r.weekday == weekday) {
-            let overlap = to.min(i64::from(r.end_minute)) - from.max(i64::from(r.start_minute));
-            total += overlap.max(0);
-        }
-        day_start = day_end;
-    }
-    total
-}
-
-fn distance(volunteer: &Volunteer<'_>, need: &Need<'_>, max_km: f64) -> (f64, String) {
-    match (volunteer.home, need.place) {
-        (Some(home), Some(place)) => {
-            let km = haversine_km(home, place);
-            let value = if max_km > 0.0 { 1.0 - km / max_km } else { 0.0 };
-            (value, format!("{km:.1} km"))
-        }
-        _ => (0.5, "distance not known".into()),
-    }
+    let matcher = Matcher::new(weights, zone, [need]);
+    matcher.score(&matcher.volunteer(*volunteer), &matcher.need(*need))
 }
 
 /// The great-circle distance between two (latitude, longitude) points, in kilometres.
 pub fn haversine_km((lat1, lon1): (f64, f64), (lat2, lon2): (f64, f64)) -> f64 {
-    const EARTH_KM: f64 = 6371.0;
     let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
     let (dp, dl) = ((lat2 - lat1).to_radians(), (lon2 - lon1).to_radians());
     let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
     2.0 * EARTH_KM * a.sqrt().min(1.0).asin()
-}
-
-fn load(volunteer: &Volunteer<'_>) -> (f64, String) {
-    let detail = format!("{:.1} of {:.1} hours this month", volunteer.hours_this_month, volunteer.monthly_cap_hours);
-    if volunteer.monthly_cap_hours <= 0.0 {
-        return (0.0, detail);
-    }
-    (1.0 - volunteer.hours_this_month / volunteer.monthly_cap_hours, detail)
-}
-
-fn continuity(volunteer: &Volunteer<'_>, need: &Need<'_>) -> (f64, String) {
-    if !need.household.is_empty() && volunteer.served_households.iter().any(|h| h == need.household) {
-        (1.0, "served this household before".into())
-    } else {
-        (0.0, "not served this household before".into())
-    }
 }
 
 /// The month `t` falls in, in the street's time zone `zone`: its first instant and the first of
@@ -272,7 +444,7 @@ pub fn month_of(t: DateTime<Utc>, zone: FixedOffset) -> (DateTime<Utc>, DateTime
 
 /// The `k` best fits for `need` among `candidates` (each with the caller's index), best first:
 /// the eligible ones only, by score, equal scores in the candidates' order. One pass with a
-/// heap of `k`, so a street's every volunteer can be ranked per request.
+/// heap of `k` on the totals alone; the reasons are worked out for the `k` kept.
 pub fn recommend<'a>(
     need: &Need<'_>,
     candidates: impl IntoIterator<Item = (usize, Volunteer<'a>)>,
@@ -283,34 +455,37 @@ pub fn recommend<'a>(
     use std::cmp::{Ordering, Reverse};
     use std::collections::BinaryHeap;
 
-    /// A candidate in the heap: ordered by score, then earlier first.
-    struct Ranked(usize, Score);
-    impl PartialEq for Ranked {
+    /// A candidate in the heap: ordered by total, then earlier first.
+    struct Ranked<'a>(usize, f64, Fit<'a>);
+    impl PartialEq for Ranked<'_> {
         fn eq(&self, other: &Self) -> bool {
             self.cmp(other) == Ordering::Equal
         }
     }
-    impl Eq for Ranked {}
-    impl PartialOrd for Ranked {
+    impl Eq for Ranked<'_> {}
+    impl PartialOrd for Ranked<'_> {
         fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
             Some(self.cmp(other))
         }
     }
-    impl Ord for Ranked {
+    impl Ord for Ranked<'_> {
         fn cmp(&self, other: &Self) -> Ordering {
-            self.1.total.total_cmp(&other.1.total).then_with(|| other.0.cmp(&self.0))
+            self.1.total_cmp(&other.1).then_with(|| other.0.cmp(&self.0))
         }
     }
 
     if k == 0 {
         return Vec::new();
     }
-    let mut best: BinaryHeap<Reverse<Ranked>> = BinaryHeap::with_capacity(k + 1);
+    let matcher = Matcher::new(weights, zone, [need]);
+    let prepared = matcher.need(*need);
+    let mut best: BinaryHeap<Reverse<Ranked<'a>>> = BinaryHeap::with_capacity(k + 1);
     for (index, volunteer) in candidates {
-        if eligible(&volunteer, need).is_err() {
+        let fit = matcher.volunteer(volunteer);
+        if !matcher.eligible(&fit, &prepared) {
             continue;
         }
-        let ranked = Ranked(index, score(&volunteer, need, weights, zone));
+        let ranked = Ranked(index, matcher.total(&fit, &prepared), fit);
         if best.len() < k {
             best.push(Reverse(ranked));
         } else if best.peek().is_some_and(|Reverse(worst)| ranked > *worst) {
@@ -318,9 +493,9 @@ pub fn recommend<'a>(
             best.push(Reverse(ranked));
         }
     }
-    let mut ranked: Vec<Ranked> = best.into_iter().map(|Reverse(r)| r).collect();
+    let mut ranked: Vec<Ranked<'a>> = best.into_iter().map(|Reverse(r)| r).collect();
     ranked.sort_by(|a, b| b.cmp(a));
-    ranked.into_iter().map(|Ranked(index, score)| (index, score)).collect()
+    ranked.into_iter().map(|Ranked(index, _, fit)| (index, matcher.score(&fit, &prepared))).collect()
 }
 
 #[cfg(test)]
@@ -417,12 +592,52 @@ pub(crate) mod tests {
             WeeklyRange { weekday: 7, start_minute: 22 * 60, end_minute: 1440 },
             WeeklyRange { weekday: 1, start_minute: 30, end_minute: 120 },
         ];
-        let start = at("2026-12-06T23:00:00+08:00").with_timezone(&zone());
-        let end = at("2026-12-07T01:00:00+08:00").with_timezone(&zone());
-        assert_eq!(free_minutes(&free, start, end), 60 + 30);
+        let v = Volunteer {
+            skills: &[],
+            availability: &free,
+            home: None,
+            hours_this_month: 0.0,
+            monthly_cap_hours: 10.0,
+            booked: &[],
+            served_households: &[],
+        };
+        let mut n = need(&[], "");
+        (n.start, n.end) = (at("2026-12-06T23:00:00+08:00"), at("2026-12-07T01:00:00+08:00"));
+        let free_in = |zone: FixedOffset| {
+            let m = Matcher::new(&Weights::default(), zone, [&n]);
+            m.measure(&m.volunteer(v), &m.need(n)).free
+        };
+        assert_eq!(free_in(zone()), 60 + 30);
         // The same instants read in UTC fall on other days and hours: the zone matters.
-        let utc = FixedOffset::east_opt(0).expect("UTC");
-        assert_eq!(free_minutes(&free, start.with_timezone(&utc), end.with_timezone(&utc)), 0);
+        assert_eq!(free_in(FixedOffset::east_opt(0).expect("UTC")), 0);
+    }
+
+    #[test]
+    fn the_total_alone_is_the_scores_and_distance_is_the_great_circles_at_a_streets_scale() {
+        let free = [WeeklyRange { weekday: 6, start_minute: 9 * 60, end_minute: 10 * 60 }];
+        let (skills, want) = (strings(&["cooking"]), strings(&["cooking", "repair"]));
+        let served = strings(&["streets/zhongjie/households/h1"]);
+        for (n, home) in [(35.54, 106.66), (35.56, 106.70), (35.50, 106.62)].into_iter().enumerate() {
+            let v = Volunteer {
+                skills: &skills,
+                availability: &free,
+                home: Some(home),
+                hours_this_month: n as f64 * 3.0,
+                monthly_cap_hours: 20.0,
+                booked: &[],
+                served_households: if n == 1 { &served } else { &[] },
+            };
+            let mut wanted = need(&want, "streets/zhongjie/households/h1");
+            wanted.place = Some((35.545, 106.665));
+            let m = Matcher::new(&Weights::default(), zone(), [&wanted]);
+            let (fit, prepared) = (m.volunteer(v), m.need(wanted));
+            let s = score(&v, &wanted, &Weights::default(), zone());
+            assert_eq!(m.total(&fit, &prepared), s.total, "{s:?}");
+            assert_eq!(m.eligible(&fit, &prepared), eligible(&v, &wanted).is_ok());
+            let km = haversine_km(home, (35.545, 106.665));
+            let flat = m.measure(&fit, &prepared).km.expect("both places known");
+            assert!((flat - km).abs() < 0.001, "{flat} km against {km} km");
+        }
     }
 
     #[test]
@@ -496,6 +711,7 @@ pub(crate) mod tests {
         };
         let mut n = need(&[], "");
         n.end = n.start + Duration::days(MAX_WINDOW_DAYS + 1);
-        assert_eq!(availability(&v, &n, zone()).0, 0.0);
+        let s = score(&v, &n, &Weights::default(), zone());
+        assert_eq!((s.reasons[1].value, s.reasons[1].detail.as_str()), (0.0, "the need is longer than 62 days"));
     }
 }

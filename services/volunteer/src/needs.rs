@@ -2,7 +2,7 @@
 //! may, and a volunteer taking or giving back a place — on the [`claims`] store, with the
 //! eligibility of [`matching`] checked in the same transaction.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use civic_kit::auth::{Caller, Role};
 use civic_kit::error::{Error, Result, Violations};
 use civic_kit::idempotency::{RequestKey, etag};
@@ -97,7 +97,17 @@ impl Volunteers {
                 _ => return Err(Error::invalid("need.resident", "is required: the resident the need is for")),
             }
         }
-        let (community, grid) = self.check_need(&need, &street)?;
+        let (community, mut grid) = self.check_need(&need, &street)?;
+        if grid.is_empty()
+            && let Some(place) = need.place
+        {
+            // A need with a place and no grid goes in the grid that holds the place, so the grid's
+            // worker sees it.
+            if let Some(found) = self.locate(&street, &community, place).await {
+                need.grid = found.to_string();
+                grid = found.id().to_string();
+            }
+        }
         match &reach {
             Reach::Street => {}
             Reach::Community(c) if *c == community => {}
@@ -150,6 +160,33 @@ impl Volunteers {
                 Ok(Need { etag: etag(1), ..need.clone() })
             })
             .await
+    }
+
+    /// The grid of the need's community holding `place`, by the grid service's LocateGrid; none
+    /// when the place lies outside the community's grids or the grid service did not answer in
+    /// time (the need is then placed without a grid, as one without a place).
+    async fn locate(&self, street: &StreetId, community: &str, place: Point) -> Option<civic_kit::names::GridName> {
+        const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+        let message = civic_proto::grid::LocateGridRequest {
+            parent: street.parent(),
+            point: Some(civic_proto::grid::Point { latitude: place.latitude, longitude: place.longitude }),
+        };
+        let call = async {
+            let request = self.directory.as_service(message, TIMEOUT).await?;
+            let channel = self.directory.connect("grid")?;
+            let mut client = civic_proto::grid::grid_service_client::GridServiceClient::new(channel);
+            Ok::<_, Error>(client.locate_grid(request).await)
+        };
+        let found = match tokio::time::timeout(TIMEOUT, call).await {
+            Ok(Ok(Ok(found))) => found.into_inner(),
+            Ok(Ok(Err(status))) if status.code() == tonic::Code::NotFound => return None,
+            _ => {
+                tracing::warn!("the grid service did not place a need; it is placed without a grid");
+                return None;
+            }
+        };
+        let grid = civic_kit::names::GridName::parse("grid", &found.grid).ok()?;
+        (grid.community_id().as_str() == community && grid.street() == street).then_some(grid)
     }
 
     /// Checks a new need: (community id, grid id), or INVALID_ARGUMENT naming each bad field.
@@ -457,5 +494,5 @@ fn to_wire(need: &Stored, street: &str) -> Result<Need> {
 
 /// A timestamp as a time (the epoch for none: checked before).
 pub(crate) fn at(t: Option<&pbjson_types::Timestamp>) -> DateTime<Utc> {
-    t.and_then(|t| Utc.timestamp_opt(t.seconds, u32::try_from(t.nanos).unwrap_or(0)).single()).unwrap_or_default()
+    time::from_timestamp(t).unwrap_or_default()
 }

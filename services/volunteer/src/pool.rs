@@ -36,7 +36,8 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    fn of(id: String, v: &civic_proto::volunteer::Volunteer) -> Self {
+    /// The volunteer `id` as registered.
+    pub fn of(id: String, v: &civic_proto::volunteer::Volunteer) -> Self {
         let availability = v
             .availability
             .iter()
@@ -59,18 +60,33 @@ impl Candidate {
         }
     }
 
-    /// The volunteer as matching sees them, with what they have taken and served in `load`.
-    pub fn matching<'a>(&'a self, load: &'a Load) -> matching::Volunteer<'a> {
+    /// The volunteer as matching sees them, with what they have taken and served (`taken`, from
+    /// [`Load::of`] or [`each`]).
+    pub fn matching<'a>(&'a self, taken: Option<&'a Taken>) -> matching::Volunteer<'a> {
         matching::Volunteer {
             skills: &self.skills,
             availability: &self.availability,
             home: self.home,
-            hours_this_month: load.hours.get(&self.user).copied().unwrap_or(0.0),
+            hours_this_month: taken.map_or(0.0, |t| t.hours),
             monthly_cap_hours: self.cap_hours,
-            booked: load.booked.get(&self.user).map_or(&[], Vec::as_slice),
-            served_households: load.served.get(&self.user).map_or(&[], Vec::as_slice),
+            booked: taken.map_or(&[], |t| t.booked.as_slice()),
+            served_households: taken.map_or(&[], |t| t.served.as_slice()),
         }
     }
+}
+
+/// Each of `candidates` (sorted by person, as [`Pools::community`] gives them) as matching sees
+/// them, with their index: what they have taken found by walking `load` beside them, so a
+/// community of any size is matched without a look-up per volunteer.
+pub fn each<'a>(candidates: &'a [Candidate], load: &'a Load) -> impl Iterator<Item = (usize, matching::Volunteer<'a>)> {
+    let mut taken = load.people.iter().peekable();
+    candidates.iter().enumerate().map(move |(i, c)| {
+        while taken.peek().is_some_and(|(user, _)| user.as_str() < c.user.as_str()) {
+            taken.next();
+        }
+        let mine = taken.peek().filter(|(user, _)| *user == c.user).map(|(_, t)| t);
+        (i, c.matching(mine))
+    })
 }
 
 /// A street's approved volunteers by community id, as of a version of its register.
@@ -85,16 +101,24 @@ struct Register {
 pub struct Pools {
     #[expect(clippy::disallowed_types, reason = "held only to clone or swap an Arc, never across .await")]
     streets: std::sync::RwLock<HashMap<StreetId, Arc<Register>>>,
+    /// One reading of a register at a time: requests that find it stale at once wait for one
+    /// read rather than each reading the whole register.
+    reading: tokio::sync::Mutex<()>,
 }
 
 impl Pools {
     /// The approved volunteers of `community` (an id) in `street`, by id.
     pub async fn community(&self, pool: &AnyPool, street: &StreetId, community: &str) -> Result<Arc<Vec<Candidate>>> {
         let version = register::version(pool, street).await?;
-        let held = self.streets.read().ok().and_then(|s| s.get(street).cloned());
-        let register = match held {
+        let held = |pools: &Self| pools.streets.read().ok().and_then(|s| s.get(street).cloned());
+        let register = match held(self) {
             Some(r) if r.version == version => r,
             _ => {
+                let _reading = self.reading.lock().await;
+                // Read by the request this one waited for?
+                if let Some(r) = held(self).filter(|r| r.version >= version) {
+                    return Ok(r.by_community.get(community).cloned().unwrap_or_default());
+                }
                 // Read after the version: a change meanwhile makes the next request read again.
                 let rows = register::approved(pool, street).await?;
                 let register = tokio::task::spawn_blocking(move || {
@@ -126,15 +150,28 @@ impl Pools {
 /// When a need starts and ends.
 pub type Window = (DateTime<Utc>, DateTime<Utc>);
 
-/// What volunteers have taken and served, as of one read.
+/// What one volunteer has taken and served.
+#[derive(Debug, Clone, Default)]
+pub struct Taken {
+    /// The windows of the places they hold whose tasks are not confirmed yet.
+    pub booked: Vec<Window>,
+    /// Hours in the month: confirmed in it, and places held that start in it.
+    pub hours: f64,
+    /// The households they have served (confirmed tasks).
+    pub served: Vec<String>,
+}
+
+/// What volunteers have taken and served, as of one read: by person (`users/{user}`), sorted.
 #[derive(Debug, Default)]
 pub struct Load {
-    /// By person: the windows of the places they hold whose tasks are not confirmed yet.
-    pub booked: HashMap<String, Vec<Window>>,
-    /// By person: hours in the month — confirmed in it, and places held that start in it.
-    pub hours: HashMap<String, f64>,
-    /// By person: the households they have served (confirmed tasks).
-    pub served: HashMap<String, Vec<String>>,
+    people: Vec<(String, Taken)>,
+}
+
+impl Load {
+    /// What `user` has taken and served, if anything.
+    pub fn of(&self, user: &str) -> Option<&Taken> {
+        self.people.binary_search_by(|(u, _)| u.as_str().cmp(user)).ok().map(|i| &self.people[i].1)
+    }
 }
 
 /// Which households' service counts for continuity.
@@ -153,7 +190,7 @@ pub async fn load(
     (from, to): (DateTime<Utc>, DateTime<Utc>),
     households: Households<'_>,
 ) -> Result<Load> {
-    let mut load = Load::default();
+    let mut people: std::collections::BTreeMap<String, Taken> = std::collections::BTreeMap::new();
     let taken: Vec<(String, String, String)> = sqlx::query_as(
         "select c.volunteer, n.start_time, n.end_time from claims c
              join needs n on n.street = c.street and n.need_id = c.need_id
@@ -164,10 +201,11 @@ pub async fn load(
     .await?;
     for (user, start, end) in taken {
         let (Some(start), Some(end)) = (time::from_text(&start), time::from_text(&end)) else { continue };
+        let mine = people.entry(user).or_default();
         if start >= from && start < to {
-            *load.hours.entry(user.clone()).or_default() += (end - start).num_minutes() as f64 / 60.0;
+            mine.hours += (end - start).num_minutes() as f64 / 60.0;
         }
-        load.booked.entry(user).or_default().push((start, end));
+        mine.booked.push((start, end));
     }
     let served: Vec<(String, i64)> = sqlx::query_as(
         "select volunteer, cast(coalesce(sum(minutes), 0) as bigint) from claims
@@ -180,10 +218,10 @@ pub async fn load(
     .fetch_all(pool)
     .await?;
     for (user, minutes) in served {
-        *load.hours.entry(user).or_default() += minutes as f64 / 60.0;
+        people.entry(user).or_default().hours += minutes as f64 / 60.0;
     }
     let (household, community) = match households {
-        Households::Of("") => return Ok(load),
+        Households::Of("") => return Ok(Load { people: people.into_iter().collect() }),
         Households::Of(h) => (h, ""),
         Households::InCommunity(c) => ("", c),
     };
@@ -199,7 +237,44 @@ pub async fn load(
     .fetch_all(pool)
     .await?;
     for (user, household) in pairs {
-        load.served.entry(user).or_default().push(household);
+        people.entry(user).or_default().served.push(household);
     }
-    Ok(load)
+    Ok(Load { people: people.into_iter().collect() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(id: &str) -> Candidate {
+        Candidate {
+            id: id.into(),
+            user: format!("users/{id}"),
+            display_name: String::new(),
+            skills: Vec::new(),
+            availability: Vec::new(),
+            home: None,
+            cap_hours: 20.0,
+        }
+    }
+
+    #[test]
+    fn walking_the_load_beside_the_candidates_finds_what_each_has_taken() {
+        let candidates: Vec<Candidate> = ["a", "b", "c", "d"].map(candidate).into();
+        let taken = |hours: f64| Taken { hours, ..Default::default() };
+        // Someone not among the candidates, before, between and after them.
+        let load = Load {
+            people: vec![
+                ("users/0".into(), taken(9.0)),
+                ("users/b".into(), taken(2.0)),
+                ("users/bb".into(), taken(9.0)),
+                ("users/d".into(), taken(4.0)),
+                ("users/e".into(), taken(9.0)),
+            ],
+        };
+        let hours: Vec<(usize, f64)> = each(&candidates, &load).map(|(i, v)| (i, v.hours_this_month)).collect();
+        assert_eq!(hours, [(0, 0.0), (1, 2.0), (2, 0.0), (3, 4.0)]);
+        assert_eq!(load.of("users/d").map(|t| t.hours), Some(4.0));
+        assert!(load.of("users/c").is_none());
+    }
 }
