@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pathfinding::kuhn_munkres::kuhn_munkres;
+use pathfinding::kuhn_munkres::{Weights, kuhn_munkres};
 use pathfinding::matrix::Matrix;
 
 /// The cost of a score of 0; a score of 1 costs 0.
@@ -46,14 +46,28 @@ pub struct TooLarge {
     pub columns: usize,
 }
 
-/// The cost of every (place, slot) pair, kept once: negated, as the matrix the Hungarian method
-/// maximises (a pair not allowed is `-FORBIDDEN`).
+/// The cost of every (place, slot) pair, as the Hungarian method reads it (negated: it
+/// maximises; a pair not allowed is `-FORBIDDEN`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Costs {
     rows: usize,
     columns: usize,
-    cells: Matrix<i64>,
+    cells: Cells,
 }
+
+/// How the costs are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Cells {
+    /// Every cell, negated.
+    Dense(Matrix<i64>),
+    /// A batch's places are its needs' places over again, and its slots its volunteers' slots:
+    /// the cost of each (need, volunteer) pair once (`NOT_ALLOWED` where not allowed), and for
+    /// each place its need, for each slot its volunteer — a tenth of the memory of every cell.
+    Pairs { pairs: Arc<Vec<u16>>, volunteers: usize, needs_of: Arc<Vec<u32>>, volunteers_of: Arc<Vec<u32>> },
+}
+
+/// In [`Costs::pairs`], a pair that is not allowed.
+pub const NOT_ALLOWED: u16 = u16::MAX;
 
 impl Costs {
     /// The matrix of `rows` places × `columns` slots whose cell is `cell(row, column)`: a cost in
@@ -102,7 +116,38 @@ impl Costs {
         } else {
             Matrix::from_vec(rows, columns, cells).expect("rows × columns cells, by construction")
         };
-        Ok(Self { rows, columns, cells })
+        Ok(Self { rows, columns, cells: Cells::Dense(cells) })
+    }
+
+    /// The costs of a batch kept by pair: `pairs` holds, need by need, each of `volunteers`
+    /// volunteers' cost (0..=[`SCALE`], or [`NOT_ALLOWED`]); place `r` is a place of need
+    /// `needs_of[r]` and slot `c` one of volunteer `volunteers_of[c]`.
+    pub fn pairs(
+        pairs: Arc<Vec<u16>>,
+        volunteers: usize,
+        needs_of: Arc<Vec<u32>>,
+        volunteers_of: Arc<Vec<u32>>,
+    ) -> Result<Self, TooLarge> {
+        let (rows, columns) = (needs_of.len(), volunteers_of.len());
+        if rows.saturating_mul(columns) > MAX_CELLS {
+            return Err(TooLarge { rows, columns });
+        }
+        let needs = pairs.len().checked_div(volunteers).unwrap_or(0);
+        let inside =
+            needs_of.iter().all(|&n| (n as usize) < needs) && volunteers_of.iter().all(|&v| (v as usize) < volunteers);
+        assert!(inside, "every place of a need and every slot of a volunteer of the pairs");
+        Ok(Self { rows, columns, cells: Cells::Pairs { pairs, volunteers, needs_of, volunteers_of } })
+    }
+
+    /// The negated cost of the pair (`-FORBIDDEN` when not allowed).
+    fn profit(&self, row: usize, column: usize) -> i64 {
+        match &self.cells {
+            Cells::Dense(m) => m[(row, column)],
+            Cells::Pairs { pairs, volunteers, needs_of, volunteers_of } => {
+                let cost = pairs[needs_of[row] as usize * volunteers + volunteers_of[column] as usize];
+                if cost == NOT_ALLOWED { -FORBIDDEN } else { -i64::from(cost).min(SCALE) }
+            }
+        }
     }
 
     /// Places.
@@ -117,13 +162,8 @@ impl Costs {
 
     /// The cost of the pair, `None` when it is not allowed.
     pub fn get(&self, row: usize, column: usize) -> Option<i64> {
-        let profit = self.cells[(row, column)];
+        let profit = self.profit(row, column);
         (profit != -FORBIDDEN).then_some(-profit)
-    }
-
-    /// The negated costs of a place's slots, `-FORBIDDEN` where not allowed.
-    fn row(&self, row: usize) -> &[i64] {
-        &(*self.cells)[row * self.columns..(row + 1) * self.columns]
     }
 
     fn plan(&self, columns: Vec<Option<usize>>, optimal: bool) -> Plan {
@@ -157,17 +197,40 @@ pub struct Proposal {
     pub greedy: Plan,
 }
 
+/// The Hungarian method reads the costs where they are kept, negated; nothing is copied.
+impl Weights<i64> for Costs {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn columns(&self) -> usize {
+        self.columns
+    }
+
+    fn at(&self, row: usize, col: usize) -> i64 {
+        self.profit(row, col)
+    }
+
+    fn neg(&self) -> Self {
+        let cells: Vec<i64> = (0..self.rows).flat_map(|r| (0..self.columns).map(move |c| -self.profit(r, c))).collect();
+        let cells = if cells.is_empty() {
+            Matrix::new_empty(0)
+        } else {
+            Matrix::from_vec(self.rows, self.columns, cells).expect("rows × columns cells, by construction")
+        };
+        Self { rows: self.rows, columns: self.columns, cells: Cells::Dense(cells) }
+    }
+}
+
 /// Each place in turn takes its cheapest slot still free (the first of equals).
 pub fn greedy(costs: &Costs) -> Plan {
     let mut taken = vec![false; costs.columns];
     let mut columns = Vec::with_capacity(costs.rows);
     for r in 0..costs.rows {
-        let row = costs.row(r);
-        let best = row
-            .iter()
-            .enumerate()
-            .filter(|&(c, &profit)| !taken[c] && profit != -FORBIDDEN)
-            .min_by_key(|&(c, &profit)| (-profit, c))
+        let best = (0..costs.columns)
+            .map(|c| (c, costs.profit(r, c)))
+            .filter(|&(c, profit)| !taken[c] && profit != -FORBIDDEN)
+            .min_by_key(|&(c, profit)| (-profit, c))
             .map(|(c, _)| c);
         if let Some(c) = best {
             taken[c] = true;
@@ -183,12 +246,12 @@ pub fn optimal(costs: &Costs) -> Plan {
         return costs.plan(vec![None; costs.rows], true);
     }
     let columns = if costs.rows <= costs.columns {
-        kuhn_munkres(&costs.cells).1.into_iter().map(Some).collect()
+        kuhn_munkres(costs).1.into_iter().map(Some).collect()
     } else {
         // More places than slots: the method wants no more rows than columns, so slots choose.
         let mut transposed = Vec::with_capacity(costs.rows * costs.columns);
         for c in 0..costs.columns {
-            transposed.extend((0..costs.rows).map(|r| costs.cells[(r, c)]));
+            transposed.extend((0..costs.rows).map(|r| costs.profit(r, c)));
         }
         let matrix = Matrix::from_vec(costs.columns, costs.rows, transposed)
             .expect("the cells are columns × rows, by construction");
@@ -255,7 +318,7 @@ mod tests {
     /// (places filled, their total cost).
     fn by_lsap(costs: &Costs) -> (usize, i64) {
         let (rows, columns) = (costs.rows(), costs.columns());
-        let cells: Vec<f64> = costs.cells.values().map(|&p| -p as f64).collect();
+        let cells: Vec<f64> = (0..rows).flat_map(|r| (0..columns).map(move |c| -costs.profit(r, c) as f64)).collect();
         let (found_rows, found_columns) = lsap::solve(rows, columns, &cells, false).expect("solvable");
         let allowed: Vec<i64> = found_rows.iter().zip(&found_columns).filter_map(|(&r, &c)| costs.get(r, c)).collect();
         (allowed.len(), allowed.iter().sum())

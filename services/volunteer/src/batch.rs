@@ -11,11 +11,12 @@
 //! unfilled. Greedy's plan, settled the same way, comes beside the answer.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::FixedOffset;
 
-use crate::assign::{self, Costs, TooLarge};
+use crate::assign::{self, Costs, NOT_ALLOWED, TooLarge};
 use crate::matching::{self, Need, Volunteer, Weights};
 
 /// How many times the problem is solved again after barring clashing pairs.
@@ -145,12 +146,12 @@ struct Problem {
     rows: Vec<usize>,
     columns: Vec<usize>,
     /// Need by need, each volunteer's cost ([`NOT_ALLOWED`] where they are not eligible).
-    pair_cost: Vec<u16>,
+    pair_cost: Arc<Vec<u16>>,
     volunteers: usize,
+    /// `rows` and `columns` as the matrix of pairs reads them.
+    needs_of: Arc<Vec<u32>>,
+    volunteers_of: Arc<Vec<u32>>,
 }
-
-/// A pair whose volunteer is not eligible for the need.
-const NOT_ALLOWED: u16 = u16::MAX;
 
 impl Problem {
     fn new(
@@ -184,7 +185,17 @@ impl Problem {
         if rows.len().saturating_mul(columns.len()) > assign::MAX_CELLS {
             return Err(TooLarge { rows: rows.len(), columns: columns.len() });
         }
-        Ok(Self { rows, columns, pair_cost, volunteers: volunteers.len() })
+        let narrow =
+            |v: &[usize]| Arc::new(v.iter().map(|&i| u32::try_from(i).unwrap_or(u32::MAX)).collect::<Vec<_>>());
+        let (needs_of, volunteers_of) = (narrow(&rows), narrow(&columns));
+        Ok(Self {
+            rows,
+            columns,
+            pair_cost: Arc::new(pair_cost),
+            volunteers: volunteers.len(),
+            needs_of,
+            volunteers_of,
+        })
     }
 
     /// The cost of need `i` for volunteer `j`, `None` when not allowed.
@@ -193,8 +204,22 @@ impl Problem {
         (cost != NOT_ALLOWED).then_some(i64::from(cost))
     }
 
-    /// The matrix of places × slots, with the pairs of `bars` not allowed.
+    /// The matrix of places × slots, with the pairs of `bars` not allowed: kept by pair while
+    /// nothing is barred.
     fn costs(&self, bars: &Bars) -> Result<Costs, TooLarge> {
+        if bars.is_empty() {
+            return Costs::pairs(
+                self.pair_cost.clone(),
+                self.volunteers,
+                self.needs_of.clone(),
+                self.volunteers_of.clone(),
+            );
+        }
+        self.dense(bars)
+    }
+
+    /// The matrix of places × slots with every cell kept, the pairs of `bars` not allowed.
+    fn dense(&self, bars: &Bars) -> Result<Costs, TooLarge> {
         Costs::from_rows(self.rows.len(), self.columns.len(), |r, out| {
             let need = self.rows[r];
             let base = &self.pair_cost[need * self.volunteers..(need + 1) * self.volunteers];
@@ -213,9 +238,19 @@ impl Problem {
     }
 }
 
-/// The matrix [`plan`] first solves for `needs` and `volunteers`: what a benchmark times the bare
-/// solver on.
+/// The matrix [`plan`] first solves for `needs` and `volunteers`, with every cell kept: what a
+/// benchmark times the bare solver on.
 pub fn matrix(
+    needs: &[Open<'_>],
+    volunteers: &[Offer<'_>],
+    weights: &Weights,
+    zone: FixedOffset,
+) -> Result<Costs, TooLarge> {
+    Problem::new(needs, volunteers, weights, zone)?.dense(&Bars::default())
+}
+
+/// The matrix [`plan`] first solves, kept as it solves it: by (need, volunteer) pair.
+pub fn pair_matrix(
     needs: &[Open<'_>],
     volunteers: &[Offer<'_>],
     weights: &Weights,
@@ -392,6 +427,35 @@ mod tests {
 
     fn planned(needs: &[Open<'_>], volunteers: &[Offer<'_>]) -> Plan {
         plan(needs, volunteers, &Weights::default(), zone(), Duration::from_secs(30)).expect("small")
+    }
+
+    #[test]
+    fn the_matrix_kept_by_pair_reads_as_every_cell_kept() {
+        // Volunteers of different loads and caps (one eligible for nothing), needs of one to
+        // three places at different times.
+        let volunteers: Vec<Offer<'_>> = (0..7)
+            .map(|n| Offer {
+                volunteer: volunteer(f64::from(n) * 3.0, if n == 6 { 1.0 } else { 20.0 }),
+                slots: 1 + n as usize % 3,
+            })
+            .collect();
+        let needs = [
+            Open { need: need(MORNING.0, MORNING.1), places: 3 },
+            Open { need: need(LATE_MORNING.0, LATE_MORNING.1), places: 1 },
+            Open { need: need(AFTERNOON.0, AFTERNOON.1), places: 2 },
+        ];
+        let problem = Problem::new(&needs, &volunteers, &Weights::default(), zone()).expect("small");
+        let (pairs, dense) =
+            (problem.costs(&Bars::default()).expect("pairs"), problem.dense(&Bars::default()).expect("dense"));
+        assert_eq!((pairs.rows(), pairs.columns()), (dense.rows(), dense.columns()));
+        assert_eq!((pairs.rows(), pairs.columns()), (6, 12), "volunteer 6 is eligible for nothing: no slots");
+        for r in 0..pairs.rows() {
+            for c in 0..pairs.columns() {
+                assert_eq!(pairs.get(r, c), dense.get(r, c), "({r}, {c})");
+            }
+        }
+        assert_eq!(assign::optimal(&pairs), assign::optimal(&dense));
+        assert_eq!(assign::greedy(&pairs), assign::greedy(&dense));
     }
 
     #[test]
