@@ -136,6 +136,11 @@ impl Costs {
         let inside =
             needs_of.iter().all(|&n| (n as usize) < needs) && volunteers_of.iter().all(|&v| (v as usize) < volunteers);
         assert!(inside, "every place of a need and every slot of a volunteer of the pairs");
+        let pairs = if pairs.iter().all(|&p| p == NOT_ALLOWED || i64::from(p) <= SCALE) {
+            pairs
+        } else {
+            Arc::new(pairs.iter().map(|&p| if p == NOT_ALLOWED { p } else { p.min(SCALE as u16) }).collect())
+        };
         Ok(Self { rows, columns, cells: Cells::Pairs { pairs, volunteers, needs_of, volunteers_of } })
     }
 
@@ -145,7 +150,8 @@ impl Costs {
             Cells::Dense(m) => m[(row, column)],
             Cells::Pairs { pairs, volunteers, needs_of, volunteers_of } => {
                 let cost = pairs[needs_of[row] as usize * volunteers + volunteers_of[column] as usize];
-                if cost == NOT_ALLOWED { -FORBIDDEN } else { -i64::from(cost).min(SCALE) }
+                // Kept within 0..=SCALE by `Costs::pairs`.
+                if cost == NOT_ALLOWED { -FORBIDDEN } else { -i64::from(cost) }
             }
         }
     }
@@ -224,6 +230,9 @@ impl Weights<i64> for Costs {
 
 /// Each place in turn takes its cheapest slot still free (the first of equals).
 pub fn greedy(costs: &Costs) -> Plan {
+    if let Cells::Pairs { pairs, volunteers, needs_of, volunteers_of } = &costs.cells {
+        return costs.plan(greedy_by_pair(pairs, *volunteers, needs_of, volunteers_of), false);
+    }
     let mut taken = vec![false; costs.columns];
     let mut columns = Vec::with_capacity(costs.rows);
     for r in 0..costs.rows {
@@ -238,6 +247,41 @@ pub fn greedy(costs: &Costs) -> Plan {
         columns.push(best);
     }
     costs.plan(columns, false)
+}
+
+/// [`greedy`] on costs kept by pair: a volunteer's slots are alike to a need, so each place
+/// looks at each volunteer once (the cost of their next free slot), not at every slot; the
+/// first of equals is still the slot of the lowest column.
+fn greedy_by_pair(pairs: &[u16], volunteers: usize, needs_of: &[u32], volunteers_of: &[u32]) -> Vec<Option<usize>> {
+    // Runs of slots of one volunteer: (volunteer, first column, slots).
+    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+    for (c, &v) in volunteers_of.iter().enumerate() {
+        match runs.last_mut() {
+            Some((last, _, slots)) if *last == v as usize => *slots += 1,
+            _ => runs.push((v as usize, c, 1)),
+        }
+    }
+    let mut used = vec![0; runs.len()];
+    let mut columns = Vec::with_capacity(needs_of.len());
+    for &need in needs_of {
+        let row = &pairs[need as usize * volunteers..(need as usize + 1) * volunteers];
+        let mut best: Option<(u16, usize, usize)> = None; // (cost, column, run)
+        for (k, &(v, first, slots)) in runs.iter().enumerate() {
+            let cost = row[v];
+            if cost == NOT_ALLOWED || used[k] == slots {
+                continue;
+            }
+            let column = first + used[k];
+            if best.is_none_or(|(b, bc, _)| (cost, column) < (b, bc)) {
+                best = Some((cost, column, k));
+            }
+        }
+        columns.push(best.map(|(_, column, k)| {
+            used[k] += 1;
+            column
+        }));
+    }
+    columns
 }
 
 /// The plan of least total cost among those that fill the most places.
@@ -271,18 +315,23 @@ pub fn optimal(costs: &Costs) -> Plan {
 /// (`tokio::task::spawn_blocking`), never on a runtime worker.
 pub fn solve(costs: Costs, deadline: Duration) -> Proposal {
     let costs = Arc::new(costs);
-    let greedy = greedy(&costs);
     if deadline.is_zero() {
+        let greedy = greedy(&costs);
         return Proposal { best: greedy.clone(), greedy };
     }
+    let until = std::time::Instant::now() + deadline;
     let (sender, found) = std::sync::mpsc::channel();
     let search = costs.clone();
     let started = std::thread::Builder::new().name("civic-assign".into()).spawn(move || {
         // The receiver is gone when the deadline passed first: nothing waits for the answer.
         let _ = sender.send(optimal(&search));
     });
+    // Greedy's plan while the search runs.
+    let greedy = greedy(&costs);
     let best = match started {
-        Ok(_) => found.recv_timeout(deadline).unwrap_or_else(|_| greedy.clone()),
+        Ok(_) => found
+            .recv_timeout(until.saturating_duration_since(std::time::Instant::now()))
+            .unwrap_or_else(|_| greedy.clone()),
         Err(_) => greedy.clone(),
     };
     Proposal { best, greedy }
@@ -342,6 +391,38 @@ mod tests {
             if greedy.filled == plan.filled {
                 assert!(plan.total <= greedy.total, "seed {seed}");
             }
+        }
+    }
+
+    #[test]
+    fn costs_kept_by_pair_give_the_plans_of_every_cell_kept() {
+        for seed in 1..=30u64 {
+            let mut next = numbers(seed);
+            let (needs, volunteers) = (1 + seed as usize % 7, 1 + seed as usize % 9);
+            let pairs: Vec<u16> = (0..needs * volunteers)
+                .map(|_| {
+                    let n = next();
+                    if n % 5 == 0 { NOT_ALLOWED } else { (n >> 8) as u16 % (SCALE as u16 + 1) }
+                })
+                .collect();
+            // Each need one to three places; each volunteer one to three slots.
+            let needs_of: Vec<u32> = (0..needs).flat_map(|i| std::iter::repeat_n(i as u32, 1 + i % 3)).collect();
+            let volunteers_of: Vec<u32> =
+                (0..volunteers).flat_map(|j| std::iter::repeat_n(j as u32, 1 + (j + seed as usize) % 3)).collect();
+            let cost = |r: usize, c: usize| {
+                let p = pairs[needs_of[r] as usize * volunteers + volunteers_of[c] as usize];
+                (p != NOT_ALLOWED).then_some(i64::from(p))
+            };
+            let dense = Costs::new(needs_of.len(), volunteers_of.len(), cost).expect("small");
+            let kept = Costs::pairs(
+                Arc::new(pairs.clone()),
+                volunteers,
+                Arc::new(needs_of.clone()),
+                Arc::new(volunteers_of.clone()),
+            )
+            .expect("small");
+            assert_eq!(greedy(&kept), greedy(&dense), "seed {seed}");
+            assert_eq!(optimal(&kept).total, optimal(&dense).total, "seed {seed}");
         }
     }
 

@@ -173,6 +173,8 @@ pub struct Matcher {
     share: [f64; 5],
     /// The weights as configured, for the reasons.
     weights: Weights,
+    /// One over the distance from which distance counts nothing (0 when it is 0).
+    per_km: f64,
     zone: FixedOffset,
     /// The skills asked for, by name, with their bit.
     skills: std::collections::HashMap<String, usize>,
@@ -192,13 +194,15 @@ pub struct Prepared<'a> {
     /// The need.
     pub need: Need<'a>,
     mask: Mask,
-    /// Distinct skills asked for.
+    /// Distinct skills asked for, and one over it (1 when none are).
     asked: u32,
+    per_skill: f64,
     /// The window in the street's local time, cut at midnights: (weekday 1–7, from minute, to
     /// minute) of each day it touches.
     segments: Vec<(u8, i64, i64)>,
-    /// The window's length in minutes.
+    /// The window's length in minutes, and one over it (0 when availability cannot count).
     whole: i64,
+    per_minute: f64,
     hours: f64,
     /// Its place: latitude and longitude in radians, and the cosine of the latitude.
     place: Option<(f64, f64, f64)>,
@@ -231,7 +235,8 @@ impl Matcher {
                 }
             }
         }
-        Self { share, weights: *weights, zone, skills }
+        let per_km = if weights.max_distance_km > 0.0 { 1.0 / weights.max_distance_km } else { 0.0 };
+        Self { share, weights: *weights, per_km, zone, skills }
     }
 
     fn mask(&self, skills: &[String]) -> Mask {
@@ -269,7 +274,9 @@ impl Matcher {
         let mask = self.mask(need.required_skills);
         let asked = mask.iter().map(|w| w.count_ones()).sum();
         let place = need.place.map(|(lat, lon)| (lat.to_radians(), lon.to_radians(), lat.to_radians().cos()));
-        Prepared { mask, asked, segments, whole, hours: need.hours(), place, need }
+        let per_skill = if asked == 0 { 1.0 } else { 1.0 / f64::from(asked) };
+        let per_minute = if whole <= 0 || whole > MAX_WINDOW_DAYS * 24 * 60 { 0.0 } else { 1.0 / whole as f64 };
+        Prepared { mask, asked, per_skill, segments, whole, per_minute, hours: need.hours(), place, need }
     }
 
     /// `volunteer` ready to be scored.
@@ -320,16 +327,24 @@ impl Matcher {
         };
         let household = need.need.household;
         let served = !household.is_empty() && fit.volunteer.served_households.iter().any(|h| h == household);
-        Measures { asked: need.asked, had, free, whole: need.whole, km, served }
+        Measures {
+            asked: need.asked,
+            per_skill: need.per_skill,
+            had,
+            free,
+            whole: need.whole,
+            per_minute: need.per_minute,
+            km,
+            served,
+        }
     }
 
     /// Each factor's value (0..=1), in the order of [`Factor`].
     fn values(&self, m: &Measures, fit: &Fit<'_>) -> [f64; 5] {
-        let skills = if m.asked == 0 { 1.0 } else { f64::from(m.had) / f64::from(m.asked) };
-        let availability =
-            if m.whole <= 0 || m.whole > MAX_WINDOW_DAYS * 24 * 60 { 0.0 } else { m.free as f64 / m.whole as f64 };
+        let skills = if m.asked == 0 { 1.0 } else { f64::from(m.had) * m.per_skill };
+        let availability = m.free as f64 * m.per_minute;
         let distance = match m.km {
-            Some(km) if self.weights.max_distance_km > 0.0 => 1.0 - km / self.weights.max_distance_km,
+            Some(km) if self.per_km > 0.0 => 1.0 - km * self.per_km,
             Some(_) => 0.0,
             None => 0.5,
         };
@@ -386,12 +401,15 @@ impl Matcher {
 /// can work it out for every pair.
 #[derive(Debug, Clone, Copy)]
 struct Measures {
-    /// Distinct skills asked for, and had of them.
+    /// Distinct skills asked for (and one over it), and had of them.
     asked: u32,
+    per_skill: f64,
     had: u32,
-    /// Minutes of the window in the volunteer's free time, and of the whole window.
+    /// Minutes of the window in the volunteer's free time, and of the whole window (and one
+    /// over it, 0 when availability cannot count).
     free: i64,
     whole: i64,
+    per_minute: f64,
     /// Kilometres from home to the need's place, when both are known.
     km: Option<f64>,
     /// Whether they served the need's household before.
