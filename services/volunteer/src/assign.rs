@@ -402,7 +402,7 @@ mod tests {
             let pairs: Vec<u16> = (0..needs * volunteers)
                 .map(|_| {
                     let n = next();
-                    if n % 5 == 0 { NOT_ALLOWED } else { (n >> 8) as u16 % (SCALE as u16 + 1) }
+                    if n.is_multiple_of(5) { NOT_ALLOWED } else { (n >> 8) as u16 % (SCALE as u16 + 1) }
                 })
                 .collect();
             // Each need one to three places; each volunteer one to three slots.
