@@ -649,6 +649,17 @@ async fn needs_are_called_off_with_a_notice_and_places_not_checked_in_are_given_
             (late.name.clone(), b_name.to_owned(), "stale".to_owned()),
         ]
     );
+
+    // Under way with a place free: still offered to volunteers, who see it and take it.
+    let now = client.create_need(with_token(place(activity(2, 0)), &li)).await.expect("placed").into_inner();
+    client.claim_need(with_token(claim(&now.name), &a)).await.expect("a place");
+    let check_in = CheckInRequest { name: now.name.clone(), request_id: String::new() };
+    client.check_in(with_token(check_in, &a)).await.expect("in");
+    let listed = ListNeedsRequest { parent: STREET.into(), page_size: 200, ..Default::default() };
+    let seen = client.list_needs(with_token(listed, &b)).await.expect("list").into_inner();
+    let under_way = seen.needs.iter().find(|n| n.name == now.name).expect("offered while a place is free");
+    assert_eq!((under_way.state(), under_way.claimed), (NeedState::InProgress, 1));
+    client.claim_need(with_token(claim(&now.name), &b)).await.expect("the free place");
     app.stop().await;
 }
 

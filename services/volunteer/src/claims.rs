@@ -192,8 +192,8 @@ pub struct NeedFilter {
     pub community: String,
     /// Grid ids: one of them (all when empty).
     pub grids: Vec<String>,
-    /// Only the needs for or placed by this person (`users/{user}`) — or, with `open_too`, open
-    /// needs as well.
+    /// Only the needs for or placed by this person (`users/{user}`) — or, with `open_too`, the
+    /// needs taking volunteers (open, or under way with a place free) as well.
     pub person: String,
     /// With `person`: open needs too (an approved volunteer's view).
     pub open_too: bool,
@@ -221,7 +221,8 @@ where
     let sql = format!(
         "{STORED} where street = $1 and need_id > $2 and ($3 = '' or state = $3) and ($4 = '' or kind = $4)
              and ($5 = '' or community_id = $5)
-             and ($6 = '' or resident = $6 or placed_by = $6 or ($7 = 1 and state = 'OPEN')){grids}
+             and ($6 = '' or resident = $6 or placed_by = $6
+                 or ($7 = 1 and (state = 'OPEN' or (state = 'IN_PROGRESS' and claimed < places)))){grids}
          order by need_id limit $8"
     );
     let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))

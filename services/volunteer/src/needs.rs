@@ -81,9 +81,15 @@ impl Volunteers {
             Reach::Community(c) => need.community == *c,
             Reach::Grids(grids) => !need.grid.is_empty() && grids.contains(&need.grid),
             Reach::Person { me, volunteer } => {
-                need.resident == *me || need.placed_by == *me || (*volunteer && (need.places.state == "OPEN" || holds))
+                need.resident == *me || need.placed_by == *me || (*volunteer && (Self::taking(need) || holds))
             }
         }
+    }
+
+    /// Whether `need` takes volunteers: open, or under way with a place free.
+    fn taking(need: &Stored) -> bool {
+        let p = &need.places;
+        p.state == "OPEN" || (p.state == "IN_PROGRESS" && p.claimed < p.places)
     }
 
     pub(crate) async fn create_need(&self, caller: &Caller, req: CreateNeedRequest) -> Result<Need> {
