@@ -456,6 +456,19 @@ async fn a_task_done_and_confirmed_by_both_sides_earns_points_once() {
     let both = client.confirm_task(with_token(rated, &li)).await.expect("resident").into_inner();
     assert_eq!((both.resident_confirmed_by.as_str(), both.points, both.rating), ("users/res-li", 1, 4));
     assert_eq!(state(&mut client).await, NeedState::Confirmed);
+    // The event says so once, with the minutes and the rating (the assessment's satisfaction).
+    let url = common::test_config(&store).database_url_for("volunteer");
+    let db = civic_kit::db::Db::connect(&url, "volunteer", 1).await.expect("db");
+    let payloads: Vec<Vec<u8>> = sqlx::query_scalar("select payload from civic_outbox where topic = $1")
+        .bind(<NeedConfirmed as civic_proto::Event>::TOPIC)
+        .fetch_all(db.reader())
+        .await
+        .expect("outbox");
+    let events: Vec<NeedConfirmed> =
+        payloads.iter().map(|p| prost::Message::decode(p.as_slice()).expect("an event")).collect();
+    assert_eq!(events.len(), 1);
+    assert_eq!((events[0].minutes, events[0].rating, events[0].need.as_str()), (1, 4, soon.name.as_str()));
+    db.close().await;
     assert!(both.confirm_time.is_some());
     let again = client.confirm_task(with_token(confirm(volunteer), &east)).await.expect("again").into_inner();
     assert_eq!((again.points, again.resident_confirmed_by.as_str()), (1, "users/res-li"), "nothing more");

@@ -292,6 +292,7 @@ impl Volunteers {
                                     volunteer,
                                     minutes: task.minutes,
                                     confirm_time: when,
+                                    rating: i32::try_from(task.rating).unwrap_or(0),
                                 };
                                 c.emit(&need.name, &confirmed).await?;
                                 if !task.points_movement.is_empty() {

@@ -155,6 +155,7 @@ impl Volunteers {
                         volunteer: volunteer.clone(),
                         minutes: task.minutes,
                         confirm_time: when,
+                        rating: i32::try_from(task.rating).unwrap_or(0),
                     };
                     c.emit(&name.to_string(), &confirmed).await?;
                     if !task.points_movement.is_empty() {
