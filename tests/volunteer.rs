@@ -936,11 +936,17 @@ async fn the_demo_street_has_organisations_rewards_needs_in_every_state_and_a_le
     assert_eq!(client.list_rewards(with_token(rewards, &admin())).await.expect("list").into_inner().rewards.len(), 6);
     let mut states = std::collections::BTreeMap::new();
     let mut page_token = String::new();
+    let mut households = 0;
     loop {
         let request = ListNeedsRequest { parent: STREET.into(), page_size: 200, page_token, ..Default::default() };
         let page = client.list_needs(with_token(request, &admin())).await.expect("needs").into_inner();
         for need in &page.needs {
             *states.entry(need.state().as_str_name()).or_insert(0) += 1;
+            // For the grid service's demo households.
+            if !need.household.is_empty() {
+                assert!(need.household.starts_with("streets/zhongjie/households/h000"), "{need:?}");
+                households += 1;
+            }
         }
         if page.next_page_token.is_empty() {
             break;
@@ -958,6 +964,7 @@ async fn the_demo_street_has_organisations_rewards_needs_in_every_state_and_a_le
         assert!(states.contains_key(state.as_str_name()), "a need {}: {states:?}", state.as_str_name());
     }
     assert_eq!(states.values().sum::<i32>(), 60);
+    assert!(households > 0, "needs of households");
     // Somebody earned points and spent some.
     let mut earned_and_spent = false;
     for n in 0..60 {

@@ -172,6 +172,11 @@ impl Volunteers {
     /// when the place lies outside the community's grids or the grid service did not answer in
     /// time (the need is then placed without a grid, as one without a place).
     async fn locate(&self, street: &StreetId, community: &str, place: Point) -> Option<civic_kit::names::GridName> {
+        self.grid_of(street, place).await.filter(|grid| grid.community_id().as_str() == community)
+    }
+
+    /// The street's grid holding `place`, by the grid service's LocateGrid (2 s at most).
+    async fn grid_of(&self, street: &StreetId, place: Point) -> Option<civic_kit::names::GridName> {
         const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
         let message = civic_proto::grid::LocateGridRequest {
             parent: street.parent(),
@@ -192,7 +197,7 @@ impl Volunteers {
             }
         };
         let grid = civic_kit::names::GridName::parse("grid", &found.grid).ok()?;
-        (grid.community_id().as_str() == community && grid.street() == street).then_some(grid)
+        (grid.street() == street).then_some(grid)
     }
 
     /// Checks a new need: (community id, grid id), or INVALID_ARGUMENT naming each bad field.

@@ -176,8 +176,11 @@ impl Volunteers {
         for n in 0..NEEDS {
             let id = format!("demo-{n:03}");
             let (kind, title, skill) = WISHES[n % WISHES.len()];
+            // In a volunteer's community, at a place of the street. (No grid: the seed runs before
+            // the process serves, when the grid service's map cannot be asked.)
+            let place = Point { latitude: 35.530 + rng.unit() * 0.030, longitude: 106.640 + rng.unit() * 0.048 };
             let community = crate::register::community_id(&approved[n % approved.len()].1.community).to_owned();
-            // Stories by n: 0 served and confirmed (weeks before), 1 open, 2 taken, 3 called off,
+            // Story by n: 0 served and confirmed (weeks before), 1 open, 2 taken, 3 called off,
             // 4 expired, 5 served and waiting for the resident's confirmation.
             let story = [0, 1, 2, 0, 3, 0, 4, 5, 1, 0][n % 10];
             let start = match story {
@@ -185,7 +188,8 @@ impl Volunteers {
                 _ => hour + Duration::days(1 + rng.below(14) as i64),
             };
             let end = start + Duration::hours(2);
-            let household = format!("{}/households/demo-h{:03}", street.parent(), n % 150);
+            // The grid service's demo households are h000001 onwards.
+            let household = format!("{}/households/h{:06}", street.parent(), 1 + n % 150);
             let resident = format!("users/res-{:04}", n % 150);
             let places = if kind == NeedKind::Activity { 3 } else { 1 };
             let need = Need {
@@ -196,7 +200,7 @@ impl Volunteers {
                 resident: resident.clone(),
                 household: if kind == NeedKind::Activity { String::new() } else { household },
                 community: format!("{}/communities/{community}", street.parent()),
-                place: Some(Point { latitude: 35.530 + rng.unit() * 0.030, longitude: 106.640 + rng.unit() * 0.048 }),
+                place: Some(place),
                 required_skills: vec![skill.into()],
                 start_time: Some(time::to_timestamp(start)),
                 end_time: Some(time::to_timestamp(end)),
@@ -242,7 +246,7 @@ impl Volunteers {
                         need: need.name.clone(),
                         kind: stored.kind.clone(),
                         community: need.community.clone(),
-                        grid: String::new(),
+                        grid: need.grid.clone(),
                         places,
                         placed_by: resident.clone(),
                         start_time: need.start_time,
