@@ -23,7 +23,7 @@ use civic_proto::volunteer::volunteer::{Kind as VolunteerKind, State};
 use civic_proto::volunteer::volunteer_service_client::VolunteerServiceClient;
 use civic_proto::volunteer::*;
 use civic_volunteer::register::{self, Record, VolunteerName};
-use civic_volunteer::{assign, batch, matching, pool};
+use civic_volunteer::{assign, batch, pool};
 use serde_json::{Value, json};
 
 use super::load::{Call, Stats};
@@ -266,16 +266,7 @@ pub async fn assign(target: &Target, runs: usize) -> anyhow::Result<(Stats, Valu
     let load = pool::Load::default();
     let opens: Vec<batch::Open<'_>> = needs
         .iter()
-        .map(|n| batch::Open {
-            need: matching::Need {
-                required_skills: &n.required_skills,
-                start: civic_kit::time::from_timestamp(n.start_time.as_ref()).unwrap_or_default(),
-                end: civic_kit::time::from_timestamp(n.end_time.as_ref()).unwrap_or_default(),
-                place: n.place.map(|p| (p.latitude, p.longitude)),
-                household: &n.household,
-            },
-            places: usize::try_from(n.places).unwrap_or(1),
-        })
+        .map(|n| batch::Open { need: pool::need_of(n), places: usize::try_from(n.places).unwrap_or(1) })
         .collect();
     let shortest = opens.iter().map(|o| o.need.hours()).fold(f64::INFINITY, f64::min);
     let offers: Vec<batch::Offer<'_>> = candidates

@@ -33,17 +33,6 @@ const MAX_BATCH_NEEDS: i64 = 2500;
 /// The most refusals a ConfirmAssignment names.
 const MAX_NAMED: usize = 20;
 
-/// A need as matching sees it, borrowing from its message.
-fn wanted(placed: &Need) -> matching::Need<'_> {
-    matching::Need {
-        required_skills: &placed.required_skills,
-        start: at(placed.start_time.as_ref()),
-        end: at(placed.end_time.as_ref()),
-        place: placed.place.map(|p| (p.latitude, p.longitude)),
-        household: &placed.household,
-    }
-}
-
 fn factor(f: Factor) -> WireFactor {
     match f {
         Factor::Skills => WireFactor::Skills,
@@ -89,11 +78,13 @@ impl Volunteers {
         let placed = Need::decode(need.body.as_slice()).map_err(Error::internal)?;
         let candidates = self.pools.community(reader, &street, &need.community).await?;
         let month = matching::month_of(at(placed.start_time.as_ref()), self.zone);
-        let load = pool::load(reader, &street, month, Households::Of(&placed.household)).await?;
+        let mut conn = reader.acquire().await?;
+        let load = pool::load(&mut conn, &street, month, Households::Of(&placed.household), None).await?;
+        drop(conn);
         let (weights, zone, pool) = (self.weights, self.zone, candidates.clone());
         let ranked = tokio::task::spawn_blocking(move || {
             let candidates = pool::each(&pool, &load);
-            matching::recommend(&wanted(&placed), candidates, k, &weights, zone)
+            matching::recommend(&pool::need_of(&placed), candidates, k, &weights, zone)
         })
         .await
         .map_err(Error::internal)?;
@@ -143,13 +134,16 @@ impl Volunteers {
         }
         let candidates = self.pools.community(reader, &street, community.id().as_str()).await?;
         let month = matching::month_of(now, self.zone);
-        let load = pool::load(reader, &street, month, Households::InCommunity(community.id().as_str())).await?;
+        let mut conn = reader.acquire().await?;
+        let load =
+            pool::load(&mut conn, &street, month, Households::InCommunity(community.id().as_str()), None).await?;
+        drop(conn);
         let (weights, zone, most) = (self.weights, self.zone, self.assign_places);
         let pool = Arc::clone(&candidates);
         let needs_meta: Vec<String> = placed.iter().map(|(id, _, _)| id.clone()).collect();
         let (plan, offered) = tokio::task::spawn_blocking(move || {
             let needs: Vec<Open<'_>> =
-                placed.iter().map(|(_, n, free)| Open { need: wanted(n), places: *free }).collect();
+                placed.iter().map(|(_, n, free)| Open { need: pool::need_of(n), places: *free }).collect();
             let shortest = needs.iter().map(|n| n.need.hours()).fold(f64::INFINITY, f64::min);
             // Each volunteer offers as many places as their hours left hold of the shortest need.
             let mut offered = Vec::new();

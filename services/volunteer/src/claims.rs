@@ -241,30 +241,6 @@ where
     Ok(rows.into_iter().map(stored).collect())
 }
 
-/// The start and end of every need `volunteer` holds an active place in whose task is not
-/// confirmed yet, and the hours of those starting in `month` (from, to).
-pub async fn bookings(
-    tx: &mut Tx,
-    street: &str,
-    volunteer: &str,
-    (from, to): (DateTime<Utc>, DateTime<Utc>),
-) -> Result<(Vec<(DateTime<Utc>, DateTime<Utc>)>, f64)> {
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "select n.start_time, n.end_time from claims c join needs n on n.street = c.street and n.need_id = c.need_id
-         where c.street = $1 and c.volunteer = $2 and c.state = 'ACTIVE' and c.confirmed_at = ''",
-    )
-    .bind(street)
-    .bind(volunteer)
-    .fetch_all(&mut **tx)
-    .await?;
-    let parse = |t: &str| time::from_text(t);
-    let windows: Vec<(DateTime<Utc>, DateTime<Utc>)> =
-        rows.iter().filter_map(|(s, e)| Some((parse(s)?, parse(e)?))).collect();
-    let hours =
-        windows.iter().filter(|(s, _)| *s >= from && *s < to).map(|(s, e)| (*e - *s).num_minutes() as f64 / 60.0).sum();
-    Ok((windows, hours))
-}
-
 /// Whether `volunteer` holds an active place in `need`.
 pub async fn holds<'e, E>(executor: E, street: &str, need: &str, volunteer: &str) -> Result<bool>
 where

@@ -17,6 +17,7 @@ use crate::Volunteers;
 use crate::api::Staff;
 use crate::claims::{self, NeedFilter, NewNeed, Stored};
 use crate::matching::{self, Ineligible};
+use crate::pool::{self, Households};
 use crate::register::{self, VolunteerName};
 
 /// The `needs` collection of a street.
@@ -356,25 +357,13 @@ impl Volunteers {
             .await?
             .ok_or_else(|| Error::not_found(name.to_string()))?;
         let placed = Need::decode(need.body.as_slice()).map_err(Error::internal)?;
-        let (start, end) = (at(placed.start_time.as_ref()), at(placed.end_time.as_ref()));
+        let wanted = pool::need_of(&placed);
         let held = claims::holds(&mut **c.tx(), street.as_str(), name.id().as_str(), &me).await?;
         if !held {
-            let month = matching::month_of(start, self.zone);
-            let (booked, hours) = claims::bookings(c.tx(), street.as_str(), &me, month).await?;
-            let served = crate::tasks::minutes_served(&mut **c.tx(), street.as_str(), &me, month).await?;
-            let v = &registration.volunteer;
-            let volunteer = matching::Volunteer {
-                skills: &v.skills,
-                availability: &[],
-                home: None,
-                hours_this_month: hours + served as f64 / 60.0,
-                monthly_cap_hours: f64::from(v.monthly_hours_cap),
-                booked: &booked,
-                served_households: &[],
-            };
-            let wanted =
-                matching::Need { required_skills: &placed.required_skills, start, end, place: None, household: "" };
-            match matching::eligible(&volunteer, &wanted) {
+            let month = matching::month_of(wanted.start, self.zone);
+            let load = pool::load(c.tx(), street, month, Households::Of(""), Some(&me)).await?;
+            let candidate = pool::Candidate::of(registration.name.id().to_string(), &registration.volunteer);
+            match matching::eligible(&candidate.matching(load.of(&me)), &wanted) {
                 Ok(()) => {}
                 Err(e @ Ineligible::OverCap { .. }) => {
                     return Err(Error::failed_precondition("OVER_CAP", e.to_string()));
@@ -385,7 +374,7 @@ impl Volunteers {
             }
         }
         let claim =
-            claims::claim(c.tx(), street.as_str(), name.id().as_str(), &me, start + self.check_in_grace).await?;
+            claims::claim(c.tx(), street.as_str(), name.id().as_str(), &me, wanted.start + self.check_in_grace).await?;
         let now = claims::places(&mut **c.tx(), street.as_str(), name.id().as_str()).await?.unwrap_or(need.places);
         let volunteer = registration.name.to_string();
         if !held {
@@ -425,11 +414,7 @@ impl Volunteers {
                 for user in &told {
                     let released = NeedReleased {
                         need: name.to_string(),
-                        volunteer: format!(
-                            "{}/volunteers/{}",
-                            name.street().parent(),
-                            user.trim_start_matches("users/")
-                        ),
+                        volunteer: register::volunteer_of(name.street().as_str(), user),
                         because: "cancelled".into(),
                         release_time: now,
                     };

@@ -161,6 +161,17 @@ pub struct Taken {
     pub served: Vec<String>,
 }
 
+/// A need as matching sees it, borrowing from its message.
+pub fn need_of(placed: &civic_proto::volunteer::Need) -> matching::Need<'_> {
+    matching::Need {
+        required_skills: &placed.required_skills,
+        start: time::from_timestamp(placed.start_time.as_ref()).unwrap_or_default(),
+        end: time::from_timestamp(placed.end_time.as_ref()).unwrap_or_default(),
+        place: placed.place.map(|p| (p.latitude, p.longitude)),
+        household: &placed.household,
+    }
+}
+
 /// What volunteers have taken and served, as of one read: by person (`users/{user}`), sorted.
 #[derive(Debug, Default)]
 pub struct Load {
@@ -183,21 +194,26 @@ pub enum Households<'a> {
     InCommunity(&'a str),
 }
 
-/// What the volunteers of `street` have taken and served, with hours in `month` (from, to).
+/// What the volunteers of `street` — or only `person` (`users/{user}`) — have taken and
+/// served, with hours in `month` (from, to): the one reading of hours against a cap, for a
+/// claim, a recommendation and a batch alike.
 pub async fn load(
-    pool: &AnyPool,
+    conn: &mut sqlx::AnyConnection,
     street: &StreetId,
     (from, to): (DateTime<Utc>, DateTime<Utc>),
     households: Households<'_>,
+    person: Option<&str>,
 ) -> Result<Load> {
+    let person = person.unwrap_or_default();
     let mut people: std::collections::BTreeMap<String, Taken> = std::collections::BTreeMap::new();
     let taken: Vec<(String, String, String)> = sqlx::query_as(
         "select c.volunteer, n.start_time, n.end_time from claims c
              join needs n on n.street = c.street and n.need_id = c.need_id
-         where c.street = $1 and c.state = 'ACTIVE' and c.confirmed_at = ''",
+         where c.street = $1 and c.state = 'ACTIVE' and c.confirmed_at = '' and ($2 = '' or c.volunteer = $2)",
     )
     .bind(street.as_str())
-    .fetch_all(pool)
+    .bind(person)
+    .fetch_all(&mut *conn)
     .await?;
     for (user, start, end) in taken {
         let (Some(start), Some(end)) = (time::from_text(&start), time::from_text(&end)) else { continue };
@@ -210,12 +226,14 @@ pub async fn load(
     let served: Vec<(String, i64)> = sqlx::query_as(
         "select volunteer, cast(coalesce(sum(minutes), 0) as bigint) from claims
          where street = $1 and state = 'ACTIVE' and confirmed_at <> '' and confirmed_at >= $2 and confirmed_at < $3
+             and ($4 = '' or volunteer = $4)
          group by volunteer",
     )
     .bind(street.as_str())
     .bind(time::to_text(from))
     .bind(time::to_text(to))
-    .fetch_all(pool)
+    .bind(person)
+    .fetch_all(&mut *conn)
     .await?;
     for (user, minutes) in served {
         people.entry(user).or_default().hours += minutes as f64 / 60.0;
@@ -229,12 +247,13 @@ pub async fn load(
         "select distinct c.volunteer, n.household from claims c
              join needs n on n.street = c.street and n.need_id = c.need_id
          where c.street = $1 and c.state = 'ACTIVE' and c.confirmed_at <> '' and n.household <> ''
-             and ($2 = '' or n.household = $2) and ($3 = '' or n.community_id = $3)",
+             and ($2 = '' or n.household = $2) and ($3 = '' or n.community_id = $3) and ($4 = '' or c.volunteer = $4)",
     )
     .bind(street.as_str())
     .bind(household)
     .bind(community)
-    .fetch_all(pool)
+    .bind(person)
+    .fetch_all(&mut *conn)
     .await?;
     for (user, household) in pairs {
         people.entry(user).or_default().served.push(household);

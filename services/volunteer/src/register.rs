@@ -49,6 +49,12 @@ pub fn community_id(community: &str) -> &str {
     }
 }
 
+/// The volunteer name of a person (`users/{user}`) in the street `street` (an id): a
+/// volunteer's id is their user id.
+pub fn volunteer_of(street: &str, user: &str) -> String {
+    format!("streets/{street}/volunteers/{}", user.trim_start_matches("users/"))
+}
+
 /// The street's rules for registrations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vocabulary {

@@ -171,7 +171,6 @@ impl Volunteers {
             return Ok(0);
         }
         let hour = now.duration_trunc(Duration::hours(1)).unwrap_or(now);
-        let parent = street.parent();
         let mut added = 0;
         for n in 0..NEEDS {
             let id = format!("demo-{n:03}");
@@ -289,7 +288,7 @@ impl Volunteers {
                                     rate,
                                 )
                                 .await?;
-                                let volunteer = format!("{parent}/volunteers/{}", user.trim_start_matches("users/"));
+                                let volunteer = crate::register::volunteer_of(street, user);
                                 let when = Some(time::to_timestamp(end));
                                 let confirmed = NeedConfirmed {
                                     need: need.name.clone(),

@@ -46,7 +46,7 @@ impl Volunteers {
                     if claims::release_stale(c.tx(), (&street, &need, &user), now).await? {
                         let event = NeedReleased {
                             need: name.clone(),
-                            volunteer: format!("streets/{street}/volunteers/{}", user.trim_start_matches("users/")),
+                            volunteer: crate::register::volunteer_of(&street, &user),
                             because: "stale".into(),
                             release_time: Some(time::to_timestamp(now)),
                         };
