@@ -38,19 +38,14 @@ const PLACES: usize = 2_000;
 const NEEDS: usize = 800;
 /// The demo street's extent: west, south, width, height (degrees).
 const EXTENT: (f64, f64, f64, f64) = (106.640, 35.530, 0.048, 0.030);
-/// The skills of the default vocabulary.
-const SKILLS: [&str; 10] = [
-    "elder_care",
-    "companionship",
-    "cooking",
-    "cleaning",
-    "repair",
-    "tutoring",
-    "first_aid",
-    "legal_aid",
-    "mediation",
-    "culture_sport",
-];
+/// The skills of the default vocabulary most residents can offer.
+const EVERYDAY: [&str; 5] = ["elder_care", "companionship", "cooking", "cleaning", "culture_sport"];
+/// The skills of a trade or profession, which few volunteers have.
+const SPECIALIST: [&str; 5] = ["repair", "tutoring", "first_aid", "legal_aid", "mediation"];
+/// In a hundred volunteers, how many have a specialist skill; in a hundred needs, how many ask
+/// for one.
+const SPECIALIST_VOLUNTEERS: u64 = 15;
+const SPECIALIST_NEEDS: u64 = 30;
 
 /// A deterministic stream of numbers (splitmix64).
 struct Gen(u64);
@@ -73,16 +68,20 @@ impl Gen {
     }
 }
 
-/// The `n`-th generated volunteer of `community`: one or two skills, two weekly stretches of
-/// free time (mornings, afternoons or evenings), a home in the street, a cap of 10 to 25 hours.
+/// The `n`-th generated volunteer of `community`: one or two everyday skills, and one in
+/// [`SPECIALIST_VOLUNTEERS`] a hundred a specialist one too; two weekly stretches of free time
+/// (mornings, afternoons or evenings), a home in the street, a cap of 10 to 25 hours.
 fn volunteer(seed: u64, n: usize, community: &str) -> Volunteer {
     let mut g = Gen(seed ^ (n as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
-    let mut skills = vec![SKILLS[g.below(10) as usize].to_owned()];
+    let mut skills = vec![EVERYDAY[g.below(5) as usize].to_owned()];
     if g.below(2) == 0 {
-        let second = SKILLS[g.below(10) as usize].to_owned();
+        let second = EVERYDAY[g.below(5) as usize].to_owned();
         if !skills.contains(&second) {
             skills.push(second);
         }
+    }
+    if g.below(100) < SPECIALIST_VOLUNTEERS {
+        skills.push(SPECIALIST[g.below(5) as usize].to_owned());
     }
     let stretch = |g: &mut Gen| {
         let (start, end) = [("08:00", "12:00"), ("14:00", "18:00"), ("18:30", "21:30")][g.below(3) as usize];
@@ -108,9 +107,10 @@ fn volunteer_id(community: &str, n: usize) -> String {
     format!("{community}-{n:06}")
 }
 
-/// The `n`-th generated need of `community`: a skill, a place, two hours on the morning,
-/// afternoon or evening of the next Saturday or Sunday (the street's time: a community's
-/// weekend of activities, when needs crowd the same hours), `places` volunteers.
+/// The `n`-th generated need of `community`: a skill (a specialist one for
+/// [`SPECIALIST_NEEDS`] in a hundred), a place, two hours on the morning, afternoon or evening
+/// of the next Saturday or Sunday (the street's time: a community's weekend of activities, when
+/// needs crowd the same hours), `places` volunteers.
 fn need(seed: u64, n: usize, community: &str, places: i32, today: chrono::DateTime<Utc>) -> Need {
     use chrono::Datelike;
     let mut g = Gen(seed ^ (n as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
@@ -131,7 +131,14 @@ fn need(seed: u64, n: usize, community: &str, places: i32, today: chrono::DateTi
         resident: format!("users/bench-res-{n}"),
         community: format!("streets/{STREET}/communities/{community}"),
         place: Some(Point { latitude: south + g.unit() * height, longitude: west + g.unit() * width }),
-        required_skills: vec![SKILLS[g.below(10) as usize].to_owned()],
+        required_skills: vec![
+            if g.below(100) < SPECIALIST_NEEDS {
+                SPECIALIST[g.below(5) as usize]
+            } else {
+                EVERYDAY[g.below(5) as usize]
+            }
+            .to_owned(),
+        ],
         start_time: Some(civic_kit::time::to_timestamp(start)),
         end_time: Some(civic_kit::time::to_timestamp(start + chrono::Duration::hours(2))),
         places,
@@ -281,7 +288,15 @@ pub async fn assign(target: &Target, runs: usize) -> anyhow::Result<(Stats, Valu
         .filter(|o| o.slots > 0)
         .collect();
     let costs = batch::matrix(&opens, &offers, &weights, zone).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Where the service's time goes, in this process: scoring every pair, then the whole plan
+    // (scoring, solving, greedy beside it, settling).
+    let started = Instant::now();
     let by_pair = batch::pair_matrix(&opens, &offers, &weights, zone).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let scoring_seconds = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let in_process =
+        batch::plan(&opens, &offers, &weights, zone, Duration::from_secs(60)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let plan_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
     let as_kept = assign::optimal(&by_pair);
     let by_pair_seconds = started.elapsed().as_secs_f64();
@@ -313,8 +328,11 @@ pub async fn assign(target: &Target, runs: usize) -> anyhow::Result<(Stats, Valu
         "same_optimum": bare.total == proposal.total_cost
             && lsap_total == bare.total
             && lsap_filled == bare.filled
-            && as_kept.total == bare.total,
+            && as_kept.total == bare.total
+            && in_process.best.total == bare.total,
         "bare_by_pair_s": (by_pair_seconds * 1000.0).round() / 1000.0,
+        "scoring_s": (scoring_seconds * 1000.0).round() / 1000.0,
+        "plan_in_process_s": (plan_seconds * 1000.0).round() / 1000.0,
         "bare_greedy_cost": greedy.total,
         "end_to_end_s": (end_to_end * 1000.0).round() / 1000.0,
         "bare_solver_s": (bare_seconds * 1000.0).round() / 1000.0,

@@ -119,7 +119,7 @@ pub struct Reason {
     pub factor: Factor,
     /// Its value, 0..=1.
     pub value: f64,
-    /// Its weight.
+    /// Its weight: 0 when it does not count for the need (see [`Prepared`]).
     pub weight: f64,
     /// What it was worked out from, in words (`2 of 3 skills`, `1.2 km`).
     pub detail: String,
@@ -168,9 +168,9 @@ pub fn eligible(volunteer: &Volunteer<'_>, need: &Need<'_>) -> Result<(), Inelig
 /// it alike, so a pair's score is the same whichever asks.
 #[derive(Debug, Clone)]
 pub struct Matcher {
-    /// Each factor's weight over the weights of the factors that count (0 for one that does
-    /// not), in the order of [`Factor`].
-    share: [f64; 5],
+    /// Each factor's weight (negative ones count as 0), in the order of [`Factor`]; a need
+    /// turns them into its shares ([`Prepared`]).
+    weight: [f64; 5],
     /// The weights as configured, for the reasons.
     weights: Weights,
     /// One over the distance from which distance counts nothing (0 when it is 0).
@@ -206,6 +206,11 @@ pub struct Prepared<'a> {
     hours: f64,
     /// Its place: latitude and longitude in radians, and the cosine of the latitude.
     place: Option<(f64, f64, f64)>,
+    /// Each factor's weight over the weights of the factors that count for this need, in the
+    /// order of [`Factor`]: 0 for a factor of no weight, and for one that cannot tell one
+    /// volunteer from another here (no skills asked for, no window to be free in, no place to
+    /// be near, no household to have served), which would only lower every score alike.
+    share: [f64; 5],
 }
 
 /// A volunteer made ready to be scored against many needs.
@@ -223,9 +228,8 @@ pub struct Fit<'a> {
 impl Matcher {
     /// A matcher for `needs` under `weights`, in the street's time zone `zone`.
     pub fn new<'n>(weights: &Weights, zone: FixedOffset, needs: impl IntoIterator<Item = &'n Need<'n>>) -> Self {
-        let factors = [weights.skills, weights.availability, weights.distance, weights.load, weights.continuity];
-        let sum: f64 = factors.iter().filter(|w| **w > 0.0).sum();
-        let share = factors.map(|w| if w > 0.0 && sum > 0.0 { w / sum } else { 0.0 });
+        let weight = [weights.skills, weights.availability, weights.distance, weights.load, weights.continuity]
+            .map(|w| if w > 0.0 { w } else { 0.0 });
         let mut skills = std::collections::HashMap::new();
         for need in needs {
             for skill in need.required_skills {
@@ -236,7 +240,7 @@ impl Matcher {
             }
         }
         let per_km = if weights.max_distance_km > 0.0 { 1.0 / weights.max_distance_km } else { 0.0 };
-        Self { share, weights: *weights, per_km, zone, skills }
+        Self { weight, weights: *weights, per_km, zone, skills }
     }
 
     fn mask(&self, skills: &[String]) -> Mask {
@@ -276,7 +280,16 @@ impl Matcher {
         let place = need.place.map(|(lat, lon)| (lat.to_radians(), lon.to_radians(), lat.to_radians().cos()));
         let per_skill = if asked == 0 { 1.0 } else { 1.0 / f64::from(asked) };
         let per_minute = if whole <= 0 || whole > MAX_WINDOW_DAYS * 24 * 60 { 0.0 } else { 1.0 / whole as f64 };
-        Prepared { mask, asked, per_skill, segments, whole, per_minute, hours: need.hours(), place, need }
+        let counts = [asked > 0, per_minute > 0.0, place.is_some(), true, !need.household.is_empty()];
+        let mut share = self.weight;
+        for (share, counts) in share.iter_mut().zip(counts) {
+            if !counts {
+                *share = 0.0;
+            }
+        }
+        let sum: f64 = share.iter().sum();
+        let share = share.map(|w| if sum > 0.0 { w / sum } else { 0.0 });
+        Prepared { mask, asked, per_skill, segments, whole, per_minute, hours: need.hours(), place, need, share }
     }
 
     /// `volunteer` ready to be scored.
@@ -352,14 +365,14 @@ impl Matcher {
         [skills, availability, distance, fit.load, continuity].map(|v| v.clamp(0.0, 1.0))
     }
 
-    fn mean(&self, values: &[f64; 5]) -> f64 {
-        values.iter().zip(self.share).map(|(v, share)| v * share).sum()
+    fn mean(values: &[f64; 5], need: &Prepared<'_>) -> f64 {
+        values.iter().zip(need.share).map(|(v, share)| v * share).sum()
     }
 
     /// How well the volunteer fits the need, 0..=1: [`Matcher::score`]'s total, without the
     /// reasons (what a batch scores every pair with).
     pub fn total(&self, fit: &Fit<'_>, need: &Prepared<'_>) -> f64 {
-        self.mean(&self.values(&self.measure(fit, need), fit))
+        Self::mean(&self.values(&self.measure(fit, need), fit), need)
     }
 
     /// How well the volunteer fits the need, with a reason for each factor that counts.
@@ -376,24 +389,28 @@ impl Matcher {
                 format!("the need is longer than {MAX_WINDOW_DAYS} days")
             }
             Factor::Availability => format!("{} of {} minutes in their free time", m.free, m.whole),
+            Factor::Distance if need.place.is_none() => "the need has no place".to_owned(),
             Factor::Distance => m.km.map_or_else(|| "distance not known".to_owned(), |km| format!("{km:.1} km")),
             Factor::Load => format!("{:.1} of {:.1} hours this month", v.hours_this_month, v.monthly_cap_hours),
+            Factor::Continuity if need.need.household.is_empty() => "the need is for no household".to_owned(),
             Factor::Continuity if m.served => "served this household before".to_owned(),
             Factor::Continuity => "not served this household before".to_owned(),
         };
+        // Every factor of some weight is shown; one that does not count for this need with no
+        // weight, and its detail says why.
         let reasons = values
             .iter()
             .zip(FACTORS)
-            .zip(self.share)
-            .filter(|(_, share)| *share > 0.0)
-            .map(|((value, factor), _)| Reason {
+            .zip(self.weight.iter().zip(need.share))
+            .filter(|(_, (weight, _))| **weight > 0.0)
+            .map(|((value, factor), (_, share))| Reason {
                 factor,
                 value: *value,
-                weight: weight_of(&self.weights, factor),
+                weight: if share > 0.0 { weight_of(&self.weights, factor) } else { 0.0 },
                 detail: detail(factor),
             })
             .collect();
-        Score { total: self.mean(&values), reasons }
+        Score { total: Self::mean(&values, need), reasons }
     }
 }
 
@@ -598,9 +615,34 @@ pub(crate) mod tests {
             Weights { skills: 1.0, availability: 0.0, distance: 1.0, load: 0.0, continuity: 0.0, ..Default::default() };
         let s = score(&v, &n, &weights, zone());
         assert_eq!(s.reasons.len(), 2);
-        // No skills asked for: 1; no home: one half, said so.
-        assert!((s.total - 0.75).abs() < 1e-9, "{s:?}");
-        assert_eq!(s.reasons[1].detail, "distance not known");
+        // No skills asked for: shown, but of no weight (everyone has all of none); no home:
+        // one half, said so, and the whole score.
+        assert_eq!((s.reasons[0].weight, s.reasons[0].detail.as_str()), (0.0, "no skills asked for"));
+        assert!((s.total - 0.5).abs() < 1e-9, "{s:?}");
+        assert_eq!((s.reasons[1].weight, s.reasons[1].detail.as_str()), (1.0, "distance not known"));
+    }
+
+    #[test]
+    fn a_factor_that_tells_no_one_apart_does_not_lower_every_score() {
+        // An activity for no household, at no place: a volunteer with the skill, free at the
+        // time and unloaded fits it perfectly.
+        let (have, free) = (strings(&["cooking"]), [WeeklyRange { weekday: 6, start_minute: 0, end_minute: 1440 }]);
+        let v = Volunteer {
+            skills: &have,
+            availability: &free,
+            home: Some((35.545, 106.660)),
+            hours_this_month: 0.0,
+            monthly_cap_hours: 10.0,
+            booked: &[],
+            served_households: &[],
+        };
+        let n = Need { place: None, ..need(&have, "") };
+        let s = score(&v, &n, &Weights::default(), zone());
+        assert!((s.total - 1.0).abs() < 1e-9, "{s:?}");
+        let of = |f| s.reasons.iter().find(|r| r.factor == f).map(|r| (r.weight, r.detail.clone())).expect("shown");
+        assert_eq!(of(Factor::Continuity), (0.0, "the need is for no household".into()));
+        assert_eq!(of(Factor::Distance), (0.0, "the need has no place".into()));
+        assert_eq!(of(Factor::Skills).0, 0.35);
     }
 
     #[test]
