@@ -14,7 +14,7 @@ CIVIC_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 CIVIC_TEST_NATS_URL ?= nats://127.0.0.1:4222
 
 
-.PHONY: help run test test-split test-services bench fmt fmt-check lint proto-lint deny advisories ci
+.PHONY: help run test test-split test-services bench fmt fmt-check lint proto-lint deploy-check deny advisories ci
 
 help: ## List the targets (the default)
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
@@ -54,6 +54,11 @@ proto-lint: ## Lint the .proto contract with buf (rules in proto/buf.yaml, expla
 	@test -x node_modules/.bin/buf || npm ci --no-audit --no-fund
 	npx buf lint proto
 
+# kubectl (kustomize v5) must be installed; kubernetes-validate and checkov, pinned in the
+# script, are installed from PyPI into a virtual environment under ~/.cache the first time.
+deploy-check: ## Render every Kubernetes overlay, validate it (--strict), check civic's rules, scan it and the image with checkov
+	deploy/check
+
 deny: ## Check licences, banned and duplicate crates, and sources (rules in deny.toml; installs cargo-deny when missing)
 	@command -v cargo-deny >/dev/null || $(CARGO) install --locked cargo-deny
 	$(CARGO) deny check licenses bans sources
@@ -62,5 +67,5 @@ advisories: ## Check the RustSec advisory database too (needs the network to fet
 	@command -v cargo-deny >/dev/null || $(CARGO) install --locked cargo-deny
 	$(CARGO) deny check advisories
 
-ci: ## Everything CI runs: format, clippy, buf, licences and sources, the tests, then PostgreSQL and NATS
+ci: ## Everything CI runs: format, clippy, buf, the manifests, licences and sources, the tests, then PostgreSQL and NATS
 	.ci/run

@@ -105,7 +105,7 @@ fn the_rendered_split_deployment_runs_every_service_where_the_directory_looks() 
     }
     let output = std::process::Command::new(&kubectl)
         .args(["kustomize"])
-        .arg(root().join("deploy/overlays/split"))
+        .arg(root().join("deploy/overlays/production"))
         .output()
         .expect("run kubectl kustomize");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -147,13 +147,16 @@ fn the_rendered_split_deployment_runs_every_service_where_the_directory_looks() 
 
 #[test]
 fn the_example_configuration_loads_with_every_services_section() {
-    let file = root().join("deploy/examples/civic.toml");
-    let config = civic_kit::config::Config::load_from(
-        Some(&file),
-        &Default::default(),
-        &civic::service_names(MODULES),
-        figment::providers::Env::prefixed("CIVIC_UNSET_IN_THIS_TEST_"),
-    )
-    .expect("the example loads");
-    civic::check_sections(&config, MODULES).expect("every section is valid");
+    // The example, and the file the Kubernetes manifests mount as the ConfigMap `civic-config`.
+    for path in ["deploy/examples/civic.toml", "deploy/base/civic.toml"] {
+        let file = root().join(path);
+        let config = civic_kit::config::Config::load_from(
+            Some(&file),
+            &Default::default(),
+            &civic::service_names(MODULES),
+            figment::providers::Env::prefixed("CIVIC_UNSET_IN_THIS_TEST_"),
+        )
+        .unwrap_or_else(|e| panic!("{path} does not load: {e}"));
+        civic::check_sections(&config, MODULES).unwrap_or_else(|e| panic!("{path}: a section is not valid: {e}"));
+    }
 }
