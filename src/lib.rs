@@ -414,6 +414,7 @@ impl Application {
         let (watched, databases, termination) = (self.watched, self.databases, self.termination);
         let shutdown = shared.shutdown.clone();
         health.watch_databases(watched, Duration::from_secs(2), shutdown.clone()).await;
+        health.set(server::LIVENESS, true).await;
         // Every call, from whichever address, from the gateway or from another service in this
         // process, goes through the same stack (metrics, limits, timeouts).
         let own = server::GrpcService::new(routes.prepare());

@@ -65,7 +65,7 @@ async fn reflection_lists_the_services_in_both_versions_and_health_is_serving() 
     assert!(!files.file_descriptor_proto.is_empty());
 
     let mut health = HealthClient::new(app.channel.clone());
-    for service in ["", "civic.catalogue.v1.CatalogueService"] {
+    for service in ["", "civic.catalogue.v1.CatalogueService", civic_kit::server::LIVENESS] {
         let status = health.check(HealthCheckRequest { service: service.into() }).await.expect("check").into_inner();
         assert_eq!(status.status, ServingStatus::Serving as i32, "service {service:?}");
     }
@@ -326,10 +326,22 @@ async fn stopping_reports_not_serving_before_the_drain() {
         .into_inner();
     let first = watch.message().await.expect("status").expect("open");
     assert_eq!(first.status, ServingStatus::Serving as i32);
+    let mut alive = health
+        .watch(HealthCheckRequest { service: civic_kit::server::LIVENESS.into() })
+        .await
+        .expect("watch liveness")
+        .into_inner();
+    assert_eq!(alive.message().await.expect("status").expect("open").status, ServingStatus::Serving as i32);
     let stopping = tokio::spawn(app.stop());
     let next = tokio::time::timeout(std::time::Duration::from_secs(10), watch.message()).await.expect("in time");
     let update = next.expect("the watch stays open until the status changes").expect("an update before the end");
     assert_eq!(update.status, ServingStatus::NotServing as i32);
+    // Not ready any more, but alive through the drain: a liveness probe does not kill it.
+    let liveness = tokio::time::timeout(std::time::Duration::from_millis(300), alive.message()).await;
+    assert!(
+        !matches!(liveness, Ok(Ok(Some(ref u))) if u.status != ServingStatus::Serving as i32),
+        "liveness changed while draining: {liveness:?}"
+    );
     stopping.await.expect("stopped cleanly");
 }
 

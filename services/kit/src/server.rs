@@ -89,6 +89,12 @@ impl Termination {
     }
 }
 
+/// The health entry a liveness probe asks for: SERVING from when the server starts serving to
+/// the end of the process, whatever its databases say and through the drain. A process whose
+/// database is away is not ready, but restarting it would not bring the database back — and
+/// restarts backing off would only delay its return once the database is.
+pub const LIVENESS: &str = "liveness";
+
 /// The health of the gRPC services one server hosts.
 #[derive(Debug, Clone)]
 pub struct Health {
