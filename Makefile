@@ -14,7 +14,7 @@ CIVIC_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 CIVIC_TEST_NATS_URL ?= nats://127.0.0.1:4222
 
 
-.PHONY: help run test test-split test-services bench fmt fmt-check lint proto-lint deploy-check deny advisories ci
+.PHONY: help run test test-split test-services test-deployment bench fmt fmt-check lint proto-lint deploy-check deny advisories ci
 
 help: ## List the targets (the default)
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
@@ -35,6 +35,12 @@ test-services: ## Run the same tests against PostgreSQL and NATS JetStream, all-
 		$(CARGO) test --workspace
 	CIVIC_TEST_POSTGRES_URL='$(CIVIC_TEST_POSTGRES_URL)' CIVIC_TEST_NATS_URL='$(CIVIC_TEST_NATS_URL)' \
 		CIVIC_TEST_MODE=split $(CARGO) test --workspace
+
+# Nine `civic serve` processes (each service twice, a gateway) on PostgreSQL and NATS, a replica of
+# each killed mid-run, one trace followed across them (tests/deployment.rs); ignored by `make test`.
+test-deployment: ## Run the whole split deployment as processes on PostgreSQL and NATS JetStream
+	CIVIC_TEST_POSTGRES_URL='$(CIVIC_TEST_POSTGRES_URL)' CIVIC_TEST_NATS_URL='$(CIVIC_TEST_NATS_URL)' \
+		$(CARGO) test --test deployment -- --ignored
 
 bench: ## The benchmark, every scenario, in release (docs/performance.md)
 	$(CARGO) run --release -- bench --scenario all

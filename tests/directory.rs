@@ -91,3 +91,50 @@ async fn a_service_without_an_address_for_another_is_unavailable_with_the_settin
     let err = directory.for_user(&incoming, String::new()).expect_err("out of time");
     assert_eq!(err.code(), tonic::Code::DeadlineExceeded);
 }
+
+#[tokio::test]
+async fn a_replica_that_goes_away_is_no_longer_called_once_a_call_to_it_fails() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let (first, second) = (Store::fresh().await, Store::fresh().await);
+    let staying = spawn_on(&first, Target::All, Options::default()).await;
+    let leaving = spawn_on(&second, Target::All, Options::default()).await;
+    // Addresses resolved again only once a minute: what leaves them out sooner is the check a
+    // failed call asks for.
+    let settings = civic_kit::config::DirectorySettings {
+        addresses: [(
+            "catalogue".to_owned(),
+            vec![format!("http://{}", staying.grpc_addr), format!("http://{}", leaving.grpc_addr)],
+        )]
+        .into(),
+        resolve_every_ms: 60_000,
+        ..Default::default()
+    };
+    let (_stop, shutdown) = civic_kit::server::shutdown_pair();
+    let directory = civic_kit::directory::Directory::new(
+        &settings,
+        &Default::default(),
+        &[],
+        shutdown,
+        civic_kit::tasks::Tasks::new(),
+    );
+    let mut health = HealthClient::new(directory.connect("catalogue").expect("an address"));
+    let check = || HealthCheckRequest { service: String::new() };
+    for _ in 0..10 {
+        health.check(check()).await.expect("both replicas answer");
+    }
+    // Checks come a quarter of a second apart at most: the first (when the directory first
+    // called the service) is behind us before the replica leaves.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    leaving.stop().await;
+    let mut failed = 0;
+    for _ in 0..40 {
+        if let Err(status) = health.check(check()).await {
+            assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+            failed += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert!(failed <= 2, "{failed} of 40 calls went to the replica that left");
+    staying.stop().await;
+}

@@ -13,20 +13,13 @@ use civic_proto::grid::sync_result::Outcome;
 use civic_proto::grid::visit::Kind;
 use civic_proto::grid::visit_service_client::VisitServiceClient;
 use civic_proto::grid::*;
-use common::{spawn_app, token, token_in, with_token};
+use common::{rect, spawn_app, token, token_in, with_token};
 use tonic::Code;
 use tonic::transport::Channel;
 
 const STREET: &str = "streets/zhongjie";
 const ID_NUMBER: &str = "11010519491231002X";
 const PHONE: &str = "13812345678";
-
-/// A rectangle as a GeoJSON Polygon.
-fn rect(west: f64, south: f64, east: f64, north: f64) -> String {
-    format!(
-        r#"{{"type":"Polygon","coordinates":[[[{west},{south}],[{east},{south}],[{east},{north}],[{west},{north}],[{west},{south}]]]}}"#
-    )
-}
 
 fn admin() -> String {
     token("admin", &[Role::Admin], "zhongjie")

@@ -11,8 +11,6 @@ use std::time::Duration;
 use chrono::Utc;
 use civic::{Options, Target};
 use civic_kit::auth::{Principal, Role};
-use civic_proto::grid::grid_service_client::GridServiceClient;
-use civic_proto::grid::roster_service_client::RosterServiceClient;
 use civic_proto::grid::visit_service_client::VisitServiceClient;
 use civic_proto::issues::issue::{EscalationLevel, Placement, Source, State, Triage};
 use civic_proto::issues::issue_service_client::IssueServiceClient;
@@ -41,68 +39,6 @@ fn token_for_grids(subject: &str, roles: &[Role], grids: &[&str]) -> String {
     civic_kit::auth::mint_dev_token(&settings, &principal, Duration::from_secs(3600)).expect("mint")
 }
 
-fn rect(west: f64, south: f64, east: f64, north: f64) -> String {
-    format!(
-        r#"{{"type":"Polygon","coordinates":[[[{west},{south}],[{east},{south}],[{east},{north}],[{west},{north}],[{west},{south}]]]}}"#
-    )
-}
-
-/// A street with community `east` of two grids side by side: `g1` (106.0–106.1) and `g2`
-/// (106.1–106.2), between latitudes 35.0 and 35.1; and a household in `g1`.
-async fn street(channel: Channel) -> String {
-    use civic_proto::grid::*;
-    let mut grids = GridServiceClient::new(channel.clone());
-    grids
-        .create_community(with_token(
-            CreateCommunityRequest {
-                parent: STREET.into(),
-                community: Some(Community { display_name: "东苑社区".into(), ..Default::default() }),
-                community_id: "east".into(),
-                request_id: String::new(),
-            },
-            &admin(),
-        ))
-        .await
-        .expect("community");
-    for (id, west, worker) in [("g1", 106.0, "gw-1"), ("g2", 106.1, "gw-2")] {
-        grids
-            .create_grid(with_token(
-                CreateGridRequest {
-                    parent: format!("{STREET}/communities/east"),
-                    grid: Some(Grid {
-                        display_name: format!("网格 {id}"),
-                        boundary: rect(west, 35.0, west + 0.1, 35.1),
-                        workers: vec![Assignment { worker: format!("users/{worker}"), ..Default::default() }],
-                        ..Default::default()
-                    }),
-                    grid_id: id.into(),
-                    request_id: String::new(),
-                },
-                &admin(),
-            ))
-            .await
-            .expect("grid");
-    }
-    let household = RosterServiceClient::new(channel)
-        .create_household(with_token(
-            CreateHouseholdRequest {
-                parent: STREET.into(),
-                household: Some(Household {
-                    building: "1号楼".into(),
-                    address: "1单元 101".into(),
-                    location: Some(Point { latitude: 35.05, longitude: 106.05 }),
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            },
-            &admin(),
-        ))
-        .await
-        .expect("household")
-        .into_inner();
-    household.name
-}
-
 fn new_issue(category: &str, longitude: f64) -> Issue {
     Issue {
         source: Source::App as i32,
@@ -127,7 +63,7 @@ fn state(issue: &Issue) -> State {
 async fn an_issue_goes_from_intake_through_referral_to_the_residents_feedback() {
     let store = Store::fresh().await;
     let app = spawn_on(&store, Target::All, Options::default()).await;
-    street(app.channel.clone()).await;
+    common::east_street(app.channel.clone()).await;
     let mut issues = IssueServiceClient::new(app.channel.clone());
     let resident = token("res-1", &[Role::Resident], "zhongjie");
     let worker = token_for_grids("gw-1", &[Role::GridWorker], &["g1"]);
@@ -306,7 +242,7 @@ async fn an_issue_goes_from_intake_through_referral_to_the_residents_feedback() 
 async fn duplicates_are_suggested_and_merged_and_the_platform_files_its_work_orders_once() {
     let store = Store::fresh().await;
     let app = spawn_on(&store, Target::All, Options::default()).await;
-    street(app.channel.clone()).await;
+    common::east_street(app.channel.clone()).await;
     let mut issues = IssueServiceClient::new(app.channel.clone());
     let first = create(&mut issues, new_issue("environment", 106.05), &token("res-1", &[Role::Resident], "zhongjie"))
         .await
@@ -400,7 +336,7 @@ async fn a_visit_with_two_problems_opens_two_issues_and_two_links_exactly_once()
     use civic_proto::grid::{CreateVisitRequest, GetVisitRequest, Problem, Visit, visit::Kind};
     let store = Store::fresh().await;
     let app = spawn_on(&store, Target::All, Options::default()).await;
-    let household = street(app.channel.clone()).await;
+    let household = common::east_street(app.channel.clone()).await;
     let worker = token_for_grids("gw-1", &[Role::GridWorker], &["g1"]);
     let mut visits = VisitServiceClient::new(app.channel.clone());
     let at = Utc::now() - chrono::Duration::minutes(30);
@@ -508,7 +444,7 @@ async fn overdue_issues_escalate_and_are_listed_per_level() {
     );
     config.set("issues.escalate_to_street_after", "30d");
     let app = spawn_with(config, Target::All, Options::default()).await;
-    street(app.channel.clone()).await;
+    common::east_street(app.channel.clone()).await;
     let mut issues = IssueServiceClient::new(app.channel.clone());
     let late = create(&mut issues, new_issue("environment", 106.05), &token("res-1", &[Role::Resident], "zhongjie"))
         .await
@@ -549,7 +485,7 @@ async fn a_meetings_decisions_open_issues_and_add_to_them() {
     use civic_proto::issues::meeting_service_client::MeetingServiceClient;
     let store = Store::fresh().await;
     let app = spawn_on(&store, Target::All, Options::default()).await;
-    street(app.channel.clone()).await;
+    common::east_street(app.channel.clone()).await;
     let mut issues = IssueServiceClient::new(app.channel.clone());
     let mut meetings = MeetingServiceClient::new(app.channel.clone());
     let resident = token("res-1", &[Role::Resident], "zhongjie");
@@ -673,7 +609,7 @@ async fn photos_are_checked_stripped_of_their_location_and_stored_once() {
     use base64::Engine as _;
     let store = Store::fresh().await;
     let app = spawn_on(&store, Target::All, Options::default()).await;
-    street(app.channel.clone()).await;
+    common::east_street(app.channel.clone()).await;
     let mut issues = IssueServiceClient::new(app.channel.clone());
     let resident = token("res-1", &[Role::Resident], "zhongjie");
     let stranger = token("res-2", &[Role::Resident], "zhongjie");
@@ -744,7 +680,7 @@ async fn the_resident_watches_their_issue_change() {
     use civic_proto::issues::watch_issue_response::ChangeType;
     let store = Store::fresh().await;
     let app = spawn_on(&store, Target::All, Options::default()).await;
-    street(app.channel.clone()).await;
+    common::east_street(app.channel.clone()).await;
     let mut issues = IssueServiceClient::new(app.channel.clone());
     let resident = token("res-1", &[Role::Resident], "zhongjie");
     let filed = create(&mut issues, new_issue("facilities", 106.05), &resident).await.expect("filed");

@@ -407,3 +407,69 @@ pub fn id_card() -> civic_proto::catalogue::Material {
         note: String::new(),
     }
 }
+
+/// A rectangle as a GeoJSON Polygon.
+pub fn rect(west: f64, south: f64, east: f64, north: f64) -> String {
+    format!(
+        r#"{{"type":"Polygon","coordinates":[[[{west},{south}],[{east},{south}],[{east},{north}],[{west},{north}],[{west},{south}]]]}}"#
+    )
+}
+
+/// A street with community `east` of two grids side by side: `g1` (106.0–106.1) and `g2`
+/// (106.1–106.2), between latitudes 35.0 and 35.1; and a household in `g1`.
+pub async fn east_street(channel: Channel) -> String {
+    use civic_proto::grid::grid_service_client::GridServiceClient;
+    use civic_proto::grid::roster_service_client::RosterServiceClient;
+    use civic_proto::grid::*;
+    let admin = || token("admin", &[Role::Admin], "zhongjie");
+    let mut grids = GridServiceClient::new(channel.clone());
+    grids
+        .create_community(with_token(
+            CreateCommunityRequest {
+                parent: "streets/zhongjie".into(),
+                community: Some(Community { display_name: "东苑社区".into(), ..Default::default() }),
+                community_id: "east".into(),
+                request_id: String::new(),
+            },
+            &admin(),
+        ))
+        .await
+        .expect("community");
+    for (id, west, worker) in [("g1", 106.0, "gw-1"), ("g2", 106.1, "gw-2")] {
+        grids
+            .create_grid(with_token(
+                CreateGridRequest {
+                    parent: "streets/zhongjie/communities/east".into(),
+                    grid: Some(Grid {
+                        display_name: format!("网格 {id}"),
+                        boundary: rect(west, 35.0, west + 0.1, 35.1),
+                        workers: vec![Assignment { worker: format!("users/{worker}"), ..Default::default() }],
+                        ..Default::default()
+                    }),
+                    grid_id: id.into(),
+                    request_id: String::new(),
+                },
+                &admin(),
+            ))
+            .await
+            .expect("grid");
+    }
+    let household = RosterServiceClient::new(channel)
+        .create_household(with_token(
+            CreateHouseholdRequest {
+                parent: "streets/zhongjie".into(),
+                household: Some(Household {
+                    building: "1号楼".into(),
+                    address: "1单元 101".into(),
+                    location: Some(Point { latitude: 35.05, longitude: 106.05 }),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &admin(),
+        ))
+        .await
+        .expect("household")
+        .into_inner();
+    household.name
+}

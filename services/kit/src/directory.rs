@@ -3,7 +3,10 @@
 //! service's calls go to the in-process stack — no network, but the same layers (trace, metrics,
 //! limits) as a call from outside; in split mode they go to the service's replicas over a
 //! channel balanced across every address its host names resolve to, resolved again as replicas
-//! come and go. The gateway routes the API through the same directory.
+//! come and go. An address that refuses connections is left out until it accepts them again,
+//! checked at once when a call to the service fails: a replica that died is not called for
+//! as long as its address is still listed (a static list, or DNS that has not caught up). The
+//! gateway routes the API through the same directory.
 //!
 //! Every call carries the caller's trace context. A call made while serving a user's request
 //! ([`Directory::for_user`]) carries that user's credentials and what is left of the request's
@@ -51,7 +54,7 @@ struct Inner {
     here: BTreeSet<String>,
     /// Channels to the services elsewhere, made on first use.
     #[expect(clippy::disallowed_types, reason = "looked up and inserted without .await inside")]
-    remote: std::sync::Mutex<HashMap<String, Channel>>,
+    remote: std::sync::Mutex<HashMap<String, Remote>>,
     settings: DirectorySettings,
     credential: Credential,
     shutdown: Shutdown,
@@ -117,7 +120,7 @@ impl Directory {
         let target = if self.is_here(service) {
             Target::Local(self.inner.clone())
         } else {
-            Target::Remote(service.to_owned(), self.channel(service)?)
+            Target::Remote(service.to_owned(), self.remote(service)?)
         };
         Ok(GrpcService::new(tower::service_fn(move |mut request: http::Request<tonic::body::Body>| {
             crate::telemetry::inject_current(request.headers_mut());
@@ -129,9 +132,13 @@ impl Directory {
     /// The balanced channel to `service`'s replicas, made on first use (for the gateway's
     /// routes and health checks).
     pub fn channel(&self, service: &str) -> Result<Channel> {
+        Ok(self.remote(service)?.channel)
+    }
+
+    fn remote(&self, service: &str) -> Result<Remote> {
         let mut remote = self.inner.remote.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(channel) = remote.get(service) {
-            return Ok(channel.clone());
+        if let Some(known) = remote.get(service) {
+            return Ok(known.clone());
         }
         let urls = self.inner.settings.urls(service).ok_or_else(|| {
             Error::new(
@@ -141,9 +148,9 @@ impl Directory {
             )
         })?;
         let every = Duration::from_millis(self.inner.settings.resolve_every_ms);
-        let channel = balanced(&urls, every, self.inner.shutdown.clone(), &self.inner.tasks);
-        remote.insert(service.to_owned(), channel.clone());
-        Ok(channel)
+        let balanced = balanced(&urls, every, self.inner.shutdown.clone(), &self.inner.tasks);
+        remote.insert(service.to_owned(), balanced.clone());
+        Ok(balanced)
     }
 
     /// `message` as a call made while serving `incoming`, a user's request: it carries the
@@ -196,7 +203,7 @@ struct NotActing;
 #[derive(Clone)]
 enum Target {
     Local(Arc<Inner>),
-    Remote(String, Channel),
+    Remote(String, Remote),
 }
 
 impl Target {
@@ -209,10 +216,12 @@ impl Target {
                 }
                 None => tonic::Status::unavailable("the service is starting; retry shortly").into_http(),
             },
-            Target::Remote(service, channel) => match channel.oneshot(request).await {
+            Target::Remote(service, remote) => match remote.channel.oneshot(request).await {
                 Ok(response) => response,
                 Err(e) => {
                     tracing::warn!(service, error = %e, "a call to another service failed");
+                    // Its replicas are checked now rather than at the next resolving.
+                    remote.recheck.notify_one();
                     tonic::Status::unavailable(format!("{service} is unavailable; retry shortly")).into_http()
                 }
             },
@@ -220,15 +229,34 @@ impl Target {
     }
 }
 
-/// A channel balancing calls over every address `urls` (`http://host:port`) resolve to,
-/// resolving them again every `every` until `shutdown` (a task of `tasks`). Calls made before
-/// the first answer wait for it; a URL that does not resolve is logged and retried.
-pub fn balanced(urls: &[String], every: Duration, shutdown: Shutdown, tasks: &Tasks) -> Channel {
+/// A service's replicas as calls reach them: the balanced channel, and how to have its
+/// addresses checked again at once.
+#[derive(Clone)]
+struct Remote {
+    channel: Channel,
+    recheck: Arc<tokio::sync::Notify>,
+}
+
+/// How long a replica has to accept a connection when its address is checked.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// The shortest time between two checks of one service's addresses, however many calls fail.
+const RECHECK_AT_MOST_EVERY: Duration = Duration::from_millis(250);
+
+/// A channel balancing calls over every address `urls` (`http://host:port`) resolve to that
+/// accepts connections, resolving and checking them again every `every`, or at once when
+/// [`Remote::recheck`] is notified, until `shutdown` (a task of `tasks`). Calls made before the
+/// first answer wait for it; a URL that does not resolve is logged and retried. When no address
+/// accepts connections every address is kept: calls then fail as they would anyway, and the
+/// first replica back is called as soon as it is.
+fn balanced(urls: &[String], every: Duration, shutdown: Shutdown, tasks: &Tasks) -> Remote {
     let (channel, changes) = Channel::balance_channel::<SocketAddr>(64);
+    let recheck = Arc::new(tokio::sync::Notify::new());
     let urls = urls.to_vec();
+    let asked = recheck.clone();
     tasks.spawn("directory.resolve", async move {
         let mut current: BTreeSet<SocketAddr> = BTreeSet::new();
         loop {
+            let checked = Instant::now();
             let mut found = BTreeSet::new();
             for url in &urls {
                 match resolve(url).await {
@@ -236,6 +264,13 @@ pub fn balanced(urls: &[String], every: Duration, shutdown: Shutdown, tasks: &Ta
                     Err(why) => tracing::warn!(url, %why, "a service address does not resolve"),
                 }
             }
+            let answering: Vec<bool> = futures::future::join_all(found.iter().map(|address| async move {
+                matches!(tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(address)).await, Ok(Ok(_)))
+            }))
+            .await;
+            let alive: BTreeSet<SocketAddr> =
+                found.iter().zip(&answering).filter(|(_, up)| **up).map(|(address, _)| *address).collect();
+            let found = if alive.is_empty() { found } else { alive };
             // A lookup that failed outright keeps the addresses already known.
             if !found.is_empty() {
                 for gone in current.difference(&found) {
@@ -259,11 +294,14 @@ pub fn balanced(urls: &[String], every: Duration, shutdown: Shutdown, tasks: &Ta
             let stop = shutdown.clone();
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
+                _ = asked.notified() => {
+                    tokio::time::sleep(RECHECK_AT_MOST_EVERY.saturating_sub(checked.elapsed())).await;
+                }
                 _ = stop.wait() => return,
             }
         }
     });
-    channel
+    Remote { channel, recheck }
 }
 
 /// The socket addresses of `url`'s host and port.
