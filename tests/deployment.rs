@@ -222,20 +222,8 @@ fn free_port() -> SocketAddr {
 
 /// Waits until the process at `addr` reports SERVING.
 async fn serving(addr: SocketAddr) {
-    use tonic_health::pb::HealthCheckRequest;
-    use tonic_health::pb::health_check_response::ServingStatus;
-    use tonic_health::pb::health_client::HealthClient;
-    let until = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(channel) = Channel::from_shared(format!("http://{addr}")).expect("url").connect().await
-            && let Ok(answer) = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await
-            && answer.get_ref().status == ServingStatus::Serving as i32
-        {
-            return;
-        }
-        assert!(Instant::now() < until, "{addr} did not serve within a minute");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let channel = Channel::from_shared(format!("http://{addr}")).expect("url").connect_lazy();
+    common::await_serving(channel, "").await;
 }
 
 fn admin() -> String {
