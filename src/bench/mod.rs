@@ -218,7 +218,7 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "volunteer-recommend" => with_rss(measure(&target, shape, volunteer::recommend(&target).await?).await),
             "volunteer-assign" => {
                 let sampler = Sampler::start(&target);
-                let (stats, extra) = volunteer::assign(&target, 3).await?;
+                let (stats, extra) = volunteer::assign(&target, 5).await?;
                 (stats, sampler.stop(), extra)
             }
             "issue-create" => {

@@ -46,8 +46,8 @@ pub struct TooLarge {
     pub columns: usize,
 }
 
-/// The cost of every (place, slot) pair, as the Hungarian method reads it (negated: it
-/// maximises; a pair not allowed is `-FORBIDDEN`).
+/// The cost of every (place, slot) pair, kept as the Hungarian method reads it (negated: it
+/// maximises; a pair not allowed is `-FORBIDDEN`), so nothing is copied for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Costs {
     rows: usize,
@@ -217,28 +217,40 @@ pub struct Proposal {
     pub greedy: Plan,
 }
 
-/// The Hungarian method reads the costs where they are kept, negated; nothing is copied.
-impl Weights<i64> for Costs {
+/// Costs kept by pair as the Hungarian method reads them: each place's row of slots, found
+/// once; profits (negated costs) unless `negated`.
+struct ByPlace<'a> {
+    rows: Vec<&'a [u16]>,
+    columns: usize,
+    negated: bool,
+}
+
+impl<'a> ByPlace<'a> {
+    fn new(slots: &'a [u16], needs_of: &[u32], columns: usize) -> Self {
+        let rows = needs_of.iter().map(|&n| &slots[n as usize * columns..(n as usize + 1) * columns]).collect();
+        Self { rows, columns, negated: false }
+    }
+}
+
+impl Weights<i64> for ByPlace<'_> {
     fn rows(&self) -> usize {
-        self.rows
+        self.rows.len()
     }
 
     fn columns(&self) -> usize {
         self.columns
     }
 
+    #[inline]
     fn at(&self, row: usize, col: usize) -> i64 {
-        self.profit(row, col)
+        let cost = self.rows[row][col];
+        // Kept within 0..=SCALE by `Costs::pairs`.
+        let profit = if cost == NOT_ALLOWED { -FORBIDDEN } else { -i64::from(cost) };
+        if self.negated { -profit } else { profit }
     }
 
     fn neg(&self) -> Self {
-        let cells: Vec<i64> = (0..self.rows).flat_map(|r| (0..self.columns).map(move |c| -self.profit(r, c))).collect();
-        let cells = if cells.is_empty() {
-            Matrix::new_empty(0)
-        } else {
-            Matrix::from_vec(self.rows, self.columns, cells).expect("rows × columns cells, by construction")
-        };
-        Self { rows: self.rows, columns: self.columns, cells: Cells::Dense(cells) }
+        Self { rows: self.rows.clone(), columns: self.columns, negated: !self.negated }
     }
 }
 
@@ -307,7 +319,13 @@ pub fn optimal(costs: &Costs) -> Plan {
         return costs.plan(vec![None; costs.rows], true);
     }
     let columns = if costs.rows <= costs.columns {
-        kuhn_munkres(costs).1.into_iter().map(Some).collect()
+        // The method reads each cell many times: it is given the costs as kept, so that no
+        // read asks how they are kept.
+        let found = match &costs.cells {
+            Cells::Dense(matrix) => kuhn_munkres(matrix).1,
+            Cells::Pairs { slots, needs_of, .. } => kuhn_munkres(&ByPlace::new(slots, needs_of, costs.columns)).1,
+        };
+        found.into_iter().map(Some).collect()
     } else {
         // More places than slots: the method wants no more rows than columns, so slots choose.
         let mut transposed = Vec::with_capacity(costs.rows * costs.columns);
@@ -442,6 +460,14 @@ mod tests {
             .expect("small");
             assert_eq!(greedy(&kept), greedy(&dense), "seed {seed}");
             assert_eq!(optimal(&kept).total, optimal(&dense).total, "seed {seed}");
+            // What the method reads of the kept costs is every cell's profit, and its negation.
+            if let Cells::Pairs { slots, needs_of, .. } = &kept.cells {
+                let view = ByPlace::new(slots, needs_of, kept.columns());
+                let negated = view.neg();
+                for (r, c) in (0..kept.rows()).flat_map(|r| (0..kept.columns()).map(move |c| (r, c))) {
+                    assert_eq!((view.at(r, c), negated.at(r, c)), (dense.profit(r, c), -dense.profit(r, c)));
+                }
+            }
         }
     }
 

@@ -315,31 +315,10 @@ impl Matcher {
     }
 
     fn measure(&self, fit: &Fit<'_>, need: &Prepared<'_>) -> Measures {
-        // Mostly one word holds every skill asked for: the others are skipped.
-        let mut had = 0;
-        for (a, b) in need.mask.iter().zip(&fit.mask) {
-            let both = a & b;
-            if both != 0 {
-                had += both.count_ones();
-            }
-        }
-        let mut free = 0;
-        for &(weekday, from, to) in &need.segments {
-            for r in fit.volunteer.availability.iter().filter(|r| r.weekday == weekday) {
-                free += (to.min(i64::from(r.end_minute)) - from.max(i64::from(r.start_minute))).max(0);
-            }
-        }
-        // At a street's scale (a few kilometres) the flat-earth distance differs from the
-        // great-circle one by far less than a metre.
-        let km = match (fit.home, need.place) {
-            (Some((lat, lon)), Some((nlat, nlon, cos))) => {
-                let (dy, dx) = (lat - nlat, (lon - nlon) * cos);
-                Some(EARTH_KM * (dx * dx + dy * dy).sqrt())
-            }
-            _ => None,
-        };
-        let household = need.need.household;
-        let served = !household.is_empty() && fit.volunteer.served_households.iter().any(|h| h == household);
+        let had = skills_had(fit, need);
+        let free = free_minutes(&need.segments, fit.volunteer.availability);
+        let km = distance_km(fit.home, need.place);
+        let served = served(fit, need);
         Measures {
             asked: need.asked,
             per_skill: need.per_skill,
@@ -356,23 +335,43 @@ impl Matcher {
     fn values(&self, m: &Measures, fit: &Fit<'_>) -> [f64; 5] {
         let skills = if m.asked == 0 { 1.0 } else { f64::from(m.had) * m.per_skill };
         let availability = m.free as f64 * m.per_minute;
-        let distance = match m.km {
-            Some(km) if self.per_km > 0.0 => 1.0 - km * self.per_km,
-            Some(_) => 0.0,
-            None => 0.5,
-        };
         let continuity = if m.served { 1.0 } else { 0.0 };
-        [skills, availability, distance, fit.load, continuity].map(|v| v.clamp(0.0, 1.0))
-    }
-
-    fn mean(values: &[f64; 5], need: &Prepared<'_>) -> f64 {
-        values.iter().zip(need.share).map(|(v, share)| v * share).sum()
+        [skills, availability, self.nearness(m.km), fit.load, continuity].map(|v| v.clamp(0.0, 1.0))
     }
 
     /// How well the volunteer fits the need, 0..=1: [`Matcher::score`]'s total, without the
-    /// reasons (what a batch scores every pair with).
+    /// reasons (what a batch scores every pair with, so it works out only what counts for the
+    /// need). Each factor's value is [`Matcher::values`]' and they are added in the same order,
+    /// so the two agree to the last bit.
+    #[inline]
     pub fn total(&self, fit: &Fit<'_>, need: &Prepared<'_>) -> f64 {
-        Self::mean(&self.values(&self.measure(fit, need), fit), need)
+        let share = &need.share;
+        let mut total = 0.0;
+        if share[0] > 0.0 {
+            total += (f64::from(skills_had(fit, need)) * need.per_skill).clamp(0.0, 1.0) * share[0];
+        }
+        if share[1] > 0.0 {
+            let free = free_minutes(&need.segments, fit.volunteer.availability);
+            total += (free as f64 * need.per_minute).clamp(0.0, 1.0) * share[1];
+        }
+        if share[2] > 0.0 {
+            total += self.nearness(distance_km(fit.home, need.place)) * share[2];
+        }
+        total += fit.load * share[3];
+        if share[4] > 0.0 && served(fit, need) {
+            total += share[4];
+        }
+        total
+    }
+
+    /// The distance factor's value for a distance (`None` when not known).
+    #[inline]
+    fn nearness(&self, km: Option<f64>) -> f64 {
+        match km {
+            Some(km) if self.per_km > 0.0 => (1.0 - km * self.per_km).clamp(0.0, 1.0),
+            Some(_) => 0.0,
+            None => 0.5,
+        }
     }
 
     /// How well the volunteer fits the need, with a reason for each factor that counts.
@@ -410,7 +409,7 @@ impl Matcher {
                 detail: detail(factor),
             })
             .collect();
-        Score { total: Self::mean(&values, need), reasons }
+        Score { total: self.total(fit, need), reasons }
     }
 }
 
@@ -434,6 +433,46 @@ struct Measures {
 }
 
 const EARTH_KM: f64 = 6371.0;
+
+/// How many of the skills the need asks for the volunteer has.
+#[inline]
+fn skills_had(fit: &Fit<'_>, need: &Prepared<'_>) -> u32 {
+    need.mask.iter().zip(&fit.mask).map(|(a, b)| (a & b).count_ones()).sum()
+}
+
+/// Minutes of a need's window (cut into local days: weekday, from, to) inside a volunteer's
+/// weekly free time.
+#[inline]
+fn free_minutes(segments: &[(u8, i64, i64)], availability: &[WeeklyRange]) -> i64 {
+    let mut free = 0;
+    for &(weekday, from, to) in segments {
+        for r in availability.iter().filter(|r| r.weekday == weekday) {
+            free += (to.min(i64::from(r.end_minute)) - from.max(i64::from(r.start_minute))).max(0);
+        }
+    }
+    free
+}
+
+/// From a home to a place (both in radians, the place with the cosine of its latitude), when
+/// both are known. At a street's scale (a few kilometres) the flat-earth distance differs from
+/// the great-circle one by far less than a metre.
+#[inline]
+fn distance_km(home: Option<(f64, f64)>, place: Option<(f64, f64, f64)>) -> Option<f64> {
+    match (home, place) {
+        (Some((lat, lon)), Some((nlat, nlon, cos))) => {
+            let (dy, dx) = (lat - nlat, (lon - nlon) * cos);
+            Some(EARTH_KM * (dx * dx + dy * dy).sqrt())
+        }
+        _ => None,
+    }
+}
+
+/// Whether the volunteer served the need's household before.
+#[inline]
+fn served(fit: &Fit<'_>, need: &Prepared<'_>) -> bool {
+    let household = need.need.household;
+    !household.is_empty() && fit.volunteer.served_households.iter().any(|h| h == household)
+}
 
 const FACTORS: [Factor; 5] = [Factor::Skills, Factor::Availability, Factor::Distance, Factor::Load, Factor::Continuity];
 
@@ -693,6 +732,10 @@ pub(crate) mod tests {
             let (fit, prepared) = (m.volunteer(v), m.need(wanted));
             let s = score(&v, &wanted, &Weights::default(), zone());
             assert_eq!(m.total(&fit, &prepared), s.total, "{s:?}");
+            // The total is the mean of the reasons shown, by their weights.
+            let weights: f64 = s.reasons.iter().map(|r| r.weight).sum();
+            let mean = s.reasons.iter().map(|r| r.value * r.weight).sum::<f64>() / weights;
+            assert!((mean - s.total).abs() < 1e-12, "{mean} against {s:?}");
             assert_eq!(m.eligible(&fit, &prepared), eligible(&v, &wanted).is_ok());
             let km = haversine_km(home, (35.545, 106.665));
             let flat = m.measure(&fit, &prepared).km.expect("both places known");
