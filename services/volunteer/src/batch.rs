@@ -7,8 +7,10 @@
 //! say that one volunteer's slots must go to different needs that do not overlap in time and
 //! stay within their monthly cap together, so the answer is checked for that: of a volunteer's
 //! pairs that clash, the cheapest compatible ones are kept, the others are barred, and the
-//! problem is solved again — [`MAX_ROUNDS`] times at most, after which clashing pairs are left
-//! unfilled. Greedy's plan, settled the same way, comes beside the answer.
+//! problem is solved again — [`MAX_ROUNDS`] times at most. The places still free then go to
+//! the volunteers who may yet take them beside what they hold, one place each per round
+//! ([`fill`]), so no place stays free while someone could take it. Greedy's plan, settled and
+//! filled the same way, comes beside the answer.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -108,7 +110,10 @@ pub fn plan(
         }
         let (kept, clashing) = settle(pairs_of(&proposal.best, rows, columns, cost), needs, volunteers);
         if clashing.is_empty() || rounds > MAX_ROUNDS {
-            break finish(kept, rows.len());
+            let filled = fill(&problem, needs, volunteers, kept, || Some(deadline.saturating_sub(started.elapsed())))?;
+            optimal &= filled.optimal;
+            rounds += filled.rounds;
+            break finish(filled.pairings, rows.len());
         }
         bars.add(&clashing);
     };
@@ -123,12 +128,92 @@ pub fn plan(
             };
             let (kept, clashing) = settle(pairs_of(&planned, rows, columns, cost), needs, volunteers);
             if clashing.is_empty() || round > MAX_ROUNDS {
-                break finish(kept, rows.len());
+                break finish(fill(&problem, needs, volunteers, kept, || None)?.pairings, rows.len());
             }
             bars.add(&clashing);
         }
     };
     Ok(Plan { best, optimal, rounds, greedy })
+}
+
+/// What [`fill`] did.
+struct Filled {
+    pairings: Vec<Pairing>,
+    /// Times it solved a problem, and whether each was solved to the optimum.
+    rounds: usize,
+    optimal: bool,
+}
+
+/// The places a settled plan (`kept`) left free, offered to the volunteers who may still take
+/// them beside what they hold (a slot left, another need, not at the same time, within their
+/// cap): round after round, each volunteer one place at most per round, so no round can clash
+/// with itself or with what is held; until every place is filled, a round fills none, or
+/// [`MAX_ROUNDS`]. A volunteer's slots are alike in the problem, so the optimum may give one
+/// volunteer places at the same hour, which settling then takes back: without this, those places
+/// would stay free beside volunteers who could take them. Each round is solved within what
+/// `left` says is left of the deadline, or by greedy's rule when it says `None`.
+fn fill(
+    problem: &Problem,
+    needs: &[Open<'_>],
+    volunteers: &[Offer<'_>],
+    mut kept: Vec<Pairing>,
+    left: impl Fn() -> Option<Duration>,
+) -> Result<Filled, TooLarge> {
+    let (mut rounds, mut optimal) = (0, true);
+    while rounds < MAX_ROUNDS {
+        let mut taken = vec![0; needs.len()];
+        let mut held: Vec<Vec<usize>> = vec![Vec::new(); volunteers.len()];
+        let mut hours: Vec<f64> = volunteers.iter().map(|o| o.volunteer.hours_this_month).collect();
+        for p in &kept {
+            taken[p.need] += 1;
+            held[p.volunteer].push(p.need);
+            hours[p.volunteer] += needs[p.need].need.hours();
+        }
+        let places: Vec<usize> = needs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, n)| std::iter::repeat_n(i, n.places.saturating_sub(taken[i])))
+            .collect();
+        if places.is_empty() {
+            break;
+        }
+        let may_take = |i: usize, j: usize| -> Option<i64> {
+            let need = &needs[i].need;
+            let within = hours[j] + need.hours() <= volunteers[j].volunteer.monthly_cap_hours + 1e-9;
+            let free =
+                held[j].iter().all(|&h| h != i && !(needs[h].need.start < need.end && need.start < needs[h].need.end));
+            if within && free { problem.cost(i, j) } else { None }
+        };
+        let takers: Vec<usize> = (0..volunteers.len())
+            .filter(|&j| held[j].len() < volunteers[j].slots && places.iter().any(|&i| may_take(i, j).is_some()))
+            .collect();
+        if takers.is_empty() {
+            break;
+        }
+        let costs = Costs::new(places.len(), takers.len(), |r, c| may_take(places[r], takers[c]))?;
+        rounds += 1;
+        let planned = match left() {
+            Some(left) => {
+                let proposal = assign::solve(costs, left);
+                optimal &= proposal.best.optimal;
+                proposal.best
+            }
+            None => assign::greedy(&costs),
+        };
+        let before = kept.len();
+        // A plan's columns are of allowed cells only: places these takers may take.
+        for (r, c) in planned.columns.iter().enumerate() {
+            let Some(c) = *c else { continue };
+            let (need, volunteer) = (places[r], takers[c]);
+            if let Some(cost) = problem.cost(need, volunteer) {
+                kept.push(Pairing { need, volunteer, cost });
+            }
+        }
+        if kept.len() == before {
+            break;
+        }
+    }
+    Ok(Filled { pairings: kept, rounds, optimal })
 }
 
 /// How many places a volunteer offers in a batch: as many as their hours left this month hold
@@ -476,6 +561,34 @@ mod tests {
         assert_eq!(p.best.unfilled, 2);
         assert!(p.rounds >= 2, "the first answer clashed and was settled: {p:?}");
         assert_eq!(p.greedy.pairings.len(), 2, "greedy's is settled too: {p:?}");
+    }
+
+    #[test]
+    fn places_settling_took_back_go_to_the_volunteers_still_free() {
+        // Twenty one-place needs at the same hour and place, thirty volunteers of three slots
+        // each, the nearer the better: the optimum gives the nearest their three slots at once,
+        // settling takes two back, and again each round. Every place is filled all the same,
+        // each volunteer once.
+        let place = (35.55, 106.66);
+        let needs: Vec<Open<'_>> = (0..20)
+            .map(|_| Open { need: Need { place: Some(place), ..need(MORNING.0, MORNING.1) }, places: 1 })
+            .collect();
+        let volunteers: Vec<Offer<'_>> = (0..30)
+            .map(|j| Offer {
+                volunteer: Volunteer { home: Some((place.0 + 0.001 * f64::from(j), place.1)), ..volunteer(0.0, 40.0) },
+                slots: 3,
+            })
+            .collect();
+        let p = planned(&needs, &volunteers);
+        for plan in [&p.best, &p.greedy] {
+            assert_eq!((plan.pairings.len(), plan.unfilled), (20, 0), "{p:?}");
+            let mut who: Vec<usize> = plan.pairings.iter().map(|x| x.volunteer).collect();
+            who.sort_unstable();
+            who.dedup();
+            assert_eq!(who.len(), 20, "one place each, as they are all at one hour: {p:?}");
+        }
+        // The twenty nearest, as the places are alike.
+        assert!(p.best.pairings.iter().all(|x| x.volunteer < 20), "{p:?}");
     }
 
     #[test]
