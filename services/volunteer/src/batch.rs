@@ -9,8 +9,14 @@
 //! pairs that clash, the cheapest compatible ones are kept, the others are barred, and the
 //! problem is solved again — [`MAX_ROUNDS`] times at most. The places still free then go to
 //! the volunteers who may yet take them beside what they hold, one place each per round
-//! ([`fill`]), so no place stays free while someone could take it. Greedy's plan, settled and
-//! filled the same way, comes beside the answer.
+//! ([`fill`]), so no place stays free while someone could take it.
+//!
+//! Where needs crowd the same hours, the optimum keeps giving the best volunteers several places
+//! at once and settling keeps taking them back; there, giving each volunteer one place first and
+//! their other slots to the places left is the better plan (and quicker), while where needs are
+//! spread out every slot at once is. Both are worked out when volunteers have several slots, and
+//! the plan that fills more places, then costs less, is proposed. Greedy's plan (every slot at
+//! once), settled and filled the same way, comes beside it.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -72,7 +78,8 @@ pub struct Plan {
     /// Whether every round of it was solved to the optimum (otherwise a deadline passed and
     /// greedy's answer stood in).
     pub optimal: bool,
-    /// How many times the problem was solved.
+    /// How many times an assignment problem was solved (each round of both plans, and of
+    /// filling the places left).
     pub rounds: usize,
     /// Greedy's plan, settled the same way.
     pub greedy: Settled,
@@ -91,38 +98,26 @@ pub fn plan(
 ) -> Result<Plan, TooLarge> {
     let started = Instant::now();
     let problem = Problem::new(needs, volunteers, weights, zone)?;
+    // Every volunteer once first, their other slots to the places left (quick, and the better
+    // plan where needs crowd the same hours); then every slot at once (the better where they
+    // do not): the plan that fills more places, then costs less, is proposed.
+    let once = problem.once().map(|once| solve_settled(&once, needs, volunteers, started, deadline)).transpose()?;
+    let mut every = solve_settled(&problem, needs, volunteers, started, deadline)?;
+    let rounds = every.rounds + once.as_ref().map_or(0, |o| o.rounds);
+    let (best, optimal) = match once {
+        Some(once) if (once.best.unfilled, once.best.total) < (every.best.unfilled, every.best.total) => {
+            (once.best, once.optimal)
+        }
+        _ => (every.best, every.optimal),
+    };
     let (rows, columns) = (&problem.rows, &problem.columns);
     let cost = |i: usize, j: usize| problem.cost(i, j);
-
-    let mut bars = Bars::default();
-    let mut optimal = true;
-    let mut rounds = 0;
-    let mut first_greedy = None;
-    let best = loop {
-        rounds += 1;
-        let costs = problem.costs(&bars)?;
-        let left = deadline.saturating_sub(started.elapsed());
-        let proposal = assign::solve(costs, left);
-        optimal &= proposal.best.optimal;
-        if rounds == 1 {
-            // Greedy's plan on the matrix without bars: greedy's first round below.
-            first_greedy = Some(proposal.greedy.clone());
-        }
-        let (kept, clashing) = settle(pairs_of(&proposal.best, rows, columns, cost), needs, volunteers);
-        if clashing.is_empty() || rounds > MAX_ROUNDS {
-            let filled = fill(&problem, needs, volunteers, kept, || Some(deadline.saturating_sub(started.elapsed())))?;
-            optimal &= filled.optimal;
-            rounds += filled.rounds;
-            break finish(filled.pairings, rows.len());
-        }
-        bars.add(&clashing);
-    };
     let greedy = {
         let mut bars = Bars::default();
         let mut round = 0;
         loop {
             round += 1;
-            let planned = match first_greedy.take() {
+            let planned = match every.first_greedy.take() {
                 Some(plan) => plan,
                 None => assign::greedy(&problem.costs(&bars)?),
             };
@@ -134,6 +129,54 @@ pub fn plan(
         }
     };
     Ok(Plan { best, optimal, rounds, greedy })
+}
+
+/// A plan found for one problem by [`solve_settled`].
+struct Solved {
+    best: Settled,
+    /// Whether every round was solved to the optimum, and how many there were.
+    optimal: bool,
+    rounds: usize,
+    /// Greedy's plan of the first round, before settling.
+    first_greedy: Option<assign::Plan>,
+}
+
+/// `problem` solved within what is left of `deadline` since `started`, settled, solved again
+/// without what clashed ([`MAX_ROUNDS`] times at most), and the places left filled.
+fn solve_settled(
+    problem: &Problem,
+    needs: &[Open<'_>],
+    volunteers: &[Offer<'_>],
+    started: Instant,
+    deadline: Duration,
+) -> Result<Solved, TooLarge> {
+    let (rows, columns) = (&problem.rows, &problem.columns);
+    let cost = |i: usize, j: usize| problem.cost(i, j);
+    let mut bars = Bars::default();
+    let mut optimal = true;
+    let mut rounds = 0;
+    let mut first_greedy = None;
+    loop {
+        rounds += 1;
+        let costs = problem.costs(&bars)?;
+        let proposal = assign::solve(costs, deadline.saturating_sub(started.elapsed()));
+        optimal &= proposal.best.optimal;
+        if rounds == 1 {
+            first_greedy = Some(proposal.greedy);
+        }
+        let (kept, clashing) = settle(pairs_of(&proposal.best, rows, columns, cost), needs, volunteers);
+        if clashing.is_empty() || rounds > MAX_ROUNDS {
+            let filled = fill(problem, needs, volunteers, kept, || Some(deadline.saturating_sub(started.elapsed())))?;
+            let best = finish(filled.pairings, rows.len());
+            return Ok(Solved {
+                best,
+                optimal: optimal && filled.optimal,
+                rounds: rounds + filled.rounds,
+                first_greedy,
+            });
+        }
+        bars.add(&clashing);
+    }
 }
 
 /// What [`fill`] did.
@@ -270,8 +313,6 @@ impl Problem {
         if rows.len().saturating_mul(columns.len()) > assign::MAX_CELLS {
             return Err(TooLarge { rows: rows.len(), columns: columns.len() });
         }
-        let narrow =
-            |v: &[usize]| Arc::new(v.iter().map(|&i| u32::try_from(i).unwrap_or(u32::MAX)).collect::<Vec<_>>());
         let (needs_of, volunteers_of) = (narrow(&rows), narrow(&columns));
         Ok(Self {
             rows,
@@ -280,6 +321,21 @@ impl Problem {
             volunteers: volunteers.len(),
             needs_of,
             volunteers_of,
+        })
+    }
+
+    /// The same problem with one slot per volunteer, when some volunteer has more.
+    fn once(&self) -> Option<Self> {
+        let mut columns = self.columns.clone();
+        // A volunteer's slots are next to each other.
+        columns.dedup();
+        (columns.len() < self.columns.len()).then(|| Self {
+            rows: self.rows.clone(),
+            volunteers_of: narrow(&columns),
+            columns,
+            pair_cost: self.pair_cost.clone(),
+            volunteers: self.volunteers,
+            needs_of: self.needs_of.clone(),
         })
     }
 
@@ -321,6 +377,11 @@ impl Problem {
             }
         })
     }
+}
+
+/// Indices as the matrix of pairs keeps them.
+fn narrow(indices: &[usize]) -> Arc<Vec<u32>> {
+    Arc::new(indices.iter().map(|&i| u32::try_from(i).unwrap_or(u32::MAX)).collect())
 }
 
 /// The matrix [`plan`] first solves for `needs` and `volunteers`, with every cell kept: what a
@@ -589,6 +650,31 @@ mod tests {
         }
         // The twenty nearest, as the places are alike.
         assert!(p.best.pairings.iter().all(|x| x.volunteer < 20), "{p:?}");
+    }
+
+    #[test]
+    fn the_plan_proposed_is_the_better_of_each_volunteer_once_first_and_every_slot_at_once() {
+        // On a line east–west: need X at 0 km, need Y 3 km east; volunteer A (two slots) 1 km
+        // east, B 1.2 km west. Costs follow distance alone.
+        let east = |km: f64| (35.55, 106.66 + km / 90.57);
+        let (a, b) = (0, 1);
+        let volunteers = [
+            Offer { volunteer: Volunteer { home: Some(east(1.0)), ..volunteer(0.0, 40.0) }, slots: 2 },
+            Offer { volunteer: Volunteer { home: Some(east(-1.2)), ..volunteer(0.0, 40.0) }, slots: 2 },
+        ];
+        let at_place = |window: (&str, &str), km: f64| Open {
+            need: Need { place: Some(east(km)), ..need(window.0, window.1) },
+            places: 1,
+        };
+        let who = |p: &Plan| p.best.pairings.iter().map(|x| (x.need, x.volunteer)).collect::<Vec<_>>();
+        // At the same hour: every slot at once gives A both (3 km), settling keeps A on X and bars
+        // Y to them, and B walks 4.2 km to Y (5.2 km). Each volunteer once: A on Y, B on X (3.2).
+        let crowded = planned(&[at_place(MORNING, 0.0), at_place(MORNING, 3.0)], &volunteers);
+        assert_eq!(who(&crowded), vec![(0, b), (1, a)], "{crowded:?}");
+        // At different hours A takes both (3 km), which each volunteer once cannot do.
+        let spread = planned(&[at_place(MORNING, 0.0), at_place(AFTERNOON, 3.0)], &volunteers);
+        assert_eq!(who(&spread), vec![(0, a), (1, a)], "{spread:?}");
+        assert!(spread.best.total < crowded.best.total);
     }
 
     #[test]
