@@ -422,10 +422,21 @@ fn pair_costs(needs: &[Open<'_>], volunteers: &[Offer<'_>], weights: &Weights, z
     std::thread::scope(|scope| {
         for (needs, out) in prepared.chunks(band).zip(costs.chunks_mut(band * volunteers.len())) {
             scope.spawn(move || {
-                for (n, row) in needs.iter().zip(out.chunks_mut(fits.len())) {
-                    for (fit, cell) in fits.iter().zip(row) {
+                // The needs of one window one after another, so each volunteer's minutes free
+                // in it are worked out once for all of them (a weekend's activities share a few
+                // windows).
+                let mut rows: Vec<_> = needs.iter().zip(out.chunks_mut(fits.len())).collect();
+                rows.sort_by(|a, b| a.0.window().cmp(b.0.window()));
+                let (mut free, mut window) = (Vec::with_capacity(fits.len()), None);
+                for (n, row) in rows {
+                    if window != Some(n.window()) {
+                        free.clear();
+                        free.extend(fits.iter().map(|fit| matcher.free_minutes(fit, n)));
+                        window = Some(n.window());
+                    }
+                    for ((fit, cell), &free) in fits.iter().zip(row).zip(&free) {
                         if matcher.eligible(fit, n) {
-                            let cost = assign::cost_of(matcher.total(fit, n));
+                            let cost = assign::cost_of(matcher.total_with(fit, n, || free));
                             *cell = u16::try_from(cost).unwrap_or(NOT_ALLOWED - 1);
                         }
                     }
@@ -549,6 +560,7 @@ fn finish(mut pairings: Vec<Pairing>, places: usize) -> Settled {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::matching::WeeklyRange;
     use crate::matching::tests::{at, zone};
 
     fn need(start: &str, end: &str) -> Need<'static> {
@@ -602,6 +614,37 @@ mod tests {
         }
         assert_eq!(assign::optimal(&pairs), assign::optimal(&dense));
         assert_eq!(assign::greedy(&pairs), assign::greedy(&dense));
+    }
+
+    #[test]
+    fn each_pair_costs_what_its_score_says_whatever_the_order_of_the_windows() {
+        // Needs of three windows, in no order; volunteers free at some of them.
+        let windows = [MORNING, AFTERNOON, LATE_MORNING, MORNING, AFTERNOON, MORNING];
+        let needs: Vec<Open<'_>> = windows.iter().map(|w| Open { need: need(w.0, w.1), places: 1 }).collect();
+        let free = [
+            vec![WeeklyRange { weekday: 6, start_minute: 9 * 60, end_minute: 11 * 60 }],
+            vec![WeeklyRange { weekday: 6, start_minute: 14 * 60, end_minute: 15 * 60 }],
+            vec![],
+            vec![
+                WeeklyRange { weekday: 6, start_minute: 10 * 60, end_minute: 12 * 60 },
+                WeeklyRange { weekday: 6, start_minute: 15 * 60, end_minute: 16 * 60 },
+            ],
+        ];
+        let volunteers: Vec<Offer<'_>> = free
+            .iter()
+            .map(|f| Offer { volunteer: Volunteer { availability: f, ..volunteer(0.0, 40.0) }, slots: 1 })
+            .collect();
+        let problem = Problem::new(&needs, &volunteers, &Weights::default(), zone()).expect("small");
+        let matcher = matching::Matcher::new(&Weights::default(), zone(), needs.iter().map(|n| &n.need));
+        let mut costs = HashSet::new();
+        for (i, n) in needs.iter().enumerate() {
+            for (j, v) in volunteers.iter().enumerate() {
+                let expected = assign::cost_of(matcher.total(&matcher.volunteer(v.volunteer), &matcher.need(n.need)));
+                assert_eq!(problem.cost(i, j), Some(expected), "need {i}, volunteer {j}");
+                costs.insert(expected);
+            }
+        }
+        assert!(costs.len() >= 3, "the windows tell the volunteers apart: {costs:?}");
     }
 
     #[test]
