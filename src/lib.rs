@@ -22,8 +22,13 @@ use civic_kit::tasks::Tasks;
 
 /// Every service of civic. A new service is its crate and one line here
 /// (`docs/adding-a-service.md`).
-pub static MODULES: &[&dyn Module] =
-    &[&civic_catalogue::MODULE, &civic_grid::MODULE, &civic_issues::MODULE, &civic_volunteer::MODULE];
+pub static MODULES: &[&dyn Module] = &[
+    &civic_catalogue::MODULE,
+    &civic_grid::MODULE,
+    &civic_issues::MODULE,
+    &civic_volunteer::MODULE,
+    &civic_assessment::MODULE,
+];
 
 /// The names of the registered services.
 pub fn service_names(modules: &[&dyn Module]) -> Vec<&'static str> {

@@ -155,7 +155,8 @@ fn request_beyond(input: &MessageDescriptor, bound: &Bound, pool: &DescriptorPoo
                 (Some(n), _, Kind::Message(inner)) => {
                     Value::List(vec![Value::Message(within(inner, pool)); n as usize + 1])
                 }
-                (Some(n), _, _) => Value::List(vec![Value::String("x".into()); n as usize + 1]),
+                (Some(n), _, Kind::String) => Value::List(vec![Value::String("x".into()); n as usize + 1]),
+                (Some(n), _, kind) => Value::List(vec![Value::default_value(&kind); n as usize + 1]),
                 (None, Some(n), Kind::Bytes) => Value::Bytes(vec![0u8; n as usize + 1].into()),
                 (None, Some(n), _) => {
                     let text = Value::String("长".repeat(n as usize + 1));

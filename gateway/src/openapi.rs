@@ -45,6 +45,22 @@ const USER_TYPE: &str = "civic.local/User";
 const USER_PATTERN: &str = "^users/[^/\\s\\u0000-\\u001F\\u007F]{1,256}$";
 const ID_PATTERN: &str = "^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$";
 
+/// A month segment, `YYYY-MM` (`streets/{street}/months/{month}`).
+const MONTH_PATTERN: &str = "^[0-9]{4}-(0[1-9]|1[0-2])$";
+/// A segment that is a user's subject rather than a resource id (a review is named by its
+/// worker: `…/reviews/{user}`).
+const SUBJECT_PATTERN: &str = "^[^/\\s\\u0000-\\u001F\\u007F]{1,256}$";
+
+/// The schema of a path parameter named after its collection: a resource id, but for the
+/// segments that are not ids — a month, a worker's subject.
+fn segment(parameter: &str) -> Value {
+    match parameter {
+        "month" => json!({"type": "string", "pattern": MONTH_PATTERN, "maxLength": 7}),
+        "review" => json!({"type": "string", "pattern": SUBJECT_PATTERN, "maxLength": 256}),
+        _ => json!({"type": "string", "pattern": ID_PATTERN, "maxLength": 63}),
+    }
+}
+
 /// The document for `routes`.
 pub(crate) fn document(routes: &[Route], pool: &DescriptorPool) -> Value {
     let mut schemas = Schemas { pool: pool.clone(), done: BTreeMap::new() };
@@ -62,17 +78,8 @@ pub(crate) fn document(routes: &[Route], pool: &DescriptorPool) -> Value {
         *seen += 1;
         let operation_id = if *seen == 1 { base } else { format!("{base}_{seen}") };
 
-        let mut parameters: Vec<Value> = params
-            .iter()
-            .map(|p| {
-                json!({
-                    "name": p,
-                    "in": "path",
-                    "required": true,
-                    "schema": {"type": "string", "pattern": ID_PATTERN, "maxLength": 63},
-                })
-            })
-            .collect();
+        let mut parameters: Vec<Value> =
+            params.iter().map(|p| json!({"name": p, "in": "path", "required": true, "schema": segment(p)})).collect();
         let bound: Vec<&str> = variables.iter().map(|(field, _)| field.split('.').next().unwrap_or(field)).collect();
         let input = rpc.input();
         let mut request_body = None;

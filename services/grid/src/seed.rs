@@ -12,7 +12,7 @@ use civic_kit::time;
 use civic_kit::write::Change;
 
 use crate::Grids;
-use crate::api::{grid_changed, place_households};
+use crate::api::{grid_assigned, grid_changed, household_changed, place_households};
 use crate::domain::Place;
 use crate::domain::{CommunityName, GridName, HouseholdName, ResidentName};
 use crate::geometry::{Boundary, tiling};
@@ -110,6 +110,7 @@ impl Grids {
                     for grid in &grids {
                         store::insert_grid(change.tx(), grid).await?;
                         change.emit(&grid.name.to_string(), &grid_changed(grid)).await?;
+                        change.emit(&grid.name.to_string(), &grid_assigned(grid)).await?;
                     }
                     let now_text = time::to_text(now);
                     for (k, station) in stations.iter().enumerate() {
@@ -119,7 +120,7 @@ impl Grids {
                     }
                     if let Some(first) = grids.first() {
                         let everywhere = [-180.0, -90.0, 180.0, 90.0];
-                        place_households(change.tx(), &first.name, everywhere, &time::to_text(now)).await?;
+                        place_households(change, &first.name, everywhere, &self.policy, now).await?;
                     }
                     Ok(pbjson_types::Empty {})
                 })
@@ -196,6 +197,9 @@ impl Grids {
                     let now_text = time::to_text(now);
                     for (household, people, visits) in &rows {
                         store::insert_household(change.tx(), household).await?;
+                        change
+                            .emit(&household.name.to_string(), &household_changed(household, &self.policy, now))
+                            .await?;
                         for person in people {
                             store::insert_resident(change.tx(), person).await?;
                         }

@@ -277,6 +277,7 @@ impl Grids {
                     if !h.tags.is_empty() {
                         c.emit(&h.name.to_string(), &super::tags_changed(h, now)).await?;
                     }
+                    c.emit(&h.name.to_string(), &super::household_changed(h, &self.policy, now)).await?;
                 }
                 for r in &plan.residents {
                     store::insert_resident(c.tx(), r).await?;

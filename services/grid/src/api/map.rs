@@ -1,6 +1,6 @@
 //! `civic.grid.v1.GridService`: communities, grids and LocateGrid.
 
-use chrono::{NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use civic_kit::auth::Role;
 use civic_kit::db::Tx;
 use civic_kit::error::{Error, Result, Violations};
@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 
 use super::{community_to_wire, denied, grid_to_wire, required};
 use crate::Grids;
-use crate::domain::{CommunityName, GridName, Place, parse_date, staff_phone};
+use crate::domain::{CommunityName, GridName, HouseholdName, Place, VisitPolicy, parse_date, staff_phone};
 use crate::geometry::Boundary;
 use crate::map::StreetMap;
 use crate::store::{self, AssignmentRecord, CommunityRecord, CoverRecord, GridRecord};
@@ -35,23 +35,46 @@ pub(crate) fn grid_changed(grid: &GridRecord) -> GridBoundaryChanged {
 /// Places again, inside the write that changed the street's grids, the households whose
 /// location lies in `bbox` or that were in `grid`: from the street's boundaries as the write
 /// left them. Returns how many moved.
-pub(crate) async fn place_households(tx: &mut Tx, grid: &GridName, bbox: [f64; 4], now: &str) -> Result<usize> {
+/// Each household moved is announced (`HouseholdChanged`).
+pub(crate) async fn place_households(
+    c: &mut Change,
+    grid: &GridName,
+    bbox: [f64; 4],
+    policy: &VisitPolicy,
+    now: DateTime<Utc>,
+) -> Result<usize> {
     let street = grid.street();
-    let candidates = store::households_to_relocate(tx, grid, bbox).await?;
+    let now_text = time::to_text(now);
+    let candidates = store::households_to_relocate(c.tx(), grid, bbox).await?;
     if candidates.is_empty() {
         return Ok(0);
     }
-    let boundaries = store::boundaries(&mut **tx, street).await?;
+    let boundaries = store::boundaries(&mut **c.tx(), street).await?;
     let map = StreetMap::build(boundaries);
     let mut moved = 0;
     for (household, longitude, latitude, community, grid_id) in candidates {
         let place = map.place(longitude, latitude);
         if place != (Place { community, grid: grid_id }) {
-            store::set_place(tx, street, &household, &place, now).await?;
+            store::set_place(c.tx(), street, &household, &place, &now_text).await?;
+            let name = HouseholdName::new(street.clone(), Id::parse("household", &household)?);
+            if let Some(h) = store::get_household(&mut **c.tx(), &name).await? {
+                c.emit(&name.to_string(), &super::household_changed(&h, policy, now)).await?;
+            }
             moved += 1;
         }
     }
     Ok(moved)
+}
+
+/// The event of a grid's workers as they now are.
+pub(crate) fn grid_assigned(grid: &GridRecord) -> GridAssigned {
+    GridAssigned {
+        grid: grid.name.to_string(),
+        community: grid.name.community().to_string(),
+        workers: grid.workers.iter().map(|w| w.worker.clone()).collect(),
+        version: grid.version,
+        event_time: Some(time::to_timestamp(grid.updated)),
+    }
 }
 
 fn union(a: [f64; 4], b: [f64; 4]) -> [f64; 4] {
@@ -489,9 +512,10 @@ impl GridService for Grids {
                 }
                 self.check_overlaps(c.tx(), &record.name, &boundary, bbox).await?;
                 store::insert_grid(c.tx(), &record).await?;
-                let moved = place_households(c.tx(), &record.name, bbox, &time::to_text(now)).await?;
+                let moved = place_households(c, &record.name, bbox, &self.policy, now).await?;
                 tracing::debug!(moved, "households placed in the new grid");
                 c.emit(&record.name.to_string(), &grid_changed(&record)).await?;
+                c.emit(&record.name.to_string(), &grid_assigned(&record)).await?;
                 Ok(grid_to_wire(&record))
             })
             .await?;
@@ -610,10 +634,12 @@ impl GridService for Grids {
                 }
                 store::save_grid(c.tx(), &grid, redrawn).await?;
                 if redrawn {
-                    let moved =
-                        place_households(c.tx(), &name, union(old_bbox, grid.bbox), &time::to_text(now)).await?;
+                    let moved = place_households(c, &name, union(old_bbox, grid.bbox), &self.policy, now).await?;
                     tracing::debug!(moved, "households placed again after a re-drawing");
                     c.emit(&name.to_string(), &grid_changed(&grid)).await?;
+                }
+                if staff.is_some() {
+                    c.emit(&name.to_string(), &grid_assigned(&grid)).await?;
                 }
                 Ok(grid_to_wire(&grid))
             })

@@ -20,7 +20,7 @@ use crate::Grids;
 use crate::domain::{Reach, local_date, token_reach};
 use crate::store::{self, CommunityRecord, GridRecord, HouseholdRecord};
 
-pub(crate) use map::{grid_changed, place_households};
+pub(crate) use map::{grid_assigned, grid_changed, place_households};
 pub(crate) use visits::recorded;
 
 impl Grids {
@@ -121,6 +121,25 @@ pub(crate) fn grid_to_wire(g: &GridRecord) -> Grid {
         etag: etag(g.version),
         create_time: Some(time::to_timestamp(g.created)),
         update_time: Some(time::to_timestamp(g.updated)),
+    }
+}
+
+/// The event of a household as the assessment counts it: its place, whether it is a key one and
+/// how often the policy asks it to be visited.
+pub(crate) fn household_changed(
+    h: &HouseholdRecord,
+    policy: &crate::domain::VisitPolicy,
+    now: chrono::DateTime<Utc>,
+) -> civic_proto::grid::HouseholdChanged {
+    let wire = household_to_wire(h);
+    civic_proto::grid::HouseholdChanged {
+        household: h.name.to_string(),
+        grid: wire.grid,
+        community: wire.community,
+        key: !h.tags.is_empty(),
+        visit_interval_days: i32::try_from(policy.interval(&h.tags).0).unwrap_or(i32::MAX),
+        version: h.version,
+        event_time: Some(time::to_timestamp(now)),
     }
 }
 

@@ -130,6 +130,7 @@ impl Grids {
         store::save_household(c.tx(), &h).await?;
         if changed {
             c.emit(&household.to_string(), &super::tags_changed(&h, now)).await?;
+            c.emit(&household.to_string(), &super::household_changed(&h, &self.policy, now)).await?;
         }
         Ok(())
     }
@@ -232,6 +233,7 @@ impl RosterService for Grids {
             .writer
             .write(&key, async |c: &mut Change| {
                 store::insert_household(c.tx(), &record).await?;
+                c.emit(&record.name.to_string(), &super::household_changed(&record, &self.policy, now)).await?;
                 Ok(household_to_wire(&record))
             })
             .await?;
@@ -363,6 +365,9 @@ impl RosterService for Grids {
                 h.version += 1;
                 h.updated = now;
                 store::save_household(c.tx(), &h).await?;
+                if location.is_some() {
+                    c.emit(&name.to_string(), &super::household_changed(&h, &self.policy, now)).await?;
+                }
                 Ok(household_to_wire(&h))
             })
             .await?;
