@@ -367,3 +367,157 @@ async fn a_workers_month_is_computed_from_events_explained_adjusted_and_approved
     assert!(body.contains("parent"), "{body}");
     app.stop().await;
 }
+
+/// A resident with an account in `household`.
+async fn resident_of(channel: Channel, household: &str, user: &str) {
+    use civic_proto::grid::roster_service_client::RosterServiceClient;
+    use civic_proto::grid::{CreateResidentRequest, Resident};
+    let resident = Resident { display_name: "王秀英".into(), user: format!("users/{user}"), ..Default::default() };
+    let request =
+        CreateResidentRequest { parent: household.into(), resident: Some(resident), request_id: String::new() };
+    RosterServiceClient::new(channel).create_resident(with_token(request, &admin())).await.expect("a resident");
+}
+
+#[tokio::test]
+async fn residents_and_reviewers_answer_once_and_results_show_only_from_enough_answers() {
+    let store = Store::fresh().await;
+    let mut config = test_config(&store);
+    config.set("assessment.recompute_every_seconds", 0);
+    config.set("assessment.min_survey_answers", 2);
+    let app = spawn_with(config, Target::All, civic::Options::default()).await;
+    let household = common::east_street(app.channel.clone()).await;
+    for user in ["res-1", "res-2", "res-3"] {
+        resident_of(app.channel.clone(), &household, user).await;
+    }
+    let mut client = AssessmentServiceClient::new(app.channel.clone());
+    let cadre = token_in("cadre-east", &[Role::Cadre], "zhongjie", "east");
+    let other_cadre = token_in("cadre-west", &[Role::Cadre], "zhongjie", "west");
+    let resident = |user: &str| token(user, &[Role::Resident], "zhongjie");
+    let month = month_of(Utc::now());
+    let g1 = format!("{STREET}/communities/east/grids/g1");
+    let satisfaction = Survey {
+        display_name: "网格服务满意度测评".into(),
+        kind: civic_proto::assessment::survey::Kind::Satisfaction as i32,
+        month: month.clone(),
+        community: format!("{STREET}/communities/east"),
+        questions: vec!["网格员上门走访及时吗？".into(), "反映的问题解决得好吗？".into()],
+        grids: vec![g1.clone()],
+        ..Default::default()
+    };
+    let create = |survey: Survey, id: &str| CreateSurveyRequest {
+        parent: STREET.into(),
+        survey: Some(survey),
+        survey_id: id.into(),
+        request_id: String::new(),
+    };
+
+    // A cadre opens surveys of their own community; bad ones are refused field by field.
+    let status = client.create_survey(with_token(create(satisfaction.clone(), "s-1"), &other_cadre)).await;
+    assert_eq!(code(status), Code::PermissionDenied);
+    let bad = Survey {
+        questions: vec![],
+        grids: vec![format!("{STREET}/communities/west/grids/w1")],
+        min_answers: 1,
+        ..satisfaction.clone()
+    };
+    let status = client.create_survey(with_token(create(bad, "s-1"), &cadre)).await.expect_err("bad");
+    assert_eq!(violations(&status), vec!["survey.questions", "survey.min_answers", "survey.grids[0]"]);
+    let survey =
+        client.create_survey(with_token(create(satisfaction, "s-1"), &cadre)).await.expect("open").into_inner();
+    assert_eq!((survey.min_answers, survey.state()), (2, civic_proto::assessment::survey::State::Open));
+
+    // Residents of g1 answer, once each; someone of another household may not.
+    let answer =
+        |ratings: Vec<i32>| AnswerSurveyRequest { name: survey.name.clone(), ratings, request_id: String::new() };
+    let seen = client.get_survey(with_token(GetSurveyRequest { name: survey.name.clone() }, &resident("res-1"))).await;
+    assert_eq!(seen.expect("a resident reads the questions").into_inner().questions.len(), 2);
+    client.answer_survey(with_token(answer(vec![5, 4]), &resident("res-1"))).await.expect("answer");
+    let status = client.answer_survey(with_token(answer(vec![1, 1]), &resident("res-1"))).await;
+    assert_eq!(code(status), Code::AlreadyExists, "once");
+    assert_eq!(
+        code(client.answer_survey(with_token(answer(vec![5]), &resident("res-2"))).await),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code(client.answer_survey(with_token(answer(vec![5, 6]), &resident("res-2"))).await),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code(client.answer_survey(with_token(answer(vec![3, 3]), &resident("res-9"))).await),
+        Code::PermissionDenied
+    );
+    assert_eq!(code(client.answer_survey(with_token(answer(vec![3, 3]), &cadre)).await), Code::PermissionDenied);
+
+    // One answer is fewer than the minimum: the results are withheld.
+    let reader = client.clone();
+    let results = |token: &str| {
+        let mut client = reader.clone();
+        let request = with_token(GetSurveyResultsRequest { name: survey.name.clone() }, token);
+        async move { client.get_survey_results(request).await.map(|r| r.into_inner()) }
+    };
+    let few = results(&cadre).await.expect("results");
+    assert_eq!((few.answer_count, few.shown, few.questions.len()), (1, false, 0));
+    assert_eq!(code(results(&resident("res-1")).await.map(tonic::Response::new)), Code::PermissionDenied);
+    assert_eq!(code(results(&other_cadre).await.map(tonic::Response::new)), Code::PermissionDenied);
+    client.answer_survey(with_token(answer(vec![3, 4]), &resident("res-2"))).await.expect("answer");
+    let shown = results(&cadre).await.expect("results");
+    assert!(shown.shown);
+    assert_eq!(shown.questions[0].counts, vec![0, 0, 1, 0, 1]);
+    assert_eq!((shown.questions[0].mean, shown.questions[1].mean, shown.mean), (4.0, 4.0, 4.0));
+
+    // Closed: no more answers; the month's review of g1's worker counts it.
+    let close = CloseSurveyRequest { name: survey.name.clone(), ..Default::default() };
+    let closed = client.close_survey(with_token(close, &cadre)).await.expect("close").into_inner();
+    assert_eq!(closed.state(), civic_proto::assessment::survey::State::Closed);
+    assert_eq!(
+        code(client.answer_survey(with_token(answer(vec![5, 5]), &resident("res-3"))).await),
+        Code::FailedPrecondition
+    );
+    let mut s = scheme(&month, 30.0);
+    s.weights[1].indicator = Indicator::SurveyRating as i32;
+    let request = CreateSchemeRequest {
+        parent: STREET.into(),
+        scheme: Some(s),
+        scheme_id: "s1".into(),
+        request_id: String::new(),
+    };
+    client.create_scheme(with_token(request, &admin())).await.expect("scheme");
+    let review = format!("{STREET}/months/{month}/reviews/gw-1");
+    let (_, review) = recompute_until(&mut client, &month, &review, |_| true).await;
+    let survey_part = review.indicators.iter().find(|i| i.indicator() == Indicator::SurveyRating).expect("surveys");
+    assert_eq!((survey_part.value, survey_part.points), (0.8, 24.0), "{}", survey_part.formula);
+
+    // A democratic review: its named reviewers answer, no one else.
+    let review_survey = Survey {
+        display_name: "网格员民主评议".into(),
+        kind: civic_proto::assessment::survey::Kind::DemocraticReview as i32,
+        month: month.clone(),
+        community: format!("{STREET}/communities/east"),
+        subject: "users/gw-1".into(),
+        questions: vec!["工作作风".into()],
+        reviewers: vec!["users/pm-1".into(), "users/pm-2".into()],
+        ..Default::default()
+    };
+    let dr = client.create_survey(with_token(create(review_survey, "dr-1"), &cadre)).await.expect("open").into_inner();
+    let answer = |ratings: Vec<i32>| AnswerSurveyRequest { name: dr.name.clone(), ratings, request_id: String::new() };
+    let member = |user: &str| token(user, &[Role::PartyVolunteer], "zhongjie");
+    client.answer_survey(with_token(answer(vec![4]), &member("pm-1"))).await.expect("a reviewer");
+    assert_eq!(code(client.answer_survey(with_token(answer(vec![4]), &member("pm-3"))).await), Code::PermissionDenied);
+    assert_eq!(
+        code(client.answer_survey(with_token(answer(vec![4]), &resident("res-1"))).await),
+        Code::PermissionDenied
+    );
+    let listed = client
+        .list_surveys(with_token(ListSurveysRequest { parent: STREET.into(), ..Default::default() }, &cadre))
+        .await
+        .expect("list")
+        .into_inner()
+        .surveys;
+    assert_eq!(
+        listed.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        vec![dr.name.as_str(), survey.name.as_str()]
+    );
+    let none = ListSurveysRequest { parent: STREET.into(), ..Default::default() };
+    assert!(client.list_surveys(with_token(none, &other_cadre)).await.expect("list").into_inner().surveys.is_empty());
+    app.stop().await;
+}

@@ -70,11 +70,31 @@ enum Call {
     GetMonthRates,
     AdjustReview,
     ApproveReview,
+    CreateSurvey,
+    GetSurvey,
+    ListSurveys,
+    AnswerSurvey,
+    CloseSurvey,
+    GetSurveyResults,
 }
 
 impl Call {
     fn rpc(self) -> String {
         format!("{self:?}")
+    }
+}
+
+/// A democratic review of gw-1 in community east, with the party volunteer as its reviewer.
+fn survey(month: &str) -> Survey {
+    Survey {
+        display_name: "民主评议".into(),
+        kind: civic_proto::assessment::survey::Kind::DemocraticReview as i32,
+        month: month.into(),
+        community: format!("{STREET}/communities/east"),
+        subject: "users/gw-1".into(),
+        questions: vec!["工作作风".into()],
+        reviewers: vec!["users/pv-1".into()],
+        ..Default::default()
     }
 }
 
@@ -117,6 +137,17 @@ impl World {
             .await
             .expect("recompute");
         format!("{month}/reviews/gw-1")
+    }
+
+    /// A new survey, opened by the admin.
+    async fn new_survey(&mut self) -> String {
+        let admin = self.admin();
+        let request = CreateSurveyRequest {
+            parent: STREET.into(),
+            survey: Some(survey(&self.month.format("%Y-%m").to_string())),
+            ..Default::default()
+        };
+        self.client.create_survey(with_token(request, &admin)).await.expect("a survey").into_inner().name
     }
 
     async fn code(&mut self, call: Call, caller: usize) -> Code {
@@ -162,6 +193,42 @@ impl World {
                     AdjustReviewRequest { name: review, points: 1.0, reason: "表扬".into(), ..Default::default() };
                 c.adjust_review(with_token(request, &token)).await.map(drop)
             }
+            Call::CreateSurvey => {
+                let request = CreateSurveyRequest {
+                    parent: STREET.into(),
+                    survey: Some(survey(&self.month.format("%Y-%m").to_string())),
+                    ..Default::default()
+                };
+                c.create_survey(with_token(request, &token)).await.map(drop)
+            }
+            Call::GetSurvey => c
+                .get_survey(with_token(GetSurveyRequest { name: format!("{STREET}/surveys/dr") }, &token))
+                .await
+                .map(drop),
+            Call::ListSurveys => c
+                .list_surveys(with_token(ListSurveysRequest { parent: STREET.into(), ..Default::default() }, &token))
+                .await
+                .map(drop),
+            Call::AnswerSurvey => {
+                let request = AnswerSurveyRequest {
+                    name: format!("{STREET}/surveys/dr"),
+                    ratings: vec![4],
+                    request_id: String::new(),
+                };
+                c.answer_survey(with_token(request, &token)).await.map(drop)
+            }
+            Call::CloseSurvey => {
+                let name = self.new_survey().await;
+                let c = &mut self.client;
+                c.close_survey(with_token(CloseSurveyRequest { name, ..Default::default() }, &token)).await.map(drop)
+            }
+            Call::GetSurveyResults => c
+                .get_survey_results(with_token(
+                    GetSurveyResultsRequest { name: format!("{STREET}/surveys/dr") },
+                    &token,
+                ))
+                .await
+                .map(drop),
             Call::ApproveReview => {
                 let name = self.fresh_review().await;
                 let c = &mut self.client;
@@ -195,6 +262,13 @@ async fn every_assessment_rpc_answers_each_caller_as_the_rules_say() {
         request_id: String::new(),
     };
     world.client.create_scheme(with_token(create, &admin)).await.expect("the scheme");
+    let dr = CreateSurveyRequest {
+        parent: STREET.into(),
+        survey: Some(survey(&month.format("%Y-%m").to_string())),
+        survey_id: "dr".into(),
+        request_id: String::new(),
+    };
+    world.client.create_survey(with_token(dr, &admin)).await.expect("the survey");
     // Both workers' reviews of the month, once the grids' assignments have come in as facts.
     let month_name = world.month_name(0);
     let ready = async {
@@ -230,6 +304,12 @@ async fn every_assessment_rpc_answers_each_caller_as_the_rules_say() {
         (Call::GetMonthRates, rate_readers),
         (Call::AdjustReview, east_reviewers),
         (Call::ApproveReview, east_reviewers),
+        (Call::CreateSurvey, east_reviewers),
+        (Call::GetSurvey, [UNAUTH, NO, NO, OK, NO, OK, OK, NO, NO, OK, NO, NO]),
+        (Call::ListSurveys, [UNAUTH, NO, NO, OK, OK, OK, OK, NO, NO, NO, NO, NO]),
+        (Call::AnswerSurvey, [UNAUTH, NO, NO, NO, NO, NO, NO, NO, NO, OK, NO, NO]),
+        (Call::CloseSurvey, east_reviewers),
+        (Call::GetSurveyResults, east_reviewers),
     ];
 
     // Every RPC the service declares has a row.
@@ -261,6 +341,22 @@ async fn every_assessment_rpc_answers_each_caller_as_the_rules_say() {
         let approve = ApproveReviewRequest { name: missing.clone(), ..Default::default() };
         let got = world.client.approve_review(with_token(approve, &token)).await;
         assert_eq!(got.map(drop).map_err(|s| s.code()).err().unwrap_or(OK), want, "approving it, {}", CALLERS[caller]);
+    }
+
+    // So is a survey that does not exist.
+    let missing = format!("{STREET}/surveys/none");
+    for (caller, want) in [(3, NO), (4, NO), (7, NO), (9, NO), (10, NO), (6, Code::NotFound)] {
+        let token = world.tokens[caller].clone();
+        let got = world.client.get_survey(with_token(GetSurveyRequest { name: missing.clone() }, &token)).await;
+        assert_eq!(
+            got.map(drop).map_err(|s| s.code()).err().unwrap_or(OK),
+            want,
+            "a missing survey, {}",
+            CALLERS[caller]
+        );
+        let close = CloseSurveyRequest { name: missing.clone(), ..Default::default() };
+        let got = world.client.close_survey(with_token(close, &token)).await;
+        assert_eq!(got.map(drop).map_err(|s| s.code()).err().unwrap_or(OK), want, "closing it, {}", CALLERS[caller]);
     }
 
     // Lists are scoped: each caller sees only what they reach.

@@ -385,6 +385,51 @@ impl AssessmentService for Assessment {
         Ok(Response::new(Assessment::get_month_rates(self, &caller, request.into_inner()).await?))
     }
 
+    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
+    async fn create_survey(&self, request: Request<CreateSurveyRequest>) -> Result<Response<Survey>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Assessment::create_survey(self, &caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn get_survey(&self, request: Request<GetSurveyRequest>) -> Result<Response<Survey>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Assessment::get_survey(self, &request, &caller).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent))]
+    async fn list_surveys(
+        &self,
+        request: Request<ListSurveysRequest>,
+    ) -> Result<Response<ListSurveysResponse>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Assessment::list_surveys(self, &caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn answer_survey(
+        &self,
+        request: Request<AnswerSurveyRequest>,
+    ) -> Result<Response<AnswerSurveyResponse>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Assessment::answer_survey(self, &request, &caller).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn close_survey(&self, request: Request<CloseSurveyRequest>) -> Result<Response<Survey>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Assessment::close_survey(self, &caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn get_survey_results(
+        &self,
+        request: Request<GetSurveyResultsRequest>,
+    ) -> Result<Response<SurveyResults>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(Assessment::survey_results(self, &caller, request.into_inner()).await?))
+    }
+
     #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
     async fn adjust_review(&self, request: Request<AdjustReviewRequest>) -> Result<Response<Review>, Status> {
         let caller = self.caller(&request)?;

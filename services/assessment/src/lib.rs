@@ -19,6 +19,7 @@ mod reviews;
 pub mod score;
 mod seed;
 mod store;
+mod surveys;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +49,7 @@ pub static MODULE: AssessmentModule = AssessmentModule;
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "facts from events", sql: include_str!("../migrations/0001_facts.sql") },
     Migration { version: 2, name: "schemes and reviews", sql: include_str!("../migrations/0002_reviews.sql") },
+    Migration { version: 3, name: "surveys", sql: include_str!("../migrations/0003_surveys.sql") },
 ];
 
 /// The assessment service's own settings, `[assessment]`.
@@ -61,11 +63,14 @@ pub struct Settings {
     /// scheme, in seconds (60 to 86400), so reviews follow the facts; 0 leaves it to
     /// RecomputeMonth.
     pub recompute_every_seconds: u64,
+    /// The fewest answers any survey's results are shown from (1 to 1000): a survey may ask for
+    /// more, never fewer, so that no answer can be picked out.
+    pub min_survey_answers: u32,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { review_window_days: 5, recompute_every_seconds: 600 }
+        Self { review_window_days: 5, recompute_every_seconds: 600, min_survey_answers: 5 }
     }
 }
 
@@ -80,6 +85,9 @@ impl Settings {
         }
         if self.recompute_every_seconds != 0 && !(60..=86_400).contains(&self.recompute_every_seconds) {
             return Err(bad("recompute_every_seconds", "must be 0 (off) or 60 to 86400"));
+        }
+        if !(1..=1000).contains(&self.min_survey_answers) {
+            return Err(bad("min_survey_answers", "must be 1 to 1000"));
         }
         Ok(self)
     }
@@ -113,15 +121,17 @@ impl Module for AssessmentModule {
         let settings = settings.check().map_err(civic_kit::Error::internal)?;
         // Subscribed before the process's relays start, so no event passes the consumer by.
         let subscription = parts.bus.subscribe(facts::CONSUMER, facts::TOPICS).await?;
-        let Parts { db, relay, auth, pages, calendar, shutdown, tasks, .. } = parts;
+        let Parts { db, relay, auth, pages, calendar, directory, shutdown, tasks, .. } = parts;
         let assessment = Assessment {
             writer: Writer::new(db.clone(), relay),
             auth,
             pages,
             calendar,
+            directory,
             settings: Arc::new(Rules {
                 review_window: chrono::Duration::days(i64::from(settings.review_window_days)),
                 recompute_every: Duration::from_secs(settings.recompute_every_seconds),
+                min_survey_answers: settings.min_survey_answers,
             }),
         };
         tasks.spawn("assessment.facts", facts::consume(db, subscription, shutdown.clone()));
@@ -136,6 +146,7 @@ impl Module for AssessmentModule {
 struct Rules {
     review_window: chrono::Duration,
     recompute_every: Duration,
+    min_survey_answers: u32,
 }
 
 /// The assessment service's state, shared by every request.
@@ -145,6 +156,7 @@ pub struct Assessment {
     auth: Verifier,
     pages: PageTokens,
     calendar: WorkCalendar,
+    directory: civic_kit::directory::Directory,
     settings: Arc<Rules>,
 }
 

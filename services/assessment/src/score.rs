@@ -237,6 +237,11 @@ pub struct Figures {
     pub needs_placed: u32,
     /// Volunteer minutes served in the worker's grids, confirmed in the month.
     pub volunteer_minutes: u64,
+    /// The ratings of the month's closed satisfaction surveys of the worker's grids (those shown),
+    /// and their sum.
+    pub survey_ratings: u32,
+    /// See `survey_ratings`.
+    pub survey_rating_sum: u32,
 }
 
 /// The computed part of a review.
@@ -293,6 +298,20 @@ fn measure(indicator: Indicator, f: &Figures) -> (Option<f64>, Vec<Input>, Strin
                 let mean = f64::from(f.rating_sum) / f64::from(f.ratings);
                 let value = round4(mean / 5.0);
                 (Some(value), inputs, format!("{} ÷ {} ratings ÷ 5 stars = {value}", f.rating_sum, f.ratings))
+            }
+        }
+        Indicator::SurveyRating => {
+            let inputs = vec![
+                input("survey ratings", f64::from(f.survey_ratings)),
+                input("sum of survey ratings", f64::from(f.survey_rating_sum)),
+            ];
+            if f.survey_ratings == 0 {
+                (None, inputs, "no survey closed".into())
+            } else {
+                let value = round4(f64::from(f.survey_rating_sum) / f64::from(f.survey_ratings) / 5.0);
+                let formula =
+                    format!("{} ÷ {} survey ratings ÷ 5 stars = {value}", f.survey_rating_sum, f.survey_ratings);
+                (Some(value), inputs, formula)
             }
         }
         Indicator::ResponseRate => rate(f.answered_on_time, f.issues, "answered on time", "issues taken"),

@@ -165,6 +165,17 @@ pub(crate) async fn month_figures(
     .map(|(w, missing, on_time)| (w, (missing, on_time)))
     .collect();
 
+    let surveys: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
+        "select g.community_id, g.grid_id, s.survey_id, s.rating_sum, s.rating_count
+         from surveys s join survey_grids g on g.street = s.street and g.survey_id = s.survey_id
+         where s.street = $1 and s.month = $2 and s.kind = 'SATISFACTION' and s.state = 'CLOSED'
+             and s.answer_count >= s.min_answers
+         order by s.survey_id",
+    )
+    .bind(street)
+    .bind(month.to_string())
+    .fetch_all(pool)
+    .await?;
     let raw = Raw {
         month,
         start,
@@ -179,6 +190,7 @@ pub(crate) async fn month_figures(
         served,
         placed,
         summaries,
+        surveys,
     };
     // Grouping a street's month (hundreds of thousands of rows) is work for a blocking thread.
     tokio::task::spawn_blocking(move || aggregate(raw)).await.map_err(Error::internal)
@@ -199,6 +211,8 @@ struct Raw {
     served: Vec<(String, String, i64)>,
     placed: HashMap<String, i64>,
     summaries: HashMap<String, (i64, i64)>,
+    /// Closed satisfaction surveys shown: `(community, grid, survey, rating sum, rating count)`.
+    surveys: Vec<(String, String, String, i64, i64)>,
 }
 
 /// Every worker's figures from a month's facts.
@@ -217,6 +231,7 @@ fn aggregate(raw: Raw) -> Vec<WorkerMonth> {
         served,
         placed,
         summaries,
+        surveys,
     } = raw;
     let mut grids_of: BTreeMap<String, Vec<GridKey>> = BTreeMap::new();
     let mut per_grid: HashMap<GridKey, GridFigures> = HashMap::new();
@@ -290,6 +305,15 @@ fn aggregate(raw: Raw) -> Vec<WorkerMonth> {
                 f.rating_sum += g.rating_sum;
                 f.escalations += g.escalations;
                 f.volunteer_minutes += g.volunteer_minutes;
+            }
+            // A survey of several of the worker's grids counts once.
+            let mut seen: Vec<&str> = Vec::new();
+            for (community, grid, survey, sum, n) in &surveys {
+                if grids.iter().any(|(c, g)| c == community && g == grid) && !seen.contains(&survey.as_str()) {
+                    seen.push(survey);
+                    f.survey_ratings += count(*n);
+                    f.survey_rating_sum += count(*sum);
+                }
             }
             f.needs_placed = placed.get(&worker).map_or(0, |n| count(*n));
             f.summary = summaries.get(&worker).map(|(missing, on_time)| (count(*missing).min(days), *on_time != 0));
