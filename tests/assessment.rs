@@ -352,6 +352,33 @@ async fn a_workers_month_is_computed_from_events_explained_adjusted_and_approved
     assert!(rates(&other_cadre).await.expect("another community's").communities.is_empty());
     assert_eq!(rates(&gw1).await.expect_err("a worker").code(), Code::PermissionDenied);
 
+    // The year-end evaluation: the year's months combined (this scheme says nothing of the
+    // year: the months alone), ranked in the community; a worker reads their own line.
+    let year: i32 = month[..4].parse().expect("a year");
+    let year_end = |token: &str, community: &str| {
+        let mut client = client.clone();
+        let request = with_token(GetYearEndRequest { parent: STREET.into(), year, community: community.into() }, token);
+        async move { client.get_year_end(request).await.map(|r| r.into_inner()) }
+    };
+    let e = year_end(&admin(), "").await.expect("year end");
+    let lines: Vec<(&str, f64, i32, i32, bool)> =
+        e.entries.iter().map(|x| (x.worker.as_str(), x.score, x.rank, x.approved_months, x.award)).collect();
+    assert_eq!(lines, vec![("users/gw-2", 95.0, 1, 0, false), ("users/gw-1", 92.0, 2, 1, false)]);
+    assert!(e.entries[1].explanation.contains("no democratic review shown"), "{}", e.entries[1].explanation);
+    let own = year_end(&gw1, "").await.expect("own");
+    assert_eq!(own.entries.iter().map(|x| x.worker.as_str()).collect::<Vec<_>>(), vec!["users/gw-1"]);
+    assert!(year_end(&other_cadre, "").await.expect("none").entries.is_empty());
+    let east = format!("{STREET}/communities/east");
+    assert_eq!(year_end(&other_cadre, &east).await.expect_err("not theirs").code(), Code::PermissionDenied);
+    let (status, csv) =
+        http(app.http_addr, "GET", &format!("/v1/{STREET}/yearEnd:export?year={year}"), &cadre, None).await;
+    assert_eq!(status, 200, "{csv}");
+    assert!(csv.contains("users/gw-1,streets/zhongjie/communities/east,1,1,92.00,,92.00,4,2,否"), "{csv}");
+    let (status, page) =
+        http(app.http_addr, "GET", &format!("/v1/{STREET}/yearEnd:export?year={year}&format=HTML"), &cadre, None).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("年度网格员考评") && page.contains("<td>users/gw-2</td>"), "{page}");
+
     // Over HTTP/JSON too.
     let path = format!("/v1/{review_name}");
     let (status, body) = http(app.http_addr, "GET", &path, &gw1, None).await;

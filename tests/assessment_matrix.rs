@@ -76,6 +76,8 @@ enum Call {
     AnswerSurvey,
     CloseSurvey,
     GetSurveyResults,
+    GetYearEnd,
+    ExportYearEnd,
 }
 
 impl Call {
@@ -229,6 +231,22 @@ impl World {
                 ))
                 .await
                 .map(drop),
+            Call::GetYearEnd => {
+                let request = GetYearEndRequest {
+                    parent: STREET.into(),
+                    year: chrono::Datelike::year(&self.month),
+                    community: String::new(),
+                };
+                c.get_year_end(with_token(request, &token)).await.map(drop)
+            }
+            Call::ExportYearEnd => {
+                let request = ExportYearEndRequest {
+                    parent: STREET.into(),
+                    year: chrono::Datelike::year(&self.month),
+                    ..Default::default()
+                };
+                c.export_year_end(with_token(request, &token)).await.map(drop)
+            }
             Call::ApproveReview => {
                 let name = self.fresh_review().await;
                 let c = &mut self.client;
@@ -310,6 +328,8 @@ async fn every_assessment_rpc_answers_each_caller_as_the_rules_say() {
         (Call::AnswerSurvey, [UNAUTH, NO, NO, NO, NO, NO, NO, NO, NO, OK, NO, NO]),
         (Call::CloseSurvey, east_reviewers),
         (Call::GetSurveyResults, east_reviewers),
+        (Call::GetYearEnd, review_readers),
+        (Call::ExportYearEnd, review_readers),
     ];
 
     // Every RPC the service declares has a row.

@@ -122,6 +122,7 @@ impl Assessment {
             star_thresholds: rules.thresholds.to_vec(),
             min_households: sent.min_households,
             min_issues: sent.min_issues,
+            year_end: sent.year_end,
             created_by: p.resource_name(),
             create_time: Some(time::to_timestamp(now)),
         };
@@ -230,7 +231,8 @@ impl Assessment {
         } else {
             let c = CommunityName::parse("community", &req.community)?;
             if c.street() != &street {
-                return Err(Error::invalid("community", "must be a community of the month's street"));
+                // Another street's community is not one the caller reaches here.
+                return Err(denied());
             }
             Some(c.id().to_string())
         };
@@ -278,6 +280,40 @@ impl Assessment {
         )
         .await?;
         Ok(MonthRates { name: req.name.clone(), street: only.is_none().then_some(whole), communities })
+    }
+
+    async fn year_end(&self, caller: &Caller, parent: &str, year: i32, community: &str) -> Result<YearEndEvaluation> {
+        let street = StreetId::parse_parent("parent", parent)?;
+        let (_, reach) = reach(caller, &street)?;
+        if !(2000..=2999).contains(&year) {
+            return Err(Error::invalid("year", "must be 2000 to 2999"));
+        }
+        let asked = if community.is_empty() {
+            None
+        } else {
+            let c = CommunityName::parse("community", community)?;
+            if c.street() != &street {
+                return Err(denied());
+            }
+            Some(c.id().to_string())
+        };
+        if let (Reach::Community(c), Some(a)) = (&reach, &asked)
+            && a != c
+        {
+            return Err(denied());
+        }
+        let pool = self.writer.db().reader();
+        let (scheme, rules, combine) = crate::yearend::scheme_of(pool, &street, year).await?;
+        let (reviews, democratic) = crate::yearend::gather(pool, &street, year).await?;
+        let mut evaluation = crate::yearend::evaluate(&street, year, &scheme, &rules, &combine, reviews, &democratic);
+        let community_of =
+            |e: &year_end_evaluation::Entry| e.community.rsplit('/').next().unwrap_or_default().to_owned();
+        evaluation.entries.retain(|e| match &reach {
+            Reach::Street => asked.as_ref().is_none_or(|a| *a == community_of(e)),
+            Reach::Community(c) => *c == community_of(e),
+            Reach::Own(w) => e.worker.strip_prefix("users/") == Some(w.as_str()),
+        });
+        Ok(evaluation)
     }
 
     async fn adjust_review(&self, caller: &Caller, req: AdjustReviewRequest) -> Result<Review> {
@@ -428,6 +464,27 @@ impl AssessmentService for Assessment {
     ) -> Result<Response<SurveyResults>, Status> {
         let caller = self.caller(&request)?;
         Ok(Response::new(Assessment::survey_results(self, &caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent, year = request.get_ref().year))]
+    async fn get_year_end(&self, request: Request<GetYearEndRequest>) -> Result<Response<YearEndEvaluation>, Status> {
+        let caller = self.caller(&request)?;
+        let req = request.get_ref();
+        Ok(Response::new(self.year_end(&caller, &req.parent, req.year, &req.community).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(parent = %request.get_ref().parent, year = request.get_ref().year))]
+    async fn export_year_end(
+        &self,
+        request: Request<ExportYearEndRequest>,
+    ) -> Result<Response<civic_proto::google::api::HttpBody>, Status> {
+        let caller = self.caller(&request)?;
+        let req = request.get_ref();
+        let evaluation = self.year_end(&caller, &req.parent, req.year, &req.community).await?;
+        Ok(Response::new(match req.format() {
+            export_year_end_request::Format::Html => crate::yearend::html(&evaluation),
+            _ => crate::yearend::csv(&evaluation),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]

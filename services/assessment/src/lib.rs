@@ -20,6 +20,7 @@ pub mod score;
 mod seed;
 mod store;
 mod surveys;
+mod yearend;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -177,6 +177,17 @@ impl Rules {
             }
             u32::try_from(n).unwrap_or(0)
         };
+        if let Some(y) = &s.year_end {
+            if !(y.months_weight > 0.0 && y.months_weight <= 100.0) {
+                v.add("scheme.year_end.months_weight", "must be greater than 0 and at most 100");
+            }
+            if !(0.0..=100.0).contains(&y.award_score) {
+                v.add("scheme.year_end.award_score", "must be 0 to 100");
+            }
+            if !(0..=12).contains(&y.award_months) {
+                v.add("scheme.year_end.award_months", "must be 0 to 12");
+            }
+        }
         let min_households = count("scheme.min_households", s.min_households, 100_000, &mut v);
         let min_issues = count("scheme.min_issues", s.min_issues, 10_000, &mut v);
         v.finish()?;

@@ -8,7 +8,7 @@ use civic_kit::idempotency::RequestKey;
 use civic_kit::names::StreetId;
 use civic_kit::time;
 use civic_proto::assessment::scheme::deduction::Kind;
-use civic_proto::assessment::scheme::{Deduction, Weight};
+use civic_proto::assessment::scheme::{Deduction, Weight, YearEnd};
 use civic_proto::assessment::{Indicator, Scheme};
 use tonic::Code;
 
@@ -48,6 +48,7 @@ pub(crate) fn demo_scheme(effective_month: Month) -> Scheme {
         star_thresholds: vec![60.0, 70.0, 80.0, 90.0, 95.0],
         min_households: 20,
         min_issues: 3,
+        year_end: Some(YearEnd { months_weight: 80.0, award_score: 90.0, award_months: 10 }),
         ..Default::default()
     }
 }

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod directory;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod fetch;
 pub mod filter;
 pub mod idempotency;

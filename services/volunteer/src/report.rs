@@ -129,53 +129,26 @@ impl Volunteers {
 
 /// The report as CSV (RFC 4180, with a byte-order mark so spreadsheets read it as UTF-8).
 pub fn csv(report: &ServiceReport) -> String {
-    let mut out = String::from("\u{feff}");
-    let line = |out: &mut String, cells: &[String]| {
-        let cells: Vec<String> = cells.iter().map(|c| cell(c)).collect();
-        out.push_str(&cells.join(","));
-        out.push_str("\r\n");
-    };
-    line(&mut out, &HEADER.map(str::to_owned));
-    for r in &report.rows {
+    let rows = report.rows.iter().map(|r| {
         let average = if r.ratings > 0 { format!("{:.1}", r.average_rating) } else { String::new() };
-        line(
-            &mut out,
-            &[
-                r.volunteer.clone(),
-                r.display_name.clone(),
-                r.employer.clone(),
-                r.registration_date.clone(),
-                r.community.clone(),
-                r.tasks.to_string(),
-                format!("{:.1}", r.minutes as f64 / 60.0),
-                r.ratings.to_string(),
-                average,
-            ],
-        );
-    }
-    out
-}
-
-/// One CSV cell: quoted when it holds a comma, quote or line break; text a spreadsheet would
-/// take for a formula (`=`, `+`, `-`, `@`, a tab or a carriage return first) is prefixed with `'`.
-fn cell(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_owned() };
-    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
+        vec![
+            r.volunteer.clone(),
+            r.display_name.clone(),
+            r.employer.clone(),
+            r.registration_date.clone(),
+            r.community.clone(),
+            r.tasks.to_string(),
+            format!("{:.1}", r.minutes as f64 / 60.0),
+            r.ratings.to_string(),
+            average,
+        ]
+    });
+    civic_kit::export::csv(&HEADER, rows)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cells_are_quoted_and_formulas_defused() {
-        assert_eq!(cell("平凉市税务局"), "平凉市税务局");
-        assert_eq!(cell("a,b"), "\"a,b\"");
-        assert_eq!(cell("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
-        assert_eq!(cell("-1"), "'-1");
-        assert_eq!(cell("@x"), "'@x");
-    }
 
     #[test]
     fn the_file_has_a_header_and_a_row_per_member() {
