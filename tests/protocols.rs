@@ -1093,3 +1093,108 @@ async fn volunteer_rpcs_answer_the_same_over_grpc_grpc_web_and_http() {
     assert_eq!((best[0].volunteer.as_str(), best[0].reasons.len()), ("streets/zhongjie/volunteers/v-p", 5));
     app.stop().await;
 }
+
+/// The assessment service three ways: a scheme created, a month recomputed, a review read,
+/// adjusted and refused — the same answers over gRPC, gRPC-Web and HTTP/JSON.
+#[tokio::test]
+async fn assessment_rpcs_answer_the_same_over_grpc_grpc_web_and_http() {
+    use civic_proto::assessment::scheme::Weight;
+    use civic_proto::assessment::*;
+    let (app, _store) = spawn_app().await;
+    let ways = Ways::new(&app);
+    common::east_street(app.channel.clone()).await;
+    let admin = token("admin", &[Role::Admin], "zhongjie");
+    let cadre = common::token_in("cadre-e", &[Role::Cadre], "zhongjie", "east");
+    let month = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("offset"))
+        .format("%Y-%m")
+        .to_string();
+    const SERVICE: &str = "civic.assessment.v1.AssessmentService";
+
+    let mut schemes = Vec::new();
+    for (n, via) in VIAS.into_iter().enumerate() {
+        let scheme = Scheme {
+            display_name: "考核办法".into(),
+            effective_month: month.clone(),
+            weights: vec![Weight { indicator: Indicator::HouseholdCoverage as i32, weight: 100.0, target: 0.0 }],
+            star_thresholds: vec![60.0, 70.0, 80.0, 90.0, 95.0],
+            ..Default::default()
+        };
+        let id = format!("s-{n}");
+        let rule = post(format!("/v1/{STREET}/schemes?schemeId={id}"), serde_json::to_value(&scheme).expect("JSON"));
+        let request = CreateSchemeRequest {
+            parent: STREET.into(),
+            scheme: Some(scheme),
+            scheme_id: id,
+            request_id: String::new(),
+        };
+        let answer: Scheme = ways
+            .call(via, "/civic.assessment.v1.AssessmentService/CreateScheme", request, rule, &admin)
+            .await
+            .expect("scheme");
+        schemes.push(answer);
+    }
+    same_content("CreateScheme", &schemes);
+
+    // The month, once gw-1's grid has come in as a fact; then computed the same way thrice.
+    let month_name = format!("{STREET}/months/{month}");
+    let review = format!("{month_name}/reviews/gw-1");
+    let mut client = assessment_service_client::AssessmentServiceClient::new(app.channel.clone());
+    let ready = async {
+        loop {
+            let request = RecomputeMonthRequest { name: month_name.clone(), request_id: String::new() };
+            client.recompute_month(with_token(request, &admin)).await.expect("recompute");
+            if client.get_review(with_token(GetReviewRequest { name: review.clone() }, &admin)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), ready).await.expect("the review within 30 s");
+    let mut recomputed = Vec::new();
+    let mut read = Vec::new();
+    for via in VIAS {
+        let rule = post(format!("/v1/{month_name}:recompute"), serde_json::json!({}));
+        let request = RecomputeMonthRequest { name: month_name.clone(), request_id: String::new() };
+        let answer: RecomputeMonthResponse = ways
+            .call(via, "/civic.assessment.v1.AssessmentService/RecomputeMonth", request, rule, &admin)
+            .await
+            .expect("recompute");
+        recomputed.push(answer);
+        let rule = get(format!("/v1/{review}"));
+        let answer: Review = ways
+            .call(
+                via,
+                "/civic.assessment.v1.AssessmentService/GetReview",
+                GetReviewRequest { name: review.clone() },
+                rule,
+                &cadre,
+            )
+            .await
+            .expect("review");
+        read.push(answer);
+        // The same refusal of an adjustment without a reason, every way.
+        let rule = post(format!("/v1/{review}:adjust"), serde_json::json!({"points": 2}));
+        let request = AdjustReviewRequest { name: review.clone(), points: 2.0, ..Default::default() };
+        let refused: Result<Review, Code> =
+            ways.call(via, "/civic.assessment.v1.AssessmentService/AdjustReview", request, rule, &cadre).await;
+        assert_eq!(refused.expect_err("no reason"), Code::InvalidArgument, "{via:?}");
+    }
+    identical("RecomputeMonth", &recomputed);
+    identical("GetReview", &read);
+    assert_eq!(recomputed[0].computed, 0, "nothing changed");
+    let adjusted: Vec<Review> = transition(
+        SERVICE,
+        &ways,
+        "AdjustReview",
+        "adjust",
+        &cadre,
+        [review.clone(), review.clone(), review.clone()],
+        |name| AdjustReviewRequest { name, points: 1.0, reason: "表扬".into(), ..Default::default() },
+    )
+    .await;
+    let scores: Vec<f64> = adjusted.iter().map(|r| r.score).collect();
+    // No visit yet: the computed score is 0, and each way's adjustment adds its point.
+    assert_eq!((read[0].computed_score, scores), (0.0, vec![1.0, 2.0, 3.0]));
+    app.stop().await;
+}

@@ -4,6 +4,7 @@
 //! — grpc.health.v1 `Check`, the cheapest call the server answers — so they compare across
 //! machines. See docs/performance.md.
 
+mod assessment;
 mod grid;
 mod issues;
 mod load;
@@ -36,6 +37,7 @@ const ALL_IN_ONE: &[&str] = &[
     "issue-create",
     "volunteer-recommend",
     "volunteer-assign",
+    "assessment-recompute",
 ];
 
 /// The scenarios, in the order `all` runs them: `desk-create` last, since the thousands of
@@ -50,6 +52,7 @@ const SCENARIOS: &[&str] = &[
     "issue-list",
     "volunteer-recommend",
     "volunteer-assign",
+    "assessment-recompute",
     "mixed",
     "grid-import",
     "desk-create",
@@ -60,7 +63,8 @@ const SCENARIOS: &[&str] = &[
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// A scenario (catalogue-get, catalogue-search, gateway-get, grid-index, grid-locate,
-    /// grid-due, issue-list, volunteer-recommend, volunteer-assign, grid-import, desk-create,
+    /// grid-due, issue-list, volunteer-recommend, volunteer-assign, assessment-recompute,
+    /// grid-import, desk-create,
     /// issue-create, mixed) or `all`.
     #[arg(long, default_value = "all")]
     scenario: String,
@@ -219,6 +223,11 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "volunteer-assign" => {
                 let sampler = Sampler::start(&target);
                 let (stats, extra) = volunteer::assign(&target, 5).await?;
+                (stats, sampler.stop(), extra)
+            }
+            "assessment-recompute" => {
+                let sampler = Sampler::start(&target);
+                let (stats, extra) = assessment::recompute(&target, 5).await?;
                 (stats, sampler.stop(), extra)
             }
             "issue-create" => {

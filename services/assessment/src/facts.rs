@@ -71,8 +71,9 @@ fn text(t: Option<pbjson_types::Timestamp>) -> String {
     time::from_timestamp(t.as_ref()).map(time::to_text).unwrap_or_default()
 }
 
-/// Applies one event to the facts.
-pub(crate) async fn apply(tx: &mut Tx, event: &Event) -> Result<()> {
+/// Applies one event to the facts, in `tx` (the consumer's transaction; the benchmark writes a
+/// month's facts through it too).
+pub async fn apply(tx: &mut Tx, event: &Event) -> Result<()> {
     let now = time::to_text(Utc::now());
     let skip = |why: &str| {
         tracing::warn!(event_id = %event.id, topic = %event.topic, why, "an event was passed by");

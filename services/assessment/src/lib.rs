@@ -14,7 +14,7 @@
 
 mod api;
 mod bulletin;
-mod facts;
+pub mod facts;
 mod reviews;
 pub mod score;
 mod seed;
@@ -51,6 +51,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "facts from events", sql: include_str!("../migrations/0001_facts.sql") },
     Migration { version: 2, name: "schemes and reviews", sql: include_str!("../migrations/0002_reviews.sql") },
     Migration { version: 3, name: "surveys", sql: include_str!("../migrations/0003_surveys.sql") },
+    Migration { version: 4, name: "visits by household", sql: include_str!("../migrations/0004_visit_index.sql") },
 ];
 
 /// The assessment service's own settings, `[assessment]`.

@@ -12,7 +12,6 @@ use civic_kit::time;
 use civic_proto::assessment::{Review, Scheme};
 use prost::Message;
 
-use crate::bulletin::issue_outcome;
 use crate::score::{Figures, Month, key_on_time};
 
 /// A grid: `(community id, grid id)`.
@@ -64,13 +63,15 @@ pub(crate) async fn month_figures(
     let (from, to, cutoff) = (time::to_text(start), time::to_text(end), time::to_text(end + grace));
     let street = street.as_str();
 
-    // The grids' workers at the month's end.
+    // The grids' workers at the month's end. "The latest version before the end" is a grouped
+    // subquery joined back on the whole key, not a correlated `max()`: with the latter, SQLite
+    // 3.51 may read each household's versions through the time index, a scan per household.
     let assigned: Vec<(String, String, String)> = sqlx::query_as(
-        "select a.community_id, a.grid_id, a.workers from assignment_facts a
-         where a.street = $1 and a.event_time < $2 and a.version = (
-             select max(b.version) from assignment_facts b
-             where b.street = a.street and b.community_id = a.community_id and b.grid_id = a.grid_id
-                 and b.event_time < $2)
+        "select a.community_id, a.grid_id, a.workers
+         from (select community_id, grid_id, max(version) as version from assignment_facts
+               where street = $1 and event_time < $2 group by community_id, grid_id) latest
+         join assignment_facts a on a.street = $1 and a.community_id = latest.community_id
+             and a.grid_id = latest.grid_id and a.version = latest.version
          order by a.community_id, a.grid_id",
     )
     .bind(street)
@@ -81,21 +82,38 @@ pub(crate) async fn month_figures(
         return Ok(Vec::new());
     }
 
-    // The households at the month's end, and the month's visits to each.
-    let households: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
-        "select h.household, h.community_id, h.grid_id, h.key_household, h.visit_interval_days
-         from household_facts h
-         where h.street = $1 and h.event_time < $2 and h.version = (
-             select max(g.version) from household_facts g
-             where g.street = h.street and g.household = h.household and g.event_time < $2)",
+    // The households at the month's end, by grid: how many, and how many were visited in the
+    // month (by anyone); then the key households one by one, with their visits' times, for the
+    // gaps between visits. Counted by the database; only key households' visits come back.
+    let households: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        "select h.community_id, h.grid_id, count(*),
+             cast(sum(case when exists (select 1 from visit_facts v where v.street = $1 and v.household = h.household
+                 and v.visit_time >= $3 and v.visit_time < $2) then 1 else 0 end) as bigint)
+         from (select household, max(version) as version from household_facts
+               where street = $1 and event_time < $2 group by household) latest
+         join household_facts h on h.street = $1 and h.household = latest.household and h.version = latest.version
+         group by h.community_id, h.grid_id",
+    )
+    .bind(street)
+    .bind(&to)
+    .bind(&from)
+    .fetch_all(pool)
+    .await?;
+    let key_households: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "select h.household, h.community_id, h.grid_id, h.visit_interval_days
+         from (select household, max(version) as version from household_facts
+               where street = $1 and event_time < $2 group by household) latest
+         join household_facts h on h.street = $1 and h.household = latest.household and h.version = latest.version
+         where h.key_household = 1",
     )
     .bind(street)
     .bind(&to)
     .fetch_all(pool)
     .await?;
-    let visits: Vec<(String, String)> = sqlx::query_as(
+    let key_visits: Vec<(String, String)> = sqlx::query_as(
         "select household, visit_time from visit_facts
          where street = $1 and visit_time >= $2 and visit_time < $3
+             and household in (select household from household_facts where street = $1 and key_household = 1)
          order by household, visit_time",
     )
     .bind(street)
@@ -103,14 +121,21 @@ pub(crate) async fn month_figures(
     .bind(&to)
     .fetch_all(pool)
     .await?;
-    // The month's issues, ratings and escalations.
-    let issues: Vec<(String, String, String, String, String, String)> = sqlx::query_as(
-        "select community_id, grid_id, response_due_time, resolution_due_time, acknowledge_time, resolve_time
-         from issue_facts where street = $1 and create_time >= $2 and create_time < $3",
+    // The month's issues by grid, ratings and escalations.
+    let issues: Vec<(String, String, i64, i64, i64, i64)> = sqlx::query_as(
+        "select community_id, grid_id, count(*),
+             cast(sum(case when acknowledge_time <> ''
+                 and (response_due_time = '' or acknowledge_time <= response_due_time) then 1 else 0 end) as bigint),
+             cast(sum(case when resolve_time <> '' and resolve_time < $4 then 1 else 0 end) as bigint),
+             cast(sum(case when resolve_time <> '' and resolve_time < $4
+                 and (resolution_due_time = '' or resolve_time <= resolution_due_time) then 1 else 0 end) as bigint)
+         from issue_facts where street = $1 and create_time >= $2 and create_time < $3
+         group by community_id, grid_id",
     )
     .bind(street)
     .bind(&from)
     .bind(&to)
+    .bind(&cutoff)
     .fetch_all(pool)
     .await?;
     let ratings: Vec<(String, String, i64, i64)> = sqlx::query_as(
@@ -180,10 +205,10 @@ pub(crate) async fn month_figures(
         month,
         start,
         end,
-        cutoff,
         assigned,
         households,
-        visits,
+        key_households,
+        key_visits,
         issues,
         ratings,
         escalations,
@@ -201,11 +226,15 @@ struct Raw {
     month: Month,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
-    cutoff: String,
     assigned: Vec<(String, String, String)>,
-    households: Vec<(String, String, String, i64, i64)>,
-    visits: Vec<(String, String)>,
-    issues: Vec<(String, String, String, String, String, String)>,
+    /// `(community, grid, households, visited)`.
+    households: Vec<(String, String, i64, i64)>,
+    /// `(household, community, grid, interval in days)`.
+    key_households: Vec<(String, String, String, i64)>,
+    /// `(household, visit time)` of key households, by household and time.
+    key_visits: Vec<(String, String)>,
+    /// `(community, grid, taken, answered on time, resolved, resolved on time)`.
+    issues: Vec<(String, String, i64, i64, i64, i64)>,
     ratings: Vec<(String, String, i64, i64)>,
     escalations: Vec<(String, String, i64)>,
     served: Vec<(String, String, i64)>,
@@ -221,10 +250,10 @@ fn aggregate(raw: Raw) -> Vec<WorkerMonth> {
         month,
         start,
         end,
-        cutoff,
         assigned,
         households,
-        visits,
+        key_households,
+        key_visits,
         issues,
         ratings,
         escalations,
@@ -242,31 +271,31 @@ fn aggregate(raw: Raw) -> Vec<WorkerMonth> {
         }
         per_grid.insert(key, GridFigures::default());
     }
+    for (community, grid, n, visited) in households {
+        if let Some(g) = per_grid.get_mut(&(community, grid)) {
+            g.households = count(n);
+            g.households_visited = count(visited);
+        }
+    }
     let mut visited: HashMap<&str, Vec<DateTime<Utc>>> = HashMap::new();
-    for (household, at) in &visits {
+    for (household, at) in &key_visits {
         if let Some(t) = time::from_text(at) {
             visited.entry(household.as_str()).or_default().push(t);
         }
     }
-    for (household, community, grid, key, interval) in households {
+    for (household, community, grid, interval) in key_households {
         let Some(g) = per_grid.get_mut(&(community, grid)) else { continue };
         let times = visited.get(household.as_str()).map(Vec::as_slice).unwrap_or_default();
-        g.households += 1;
-        g.households_visited += u32::from(!times.is_empty());
-        if key != 0 {
-            g.key_households += 1;
-            g.key_on_time += u32::from(key_on_time(start, end, interval, times));
-        }
+        g.key_households += 1;
+        g.key_on_time += u32::from(key_on_time(start, end, interval, times));
     }
-
-    for (community, grid, respond_by, resolve_by, answered, resolved) in issues {
-        let Some(g) = per_grid.get_mut(&(community, grid)) else { continue };
-        let (answered_on_time, resolved, resolved_on_time) =
-            issue_outcome(&respond_by, &resolve_by, &answered, &resolved, &cutoff);
-        g.issues += 1;
-        g.answered_on_time += u32::from(answered_on_time);
-        g.resolved += u32::from(resolved);
-        g.resolved_on_time += u32::from(resolved_on_time);
+    for (community, grid, n, answered, resolved, on_time) in issues {
+        if let Some(g) = per_grid.get_mut(&(community, grid)) {
+            g.issues = count(n);
+            g.answered_on_time = count(answered);
+            g.resolved = count(resolved);
+            g.resolved_on_time = count(on_time);
+        }
     }
     for (community, grid, n, sum) in ratings {
         if let Some(g) = per_grid.get_mut(&(community, grid)) {
