@@ -36,7 +36,7 @@ test-services: ## Run the same tests against PostgreSQL and NATS JetStream, all-
 	CIVIC_TEST_POSTGRES_URL='$(CIVIC_TEST_POSTGRES_URL)' CIVIC_TEST_NATS_URL='$(CIVIC_TEST_NATS_URL)' \
 		CIVIC_TEST_MODE=split $(CARGO) test --workspace
 
-# Nine `civic serve` processes (each service twice, a gateway) on PostgreSQL and NATS, a replica of
+# Eleven `civic serve` processes (each service twice, a gateway) on PostgreSQL and NATS, a replica of
 # each killed mid-run, one trace followed across them (tests/deployment.rs); ignored by `make test`.
 test-deployment: ## Run the whole split deployment as processes on PostgreSQL and NATS JetStream
 	CIVIC_TEST_POSTGRES_URL='$(CIVIC_TEST_POSTGRES_URL)' CIVIC_TEST_NATS_URL='$(CIVIC_TEST_NATS_URL)' \

@@ -12,7 +12,7 @@
 //! answer.
 //!
 //! It needs PostgreSQL and NATS (`CIVIC_TEST_POSTGRES_URL`, `CIVIC_TEST_NATS_URL`) and starts
-//! nine processes, so `cargo test` leaves it out (ignored) and `make test-deployment` runs it.
+//! eleven processes, so `cargo test` leaves it out (ignored) and `make test-deployment` runs it.
 
 mod common;
 
@@ -37,7 +37,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 const STREET: &str = "streets/zhongjie";
-const SERVICES: [&str; 4] = ["grid", "issues", "volunteer", "catalogue"];
+const SERVICES: [&str; 5] = ["grid", "issues", "volunteer", "assessment", "catalogue"];
 
 /// A span as the receiver keeps it: the process's `service.name`, its trace id (hex) and name.
 #[derive(Debug, Clone)]
@@ -292,7 +292,7 @@ async fn file(channel: Channel, n: usize, resident: &str) -> Issue {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "nine processes on PostgreSQL and NATS JetStream: `make test-deployment`"]
+#[ignore = "eleven processes on PostgreSQL and NATS JetStream: `make test-deployment`"]
 async fn the_split_deployment_serves_through_the_loss_of_a_replica_of_each_service_and_one_trace_crosses_it() {
     let postgres = civic_kit::testing::postgres_from_env()
         .await
