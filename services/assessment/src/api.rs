@@ -65,18 +65,28 @@ impl Reach {
 /// The user calling in `street` and what they reach: UNAUTHENTICATED without a token,
 /// PERMISSION_DENIED for another street's user, a service, or a role without reviews.
 fn reach<'c>(caller: &'c Caller, street: &StreetId) -> Result<(&'c Principal, Reach)> {
+    let (p, reviewer) = reviewer(caller, street)?;
+    match reviewer {
+        Some(reach) => Ok((p, reach)),
+        None if p.has_role(Role::GridWorker) => Ok((p, Reach::Own(p.subject.clone()))),
+        None => Err(Error::permission_denied("reviews are for the street's cadres and grid workers")),
+    }
+}
+
+/// The user calling in `street` and what they reach as a reviewer (an admin the street, a
+/// cadre their community or the street), `None` for anyone else of the street: UNAUTHENTICATED
+/// without a token, PERMISSION_DENIED for another street's user or a service.
+pub(crate) fn reviewer<'c>(caller: &'c Caller, street: &StreetId) -> Result<(&'c Principal, Option<Reach>)> {
     let p = caller.require()?;
     if !p.in_street(street.as_str()) {
         return Err(Error::permission_denied("not of this street"));
     }
     let reach = if p.has_role(Role::Admin) {
-        Reach::Street
+        Some(Reach::Street)
     } else if p.has_role(Role::Cadre) {
-        p.community.clone().map_or(Reach::Street, Reach::Community)
-    } else if p.has_role(Role::GridWorker) {
-        Reach::Own(p.subject.clone())
+        Some(p.community.clone().map_or(Reach::Street, Reach::Community))
     } else {
-        return Err(Error::permission_denied("reviews are for the street's cadres and grid workers"));
+        None
     };
     Ok((p, reach))
 }

@@ -188,17 +188,7 @@ impl Assessment {
     /// What the caller reaches of surveys in `street`: as a reviewer (street or community), or
     /// `None` for anyone else of the street (who may still answer).
     fn survey_reach(caller: &Caller, street: &StreetId) -> Result<Option<Reach>> {
-        let p = caller.require()?;
-        if !p.in_street(street.as_str()) {
-            return Err(Error::permission_denied("not of this street"));
-        }
-        Ok(if p.has_role(Role::Admin) {
-            Some(Reach::Street)
-        } else if p.has_role(Role::Cadre) {
-            Some(p.community.clone().map_or(Reach::Street, Reach::Community))
-        } else {
-            None
-        })
+        Ok(crate::api::reviewer(caller, street)?.1)
     }
 
     fn manages(reach: Option<&Reach>, community: &str) -> bool {
